@@ -1,0 +1,98 @@
+"""Generative AI in class — a Gradio demo suite for teaching LLMs and image models.
+
+Run ``python app.py`` (see ``--help``). This is also the Hugging Face Spaces entry point.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from engine.catalog import PROFILES, load_catalog
+from engine.hardware import detect, resolve_profile
+from engine.models import ModelManager
+from ui.context import AppContext
+from ui.i18n import I18N, build_i18n, set_forced_lang
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+TABS = (
+    ("tab.bvi", "base_vs_instruct"),
+    ("tab.tok", "tokenizers"),
+    ("tab.quant", "quantization"),
+    ("tab.tech", "techniques"),
+    ("tab.img", "images"),
+)
+
+PRESENTATION_JS = "(on) => { document.body.classList.toggle('presentation', !!on); return on; }"
+
+
+def load_css() -> str:
+    files = [ASSETS / "style.css"] + sorted(p for p in ASSETS.glob("*.css") if p.name != "style.css")
+    return "\n".join(p.read_text(encoding="utf-8") for p in files)
+
+
+def make_context(profile: str = "auto", settings: dict | None = None) -> AppContext:
+    hardware = detect()
+    resolved = resolve_profile(profile, hardware)
+    catalog = load_catalog(resolved)
+    budget = os.environ.get("GENAI_MEMORY_BUDGET_GB")
+    manager = ModelManager(catalog, hardware, budget_bytes=int(float(budget) * 1e9) if budget else None)
+    return AppContext(manager=manager, catalog=catalog, hardware=hardware, settings=dict(settings or {}))
+
+
+def build_app(ctx: AppContext) -> gr.Blocks:
+    import importlib
+
+    with gr.Blocks(title="Generative AI in class", fill_width=True) as demo:
+        with gr.Row(elem_classes="app-header"):
+            with gr.Column(scale=5):
+                gr.Markdown(I18N("app.title"), elem_id="app-title", elem_classes="app-title")
+                gr.Markdown(I18N("app.subtitle"))
+            with gr.Column(scale=1, min_width=160):
+                presentation = gr.Checkbox(False, label=I18N("app.presentation"), elem_id="presentation-toggle")
+        presentation.change(None, inputs=presentation, js=PRESENTATION_JS, api_name=False)
+        if ctx.catalog.noise:
+            gr.Markdown(I18N("app.noise_banner"), elem_id="noise-banner")
+        elif ctx.catalog.stand_in:
+            gr.Markdown(I18N("app.stand_in_banner"), elem_id="stand-in-banner")
+        with gr.Tabs():
+            for label_key, module_name in TABS:
+                with gr.Tab(I18N(label_key), id=module_name, elem_id=f"tab-{module_name}"):
+                    importlib.import_module(f"tabs.{module_name}").build(ctx)
+            with gr.Tab(I18N("tab.about"), id="about", elem_id="tab-about") as about_tab:
+                importlib.import_module("tabs.about").build(ctx, about_tab)
+    return demo
+
+
+def configure_queue(demo: gr.Blocks) -> gr.Blocks:
+    # GPU events set their own concurrency_id / limit; everything else is light (tokenizers, plans).
+    return demo.queue(default_concurrency_limit=8, max_size=256)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Generative AI in class — Gradio demo suite")
+    parser.add_argument("--host", default=None, help="interface to listen on (default 127.0.0.1; 0.0.0.0 for a LAN)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 7860)")
+    parser.add_argument("--share", action="store_true", help="create a public gradio.live link for a class")
+    parser.add_argument("--profile", choices=("auto",) + PROFILES, default=os.environ.get("GENAI_PROFILE", "auto"),
+                        help="model profile (default: auto, from the hardware)")
+    parser.add_argument("--lang", choices=("fr", "en"), default=os.environ.get("GENAI_LANG") or None,
+                        help="force the UI language (default: the browser's)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    set_forced_lang(args.lang)
+    ctx = make_context(args.profile, settings=vars(args))
+    demo = configure_queue(build_app(ctx))
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, i18n=build_i18n(),
+                css=load_css(), theme=gr.themes.Soft(), show_error=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Everything that is not UI: catalog, hardware, loading, generation, tokenizers, quantization, diffusion."""

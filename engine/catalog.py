@@ -1,0 +1,118 @@
+"""The model catalog (``assets/catalog.toml``): which Hub id plays which role, per profile."""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+CATALOG_PATH = Path(__file__).resolve().parent.parent / "assets" / "catalog.toml"
+PROFILES = ("cpu", "t4", "gpu", "zerogpu", "tiny")
+LLM_ROLES = ("base_llm", "instruct_llm", "quant_subject")
+IMAGE_ROLES = ("sdxl_turbo", "sdxl_base", "flux_schnell", "flux_dev")
+ROLES = LLM_ROLES + IMAGE_ROLES
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "nf4", "nf4-dq", "fp4")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to load: what it is, where it comes from and at which precision."""
+
+    role: str
+    kind: str  # causal_lm | sdxl | flux
+    id: str
+    precision: str = "fp32"
+    params_b: float | None = None
+    vae: str | None = None
+    transformer_precision: str | None = None
+    offload: bool = False
+    gated: bool = False
+    endpoint: str | None = None  # OpenAI-compatible server instead of a local model
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.id.startswith("tiny/")
+
+    @property
+    def key(self) -> str:
+        """Cache key of the loaded object: the same id at another precision is another model."""
+        return f"{self.kind}:{self.id}@{self.precision}" + (f"+{self.transformer_precision}" if self.transformer_precision else "")
+
+    def with_precision(self, precision: str) -> "ModelSpec":
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}")
+        return replace(self, precision=precision)
+
+    def with_id(self, model_id: str) -> "ModelSpec":
+        return replace(self, id=model_id.strip(), params_b=None if not model_id.startswith("tiny/") else self.params_b)
+
+
+@dataclass
+class Catalog:
+    profile: str
+    description: str
+    specs: dict[str, ModelSpec]
+    choices: dict[str, list[str]] = field(default_factory=dict)
+    stand_in: bool = False
+    noise: bool = False
+
+    def spec(self, role: str) -> ModelSpec:
+        return self.specs[role]
+
+    def llm_choices(self, role: str) -> list[str]:
+        """Ids offered in a picker for an LLM role: the profile's own first, then the extras."""
+        own = [self.specs[r].id for r in (role,)]
+        if self.profile == "tiny":
+            others = [self.specs[r].id for r in ("base_llm", "instruct_llm")]
+            return list(dict.fromkeys(own + others))
+        return list(dict.fromkeys(own + self.choices.get(role, [])))
+
+
+@lru_cache(maxsize=1)
+def _raw() -> dict:
+    with open(CATALOG_PATH, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def parse_override(value: str) -> tuple[str, str | None]:
+    """``"org/name@nf4"`` → (``"org/name"``, ``"nf4"``); the precision is optional."""
+    value = value.strip()
+    if "@" in value:
+        model_id, precision = value.rsplit("@", 1)
+        precision = precision.strip().lower()
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r} in {value!r} (use one of {', '.join(PRECISIONS)})")
+        return model_id.strip(), precision
+    return value, None
+
+
+def load_catalog(profile: str, env: dict[str, str] | None = None) -> Catalog:
+    """The catalog of one profile, with ``GENAI_<ROLE>`` environment overrides applied."""
+    env = dict(os.environ if env is None else env)
+    raw = _raw()
+    if profile not in raw["profiles"]:
+        raise ValueError(f"unknown profile {profile!r} (use one of {', '.join(PROFILES)})")
+    prof = raw["profiles"][profile]
+    specs: dict[str, ModelSpec] = {}
+    for role, meta in raw["roles"].items():
+        entry = dict(prof[role])
+        spec = ModelSpec(role=role, kind=meta["kind"], **entry)
+        override = env.get(f"GENAI_{role.upper()}")
+        if override:
+            model_id, precision = parse_override(override)
+            spec = spec.with_id(model_id)
+            if precision:
+                spec = spec.with_precision(precision)
+        endpoint = env.get(f"GENAI_{role.upper()}_ENDPOINT")
+        if endpoint and spec.kind == "causal_lm":
+            spec = replace(spec, endpoint=endpoint.strip())
+        specs[role] = spec
+    return Catalog(
+        profile=profile,
+        description=prof.get("description", ""),
+        specs=specs,
+        choices={k: list(v) for k, v in raw.get("choices", {}).items()},
+        stand_in=bool(prof.get("stand_in", False)),
+        noise=bool(prof.get("noise", False)),
+    )

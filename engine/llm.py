@@ -1,0 +1,165 @@
+"""A loaded causal LM with its tokenizer, and how to load one from the Hub or a tiny checkpoint."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from engine.catalog import ModelSpec
+from engine.errors import UserError
+
+ProgressFn = Callable[[float, str], None]
+
+
+@dataclass
+class PreparedPrompt:
+    """Exactly what a model receives: the rendered text (special tokens visible) and its ids."""
+
+    text: str
+    input_ids: list[int]
+    templated: bool = False
+    note: str | None = None  # e.g. "system prompt merged into the first user turn"
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.input_ids)
+
+
+@dataclass
+class LLMHandle:
+    spec: ModelSpec
+    model: Any
+    tokenizer: Any
+    device: str
+    load_seconds: float = 0.0
+    footprint_bytes: int = 0
+    extra: dict = field(default_factory=dict)  # per-engine state (compiled graphs, ...)
+
+    @property
+    def context_length(self) -> int:
+        cfg = self.model.config
+        return int(getattr(cfg, "max_position_embeddings", None) or 4096)
+
+    @property
+    def eos_ids(self) -> set[int]:
+        ids: set[int] = set()
+        for source in (self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id):
+            if source is None:
+                continue
+            ids.update(source if isinstance(source, (list, tuple)) else [source])
+        return ids
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def supports_system_role(self) -> bool:
+        if not self.has_chat_template:
+            return False
+        try:
+            self.tokenizer.apply_chat_template(
+                [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}], tokenize=False
+            )
+            return True
+        except Exception:  # noqa: BLE001 - templates raise their own exceptions
+            return False
+
+    def prepare_chat(self, messages: list[dict], system: str | None = None) -> PreparedPrompt:
+        """Apply the chat template. Without a system role (Mistral v0.1) the system text is merged
+        into the first user turn, and the prompt says so in ``note``."""
+        msgs = [dict(m) for m in messages]
+        note = None
+        if system and system.strip():
+            if self.supports_system_role():
+                msgs = [{"role": "system", "content": system.strip()}] + msgs
+            else:
+                first = next((m for m in msgs if m["role"] == "user"), None)
+                if first is not None:
+                    first["content"] = f"{system.strip()}\n\n{first['content']}"
+                note = "system_merged"
+        if not self.has_chat_template:
+            text = "\n".join(m["content"] for m in msgs)
+            return PreparedPrompt(text=text, input_ids=self._encode(text, add_special=True), templated=False, note="no_template")
+        text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        ids = self._encode(text, add_special=False)
+        return PreparedPrompt(text=text, input_ids=ids, templated=True, note=note)
+
+    def prepare_raw(self, text: str) -> PreparedPrompt:
+        """Plain continuation: the text as is, with the BOS token the tokenizer adds by itself."""
+        ids = self._encode(text, add_special=True)
+        shown = self.tokenizer.decode(ids, skip_special_tokens=False)
+        return PreparedPrompt(text=shown, input_ids=ids, templated=False)
+
+    def _encode(self, text: str, add_special: bool) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])
+
+    def check_length(self, prompt: PreparedPrompt, max_new_tokens: int) -> None:
+        limit = self.context_length
+        if prompt.n_tokens + max_new_tokens > limit:
+            raise UserError("err.prompt_too_long", tokens=prompt.n_tokens, model=self.spec.id,
+                            limit=limit - max_new_tokens)
+
+
+def torch_dtype(precision: str, device: str):
+    import torch
+
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    # quantized: the dtype of the unquantized modules and of the matmul compute
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def quantization_config(precision: str, device: str):
+    from transformers import BitsAndBytesConfig
+
+    if precision == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    if precision in ("nf4", "fp4", "nf4-dq"):
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="fp4" if precision == "fp4" else "nf4",
+            bnb_4bit_use_double_quant=precision == "nf4-dq",
+            bnb_4bit_compute_dtype=torch_dtype(precision, device),
+        )
+    return None
+
+
+def model_source(spec: ModelSpec) -> str:
+    if spec.is_tiny:
+        from engine.tiny import tiny_path
+
+        return str(tiny_path(spec.id))
+    return spec.id
+
+
+def load_causal_lm(spec: ModelSpec, device: str, progress: ProgressFn | None = None) -> LLMHandle:
+    """``from_pretrained`` with a Hub id (or a tiny local checkpoint), at the spec's precision."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = model_source(spec)
+    started = time.perf_counter()
+    if progress:
+        progress(0.1, "tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if progress:
+        progress(0.3, "weights")
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(spec.precision, device), "device_map": device}
+    qconfig = quantization_config(spec.precision, device)
+    if qconfig is not None:
+        kwargs["quantization_config"] = qconfig
+    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    handle = LLMHandle(spec=spec, model=model, tokenizer=tokenizer, device=device,
+                       load_seconds=time.perf_counter() - started,
+                       footprint_bytes=int(model.get_memory_footprint()))
+    if progress:
+        progress(1.0, "ready")
+    return handle

@@ -1,0 +1,83 @@
+"""Memory estimates made *before* loading: parameters × bytes per weight + overhead.
+
+bitsandbytes quantizes the ``nn.Linear`` layers of the decoder blocks; embeddings, norms and
+``lm_head`` stay in the compute dtype. On small models those dominate, so the two groups are
+counted separately (this is what makes the estimate match ``get_memory_footprint()``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Bytes per quantized weight, block scales included:
+#  int8 (LLM.int8): 1 byte + one fp32 scale per output row (negligible, added per row below)
+#  nf4/fp4: 0.5 byte + one fp32 absmax per block of 64 weights
+#  nf4-dq: 0.5 byte + one 8-bit absmax per 64 + one fp32 per 256 blocks
+BYTES_PER_WEIGHT: dict[str, float] = {
+    "fp32": 4.0,
+    "fp16": 2.0,
+    "bf16": 2.0,
+    "int8": 1.0,
+    "nf4": 0.5 + 4 / 64,
+    "fp4": 0.5 + 4 / 64,
+    "nf4-dq": 0.5 + 1 / 64 + 4 / (64 * 256),
+}
+QUANTIZED = {"int8", "nf4", "fp4", "nf4-dq"}
+GB = 1e9
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    quantizable: int  # weights of nn.Linear layers that bitsandbytes replaces
+    other: int  # embeddings, lm_head, norms, biases
+    linear_rows: int = 0  # output features of the quantizable layers (int8 keeps a scale per row)
+
+    @property
+    def total(self) -> int:
+        return self.quantizable + self.other
+
+
+def param_counts(config) -> ParamCounts:
+    """Count a causal LM's parameters from its config, without allocating weights."""
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config)
+    skip = set(getattr(model, "_keep_in_fp32_modules", None) or [])
+    quantizable = other = rows = 0
+    out_emb = model.get_output_embeddings()
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module is not out_emb and not any(s in name for s in skip):
+            quantizable += module.weight.numel()
+            rows += module.weight.shape[0]
+            if module.bias is not None:
+                other += module.bias.numel()
+    total = sum(p.numel() for p in model.parameters())
+    buffers = sum(b.numel() for b in model.buffers())
+    other = total - quantizable + buffers
+    return ParamCounts(quantizable=quantizable, other=other, linear_rows=rows)
+
+
+def dtype_bytes(precision: str) -> int:
+    return 4 if precision == "fp32" else 2
+
+
+def weight_bytes(counts: ParamCounts, precision: str, compute_bytes: int | None = None) -> int:
+    """Bytes of the weights at ``precision`` (unquantized modules kept at ``compute_bytes``)."""
+    if precision not in BYTES_PER_WEIGHT:
+        raise ValueError(f"unknown precision {precision!r}")
+    if precision not in QUANTIZED:
+        return int(counts.total * BYTES_PER_WEIGHT[precision])
+    compute = compute_bytes if compute_bytes is not None else 2
+    q = counts.quantizable * BYTES_PER_WEIGHT[precision]
+    if precision == "int8":
+        q += counts.linear_rows * 4
+    return int(q + counts.other * compute)
+
+
+def load_overhead(weights: int, device: str) -> int:
+    """Head-room for activations, the KV cache of a short chat and the CUDA context."""
+    if device == "cuda":
+        return int(weights * 0.10 + 0.8 * GB)
+    return int(weights * 0.10 + 0.2 * GB)

@@ -1,0 +1,131 @@
+"""Random-weight checkpoints built locally from real configs (the ``tiny`` profile).
+
+They are written with ``save_pretrained`` and read back with the same ``from_pretrained``
+code as the Hub models, so tests exercise the real loading path with no network. The LLM
+tokenizer is Mistral's real v1 SentencePiece model shipped inside ``mistral-common``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from filelock import FileLock
+
+TINY_PREFIX = "tiny/"
+
+
+def tiny_root() -> Path:
+    root = os.environ.get("GENAI_TINY_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "genai-class-demo", "tiny"
+    )
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def mistral_data_file(name: str) -> Path:
+    import mistral_common
+
+    return Path(mistral_common.__file__).resolve().parent / "data" / name
+
+
+def write_mistral_v1_tokenizer(folder: Path, chat_template: str | None, max_length: int = 2048) -> None:
+    """A transformers tokenizer folder around mistral-common's bundled v1 SentencePiece model."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(mistral_data_file("tokenizer.model.v1"), folder / "tokenizer.model")
+    config = {
+        "tokenizer_class": "LlamaTokenizer",
+        "legacy": False,
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "model_max_length": max_length,
+    }
+    if chat_template:
+        config["chat_template"] = chat_template
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
+    (folder / "special_tokens_map.json").write_text(
+        json.dumps({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"})
+    )
+
+
+def tiny_mistral_config():
+    from transformers import MistralConfig
+
+    return MistralConfig(
+        vocab_size=32000,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        sliding_window=None,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+
+
+def build_tiny_mistral(folder: Path, instruct: bool) -> None:
+    import torch
+    from transformers import MistralForCausalLM
+
+    from engine.chat_templates import MISTRAL_V1
+
+    torch.manual_seed(1 if instruct else 0)
+    model = MistralForCausalLM(tiny_mistral_config())
+    model.generation_config.bos_token_id = 1
+    model.generation_config.eos_token_id = 2
+    model.save_pretrained(folder)
+    write_mistral_v1_tokenizer(folder, MISTRAL_V1 if instruct else None)
+
+
+def _build_diffusion(kind: str):
+    def build(folder: Path) -> None:
+        from engine import tiny_diffusion
+
+        getattr(tiny_diffusion, f"build_tiny_{kind}")(folder)
+    return build
+
+
+def _builders():
+    return {
+        "tiny/mistral-base": lambda p: build_tiny_mistral(p, instruct=False),
+        "tiny/mistral-instruct": lambda p: build_tiny_mistral(p, instruct=True),
+        "tiny/sdxl": _build_diffusion("sdxl"),
+        "tiny/flux": _build_diffusion("flux"),
+    }
+
+
+def is_tiny(model_id: str) -> bool:
+    return model_id.startswith(TINY_PREFIX)
+
+
+def tiny_path(model_id: str) -> Path:
+    """The local folder of a tiny checkpoint, built on first use (process- and thread-safe)."""
+    builders = _builders()
+    if model_id not in builders:
+        from engine.errors import UserError
+
+        raise UserError("err.unknown_model", model=model_id)
+    root = tiny_root()
+    folder = root / model_id.removeprefix(TINY_PREFIX)
+    done = folder / ".complete"
+    if done.exists():
+        return folder
+    with FileLock(str(folder) + ".lock"):
+        if not done.exists():
+            if folder.exists():
+                shutil.rmtree(folder)
+            tmp = folder.with_name(folder.name + ".partial")
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            builders[model_id](tmp)
+            tmp.rename(folder)
+            done.touch()
+    return folder

@@ -1,0 +1,1 @@
+"""One module per tab: UI wiring only (the engine does the work)."""

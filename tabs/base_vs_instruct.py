@@ -1,0 +1,200 @@
+"""Base vs Instruct: one prompt, two models streamed side by side."""
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from engine.cards import CardContent, PaneResult, render_markdown, render_png
+from engine.compare import PaneState, compare_stream
+from ui.context import AppContext
+from ui.feedback import guard, warn
+from ui.i18n import I18N, request_lang, t
+from ui.token_probs import render_output
+from ui.widgets import model_picker, sampling_controls, spec_for, to_params
+
+PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets" / "base_vs_instruct.json"
+STREAM_INTERVAL_S = 0.05
+_stops: dict[str, threading.Event] = {}
+
+
+def load_presets() -> list[dict]:
+    return json.loads(PRESETS_PATH.read_text(encoding="utf-8"))["presets"]
+
+
+def preset_choices() -> list[tuple[str, str]]:
+    """Dropdown entries "FR · prompt…" / "EN · prompt…", value = the prompt itself."""
+    out = []
+    for p in load_presets():
+        for lang in ("fr", "en"):
+            text = p[lang]
+            label = f"{lang.upper()} · {text.splitlines()[0][:70]}"
+            out.append((label, text))
+    return out
+
+
+def _stop_for(request: gr.Request | None) -> threading.Event:
+    key = getattr(request, "session_hash", None) or "default"
+    event = threading.Event()
+    _stops[key] = event
+    return event
+
+
+def pane_header(title_key: str, model: str, lang: str) -> str:
+    return f"### {t(title_key, lang)}\n`{model}`"
+
+
+def pane_stats(state: PaneState, lang: str) -> str:
+    u = state.update
+    reason = t(f"bvi.reason_{u.stop_reason}", lang) if u.stop_reason else t("bvi.reason_running", lang)
+    ttft = f"{u.ttft_s:.2f} s" if u.ttft_s is not None else "…"
+    return t("bvi.stats", lang, ttft=ttft, tokens=u.n_tokens, tps=f"{u.tokens_per_s:.1f}", reason=reason)
+
+
+def pane_input_info(state: PaneState, lang: str) -> str:
+    info = t("bvi.input_tokens", lang, n=state.prompt.n_tokens)
+    if state.prompt.note == "system_merged":
+        info += " · " + t("bvi.system_merged", lang)
+    return info
+
+
+def settings_text(params) -> str:
+    if params.is_greedy:
+        mode = "greedy"
+    else:
+        mode = f"T={params.temperature:g}, top-p={params.top_p:g}, top-k={params.top_k}"
+    return f"{mode} · max {params.max_new_tokens} tokens · repetition penalty {params.repetition_penalty:g} · seed {params.seed}"
+
+
+def _outputs(panes: tuple[PaneState, PaneState], show_probs: bool, lang: str, meta: dict) -> tuple:
+    out: list = []
+    for state, key in zip(panes, ("bvi.base_title", "bvi.instruct_title")):
+        u = state.update
+        out += [
+            pane_header(key, state.model, lang),
+            state.prompt.text,
+            pane_input_info(state, lang),
+            render_output(u.text, u.tokens, show_probs, drop_last=u.stop_reason == "eos"),
+            pane_stats(state, lang),
+        ]
+    out.append({**meta, "base": panes[0].as_dict(), "instruct": panes[1].as_dict()})
+    return tuple(out)
+
+
+def build(ctx: AppContext) -> None:
+    tiny = ctx.catalog.profile == "tiny"
+    gr.Markdown(I18N("bvi.intro"))
+    with gr.Row():
+        with gr.Column(scale=3):
+            preset = gr.Dropdown(choices=preset_choices(), value=None, label=I18N("bvi.preset"),
+                                 elem_id="bvi-preset")
+            prompt = gr.Textbox("", lines=3, label=I18N("bvi.prompt"), placeholder=I18N("bvi.prompt_placeholder"),
+                                elem_id="bvi-prompt")
+            system = gr.Textbox("", lines=1, label=I18N("bvi.system"), placeholder=I18N("bvi.system_placeholder"),
+                                info=I18N("bvi.system_info"))
+        with gr.Column(scale=2):
+            base_model = model_picker(ctx, "base_llm", "bvi.base_model")
+            instruct_model = model_picker(ctx, "instruct_llm", "bvi.instruct_model")
+            template_on_base = gr.Checkbox(False, label=I18N("bvi.template_on_base"),
+                                           info=I18N("bvi.template_on_base_info"))
+            show_probs = gr.Checkbox(False, label=I18N("bvi.probs"), elem_id="bvi-probs")
+    sampling = sampling_controls(max_new_tokens=48 if tiny else 256)
+    with gr.Row():
+        run = gr.Button(I18N("bvi.generate"), variant="primary", elem_id="bvi-run")
+        stop = gr.Button(I18N("common.stop"), variant="stop", elem_id="bvi-stop")
+    panes_out: list = []
+    with gr.Row(equal_height=False, elem_id="bvi-panes"):
+        for side, title_key in (("base", "bvi.base_title"), ("instruct", "bvi.instruct_title")):
+            with gr.Column(elem_classes="bvi-pane", min_width=300):
+                header = gr.Markdown(f"### {side}", elem_id=f"bvi-{side}-header")
+                with gr.Accordion(I18N("bvi.sees"), open=False):
+                    sees = gr.Code(language=None, interactive=False, lines=3, elem_id=f"bvi-{side}-sees",
+                                   show_label=False, wrap_lines=True)
+                    sees_info = gr.Markdown(elem_id=f"bvi-{side}-sees-info")
+                output = gr.HTML(elem_id=f"bvi-{side}-output", elem_classes="bvi-output",
+                                 label=I18N("bvi.output"))
+                stats = gr.Markdown(elem_id=f"bvi-{side}-stats", elem_classes="bvi-stats")
+                panes_out += [header, sees, sees_info, output, stats]
+    gr.Markdown(I18N("bvi.legend"), elem_classes="bvi-legend")
+    with gr.Accordion(I18N("bvi.card"), open=False):
+        card_btn = gr.Button(I18N("bvi.card"), elem_id="bvi-card-btn")
+        with gr.Row():
+            card_png = gr.File(label=I18N("bvi.card_png"), elem_id="bvi-card-png")
+            card_md = gr.Code(language="markdown", label=I18N("bvi.card_md"), elem_id="bvi-card-md")
+    with gr.Accordion(I18N("bvi.raw"), open=False):
+        raw = gr.JSON(elem_id="bvi-raw", show_label=False)
+
+    preset.change(lambda text: text, inputs=preset, outputs=prompt, api_name=False, queue=False)
+
+    @ctx.gpu(duration_s=120)
+    @guard
+    def compare(prompt: str, system_prompt: str = "", base_model: str = "", instruct_model: str = "",
+                template_on_base: bool = False, show_probabilities: bool = False,
+                max_new_tokens: float = 128, temperature: float = 0.7, top_p: float = 0.95,
+                top_k: float = 50, repetition_penalty: float = 1.0, greedy: bool = False,
+                seed: float = 42, request: gr.Request = None, progress=gr.Progress()):
+        lang = request_lang(request)
+        if not (prompt or "").strip():
+            warn("err.empty_prompt", request)
+            return
+        params = to_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, greedy, seed)
+        stop_event = _stop_for(request)
+        last = 0.0
+        panes = None
+        meta = {"prompt": prompt, "settings": settings_text(params)}
+        for panes in compare_stream(
+            ctx.manager, spec_for(ctx, "base_llm", base_model), spec_for(ctx, "instruct_llm", instruct_model),
+            prompt, params, system=system_prompt or "", template_on_base=bool(template_on_base),
+            top_probs=5 if show_probabilities else 0, stop=stop_event,
+            progress=lambda frac, desc: progress(frac, desc=desc),
+        ):
+            now = time.perf_counter()
+            if now - last >= STREAM_INTERVAL_S:
+                last = now
+                yield _outputs(panes, bool(show_probabilities), lang, meta)
+        if panes is not None:
+            yield _outputs(panes, bool(show_probabilities), lang, meta)
+
+    def stop_generation(request: gr.Request):
+        event = _stops.get(getattr(request, "session_hash", None) or "default")
+        if event is not None:
+            event.set()
+
+    @guard
+    def comparison_card(result: dict | None, request: gr.Request = None):
+        lang = request_lang(request)
+        if not result or "base" not in result:
+            warn("bvi.no_result", request)
+            return None, ""
+        card = card_content(result, lang)
+        path = Path(tempfile.mkdtemp(prefix="card-")) / "base-vs-instruct.png"
+        render_png(card, path)
+        return str(path), render_markdown(card)
+
+    inputs = [prompt, system, base_model, instruct_model, template_on_base, show_probs] + sampling.inputs
+    run.click(compare, inputs=inputs, outputs=panes_out + [raw], api_name="compare",
+                          concurrency_id=ctx.concurrency_id("causal_lm"), concurrency_limit=4)
+    prompt.submit(compare, inputs=inputs, outputs=panes_out + [raw], api_name=False,
+                  concurrency_id=ctx.concurrency_id("causal_lm"), concurrency_limit=4)
+    stop.click(stop_generation, api_name="stop_compare", queue=False)
+    card_btn.click(comparison_card, inputs=raw, outputs=[card_png, card_md], api_name="comparison_card")
+
+
+def card_content(result: dict, lang: str = "en") -> CardContent:
+    base, instr = result["base"], result["instruct"]
+    settings = result.get("settings", "")
+
+    def stats(p: dict) -> str:
+        reason = t(f"bvi.reason_{p['stop_reason']}", lang) if p.get("stop_reason") else ""
+        return f"{p['tokens']} tokens · {p['tokens_per_s']} tok/s · {reason}"
+
+    return CardContent(
+        prompt=result.get("prompt", ""),
+        settings=settings,
+        panes=[PaneResult(t("bvi.base_title", lang), base["model"], base["output"], stats(base)),
+               PaneResult(t("bvi.instruct_title", lang), instr["model"], instr["output"], stats(instr))],
+    )

@@ -1,0 +1,101 @@
+"""Shared fixtures: tiny checkpoints built once per session, a model manager, the real app server."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# Tests never touch the Hub: every model they load is built locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """GENAI_TINY_DIR for the session: tiny checkpoints get built there on first use."""
+    path = Path(os.environ.get("GENAI_TEST_TINY_DIR") or tmp_path_factory.mktemp("tiny"))
+    os.environ["GENAI_TINY_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llms(tiny_dir) -> dict[str, Path]:
+    from engine.tiny import tiny_path
+
+    return {name: tiny_path(name) for name in ("tiny/mistral-base", "tiny/mistral-instruct")}
+
+
+@pytest.fixture(scope="session")
+def manager(tiny_llms):
+    from engine.catalog import load_catalog
+    from engine.hardware import detect
+    from engine.models import ModelManager
+
+    return ModelManager(load_catalog("tiny", env={}), detect())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer in {timeout} s")
+
+
+def start_app(tiny_dir: Path, *extra: str, env: dict | None = None) -> tuple[subprocess.Popen, str, Path]:
+    port = free_port()
+    log = tiny_dir.parent / f"app-{port}.log"
+    full_env = dict(os.environ, GENAI_TINY_DIR=str(tiny_dir), HF_HUB_OFFLINE="1", **(env or {}))
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--profile", "tiny", "--port", str(port), *extra],
+        cwd=ROOT, env=full_env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_http(url, proc)
+    except Exception:
+        proc.kill()
+        raise RuntimeError(f"app did not start; log:\n{log.read_text()[-4000:]}")
+    return proc, url, log
+
+
+@pytest.fixture(scope="session")
+def app_url(tiny_llms, tiny_dir):
+    """The real app (`python app.py --profile tiny`) served on a free port for the session."""
+    proc, url, _ = start_app(tiny_dir)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)

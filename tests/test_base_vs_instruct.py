@@ -1,0 +1,144 @@
+"""Base vs Instruct: the engine's side-by-side stream, the tab's handler outputs, the card, the API."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PIL import Image
+
+from engine.cards import CARD_SIZE
+from engine.compare import compare_stream
+from engine.errors import UserError
+from engine.generation import Decoder, SamplingParams, generate_many, stream
+
+
+@pytest.fixture(scope="module")
+def specs(manager):
+    return manager.catalog.spec("base_llm"), manager.catalog.spec("instruct_llm")
+
+
+def run(manager, specs, prompt="Qu'est-ce qu'un consultant ?", **kw):
+    params = kw.pop("params", SamplingParams(max_new_tokens=12, greedy=True))
+    return list(compare_stream(manager, *specs, prompt, params, **kw))
+
+
+def test_both_panes_produce_text_with_the_right_inputs(manager, specs):
+    states = run(manager, specs)
+    base, instr = states[-1]
+    assert base.update.text and instr.update.text
+    assert "[INST]" in instr.prompt.text and instr.prompt.text.startswith("<s>")
+    assert "[INST]" not in base.prompt.text
+    base_t, _ = run(manager, specs, template_on_base=True)[-1]
+    assert "[INST]" in base_t.prompt.text
+
+
+def test_system_prompt_is_merged_for_mistral_v01(manager, specs):
+    _, instr = run(manager, specs, system="Réponds en français.")[-1]
+    assert instr.prompt.note == "system_merged"
+    assert "[INST] Réponds en français.\n\nQu'est-ce" in instr.prompt.text
+
+
+def test_stream_interleaves_both_panes(manager, specs):
+    counts = [(b.update.n_tokens, i.update.n_tokens)  # panes are updated in place: snapshot each step
+              for b, i in compare_stream(manager, *specs, "Bonjour", SamplingParams(max_new_tokens=10, greedy=True))][1:]
+    assert len(counts) >= 10
+    # after every loop step both panes have advanced: neither waits for the other to finish
+    assert all(abs(b - i) <= 1 for b, i in counts)
+    assert counts[0] == (1, 1) and counts[-1] == (10, 10)
+
+
+def test_same_seed_same_output_different_seed_different(manager, specs):
+    def sample(seed):
+        params = SamplingParams(max_new_tokens=12, temperature=1.0, top_p=1.0, top_k=0, seed=seed)
+        b, i = run(manager, specs, params=params)[-1]
+        return b.update.text, i.update.text
+    assert sample(7) == sample(7)
+    assert sample(7) != sample(8)
+
+
+def test_stop_reasons(manager, specs):
+    handle = manager.llm(specs[1])
+    prompt = handle.prepare_raw("Bonjour")
+    last = list(stream(handle, prompt, SamplingParams(max_new_tokens=5, greedy=True)))[-1]
+    assert last.stop_reason == "length" and last.n_tokens == 5
+    first = last.tokens[0].id if last.tokens else None
+    dec = Decoder(handle, [prompt.input_ids], SamplingParams(max_new_tokens=5, greedy=True))
+    dec.step()
+    first = dec.generated[0][0]
+    dec2 = Decoder(handle, [prompt.input_ids], SamplingParams(max_new_tokens=5, greedy=True))
+    dec2.eos = {first}  # the model's first greedy token now ends the sequence
+    dec2.step()
+    assert dec2.update().stop_reason == "eos" and dec2.update().n_tokens == 1
+
+
+def test_stop_ends_both_panes(manager, specs):
+    stop = threading.Event()
+    states = []
+    for panes in compare_stream(manager, *specs, "Il était une fois", SamplingParams(max_new_tokens=200, greedy=True), stop=stop):
+        states.append(panes)
+        if len(states) == 4:
+            stop.set()
+    base, instr = states[-1]
+    assert base.update.stop_reason == instr.update.stop_reason == "stopped"
+    assert base.update.n_tokens < 200 and instr.update.n_tokens < 200
+
+
+def test_empty_and_too_long_prompts(manager, specs):
+    with pytest.raises(UserError) as err:
+        run(manager, specs, prompt="   ")
+    assert err.value.key == "err.empty_prompt"
+    with pytest.raises(UserError) as err:
+        run(manager, specs, prompt="maison " * 2100)
+    assert err.value.key == "err.prompt_too_long"
+    assert err.value.params["tokens"] > 2000 and err.value.params["limit"] < 2048
+
+
+def test_top_probabilities(manager, specs):
+    handle = manager.llm(specs[1])
+    last = list(stream(handle, handle.prepare_raw("Le ciel est"), SamplingParams(max_new_tokens=6, greedy=True), top_probs=5))[-1]
+    assert len(last.tokens) == 6
+    for tok in last.tokens:
+        assert len(tok.top) == 5 and sum(p for _, p in tok.top) <= 1.0 + 1e-6
+        assert tok.prob == pytest.approx(max(p for _, p in tok.top))  # greedy picks the top token
+        assert tok.text in [text for text, _ in tok.top]
+
+
+def test_batched_rows_match_single_greedy_runs(manager, specs):
+    handle = manager.llm(specs[1])
+    prompts = [handle.prepare_raw("Un"), handle.prepare_chat([{"role": "user", "content": "Deux plus deux ?"}])]
+    params = SamplingParams(max_new_tokens=8, greedy=True)
+    together = generate_many(handle, prompts, params)
+    alone = [generate_many(handle, [p], params)[0] for p in prompts]
+    assert [c.token_ids for c in together] == [c.token_ids for c in alone]
+    ref = handle.model.generate(__import__("torch").tensor([prompts[1].input_ids]), max_new_tokens=8, do_sample=False)
+    assert ref[0, len(prompts[1].input_ids):].tolist() == together[1].token_ids
+
+
+def test_comparison_card_png_and_markdown(tmp_path):
+    from engine.cards import render_png, render_markdown
+    from tabs.base_vs_instruct import card_content
+
+    result = {
+        "prompt": "Qui est le président ?", "settings": "greedy · max 20 tokens",
+        "base": {"model": "tiny/mistral-base", "output": "BASE OUTPUT TEXT", "tokens": 3, "tokens_per_s": 9.5, "stop_reason": "length"},
+        "instruct": {"model": "tiny/mistral-instruct", "output": "INSTRUCT ANSWER", "tokens": 2, "tokens_per_s": 8.0, "stop_reason": "eos"},
+    }
+    card = card_content(result, "en")
+    md = render_markdown(card)
+    assert "BASE OUTPUT TEXT" in md and "INSTRUCT ANSWER" in md and "tiny/mistral-instruct" in md
+    path = render_png(card, tmp_path / "card.png")
+    with Image.open(path) as img:
+        assert img.size == CARD_SIZE
+        # the two panes are drawn: coloured frames in the left and right halves
+        assert img.getpixel((60, 600)) != (255, 255, 255) or img.getpixel((62, 600)) != (255, 255, 255)
+
+
+def test_compare_through_gradio_client(client):
+    result = client.predict("Explique la photosynthèse.", "", "tiny/mistral-base", "tiny/mistral-instruct",
+                            False, True, 8, 0.7, 0.95, 50, 1.0, True, 3, api_name="/compare")
+    raw = result[-1]
+    assert raw["base"]["tokens"] == 8 and raw["instruct"]["tokens"] == 8
+    assert "[INST]" in raw["instruct"]["input"] and "[INST]" not in raw["base"]["input"]
+    assert "tok-p" in result[3]  # probability-coloured spans in the base pane
+    png, md = client.predict(raw, api_name="/comparison_card")
+    assert png.endswith(".png") and raw["instruct"]["output"].strip()[:10] in md

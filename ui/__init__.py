@@ -1,0 +1,1 @@
+"""Gradio-side helpers shared by the tabs: strings, widgets, error display."""

@@ -1,0 +1,28 @@
+"""What every tab receives from app.py."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from engine.catalog import Catalog, ModelSpec
+from engine.hardware import Hardware
+from engine.models import ModelManager
+from engine.zerogpu import gpu_decorator
+
+
+@dataclass
+class AppContext:
+    manager: ModelManager
+    catalog: Catalog
+    hardware: Hardware
+    settings: dict = field(default_factory=dict)
+
+    def gpu(self, duration_s: int = 60) -> Callable:
+        """``@spaces.GPU(duration=…)`` on a ZeroGPU Space, identity elsewhere."""
+        return gpu_decorator(self.hardware.zerogpu, duration_s)
+
+    @staticmethod
+    def concurrency_id(spec_or_kind: ModelSpec | str) -> str:
+        """Queue group for events that run a model: one group per model kind on the GPU."""
+        kind = spec_or_kind if isinstance(spec_or_kind, str) else spec_or_kind.kind
+        return f"gpu-{kind}"
