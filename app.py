@@ -40,7 +40,22 @@ def make_context(profile: str = "auto", settings: dict | None = None) -> AppCont
     catalog = load_catalog(resolved)
     budget = os.environ.get("GENAI_MEMORY_BUDGET_GB")
     manager = ModelManager(catalog, hardware, budget_bytes=int(float(budget) * 1e9) if budget else None)
-    return AppContext(manager=manager, catalog=catalog, hardware=hardware, settings=dict(settings or {}))
+    from engine import generation
+
+    generation.set_inline(hardware.zerogpu)
+    settings = dict(settings or {})
+    settings.setdefault("engine_stats", engine_stats_markdown)
+    return AppContext(manager=manager, catalog=catalog, hardware=hardware, settings=settings)
+
+
+def engine_stats_markdown() -> str:
+    from engine.generation import engine
+
+    s = engine().stats()
+    running = ", ".join(f"`{m}` × {n}" for m, n in s["running"].items()) or "—"
+    return (f"- requests waiting: **{s['waiting']}** · running batch: **{s['batch_size']}** ({running})\n"
+            f"- throughput (last 5 s): **{s['tokens_per_s']} tok/s** · largest batch so far: {s['max_batch_seen']}"
+            f" · tokens generated: {s['total_tokens']}")
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:

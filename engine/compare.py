@@ -7,7 +7,7 @@ from typing import Callable, Iterator
 
 from engine.catalog import ModelSpec
 from engine.errors import UserError
-from engine.generation import Decoder, SamplingParams, StreamUpdate, stream_interleaved
+from engine.generation import SamplingParams, StreamUpdate, stream_many
 from engine.llm import LLMHandle, PreparedPrompt
 from engine.models import ModelManager
 
@@ -62,9 +62,7 @@ def compare_stream(manager: ModelManager, base_spec: ModelSpec, instruct_spec: M
     instruct.check_length(instr_in, params.max_new_tokens)
     panes = (PaneState("base", base_spec.id, base_in), PaneState("instruct", instruct_spec.id, instr_in))
     yield panes
-    decoders = [Decoder(base, [base_in.input_ids], params, top_probs=top_probs, stop=stop),
-                Decoder(instruct, [instr_in.input_ids], params, top_probs=top_probs, stop=stop)]
-    for updates in stream_interleaved(decoders):
+    for updates in stream_many([(base, base_in), (instruct, instr_in)], params, top_probs=top_probs, stop=stop):
         panes[0].update, panes[1].update = updates
         yield panes
 

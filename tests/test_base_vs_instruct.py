@@ -9,7 +9,7 @@ from PIL import Image
 from engine.cards import CARD_SIZE
 from engine.compare import compare_stream
 from engine.errors import UserError
-from engine.generation import Decoder, SamplingParams, generate_many, stream
+from engine.generation import SamplingParams, engine, generate_many, stream
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,8 @@ def test_stream_interleaves_both_panes(manager, specs):
     assert len(counts) >= 10
     # after every loop step both panes have advanced: neither waits for the other to finish
     assert all(abs(b - i) <= 1 for b, i in counts)
-    assert counts[0] == (1, 1) and counts[-1] == (10, 10)
+    assert counts[-1] == (10, 10)
+    assert len({c for c in counts if c != (0, 0)}) >= 10  # many partial updates, not one at the end
 
 
 def test_same_seed_same_output_different_seed_different(manager, specs):
@@ -61,14 +62,13 @@ def test_stop_reasons(manager, specs):
     prompt = handle.prepare_raw("Bonjour")
     last = list(stream(handle, prompt, SamplingParams(max_new_tokens=5, greedy=True)))[-1]
     assert last.stop_reason == "length" and last.n_tokens == 5
-    first = last.tokens[0].id if last.tokens else None
-    dec = Decoder(handle, [prompt.input_ids], SamplingParams(max_new_tokens=5, greedy=True))
-    dec.step()
-    first = dec.generated[0][0]
-    dec2 = Decoder(handle, [prompt.input_ids], SamplingParams(max_new_tokens=5, greedy=True))
-    dec2.eos = {first}  # the model's first greedy token now ends the sequence
-    dec2.step()
-    assert dec2.update().stop_reason == "eos" and dec2.update().n_tokens == 1
+    eng = engine()
+    probe = eng.submit(handle, prompt, SamplingParams(max_new_tokens=1, greedy=True))
+    list(eng.wait([probe]))
+    first = probe.generated[0]
+    req = eng.submit(handle, prompt, SamplingParams(max_new_tokens=5, greedy=True), eos_ids={first})
+    list(eng.wait([req]))  # the model's first greedy token now ends the sequence
+    assert req.update().stop_reason == "eos" and req.update().n_tokens == 1
 
 
 def test_stop_ends_both_panes(manager, specs):
