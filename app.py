@@ -96,13 +96,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="model profile (default: auto, from the hardware)")
     parser.add_argument("--lang", choices=("fr", "en"), default=os.environ.get("GENAI_LANG") or None,
                         help="force the UI language (default: the browser's)")
+    for role in ("base", "instruct"):
+        parser.add_argument(f"--{role}-endpoint", default=None, metavar="URL",
+                            help=f"serve the {role} role from an OpenAI-compatible server (e.g. http://gpu-box:8000/v1)")
+        parser.add_argument(f"--{role}-endpoint-model", default=None, metavar="NAME",
+                            help=f"the {role} model's name on that server (default: the catalog's Hub id)")
     return parser.parse_args(argv)
+
+
+def apply_endpoint_flags(args: argparse.Namespace) -> None:
+    """CLI flags become the GENAI_<ROLE>_ENDPOINT[_MODEL] variables the catalog reads."""
+    for role in ("base", "instruct"):
+        url = getattr(args, f"{role}_endpoint")
+        model = getattr(args, f"{role}_endpoint_model")
+        if url:
+            os.environ[f"GENAI_{role.upper()}_LLM_ENDPOINT"] = url
+        if model:
+            os.environ[f"GENAI_{role.upper()}_LLM_ENDPOINT_MODEL"] = model
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     set_forced_lang(args.lang)
+    apply_endpoint_flags(args)
     ctx = make_context(args.profile, settings=vars(args))
     demo = configure_queue(build_app(ctx))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, i18n=build_i18n(),

@@ -28,7 +28,8 @@ class ModelSpec:
     transformer_precision: str | None = None
     offload: bool = False
     gated: bool = False
-    endpoint: str | None = None  # OpenAI-compatible server instead of a local model
+    endpoint: str | None = None  # OpenAI-compatible server (…/v1) instead of a local model
+    endpoint_model: str | None = None  # the model's name on that server (default: id)
 
     @property
     def is_tiny(self) -> bool:
@@ -45,7 +46,13 @@ class ModelSpec:
         return replace(self, precision=precision)
 
     def with_id(self, model_id: str) -> "ModelSpec":
-        return replace(self, id=model_id.strip(), params_b=None if not model_id.startswith("tiny/") else self.params_b)
+        """Another model for the same role (a custom Hub id is loaded locally, not from the endpoint)."""
+        return replace(self, id=model_id.strip(), params_b=None if not model_id.startswith("tiny/") else self.params_b,
+                       endpoint=None, endpoint_model=None)
+
+    @property
+    def served_name(self) -> str:
+        return self.endpoint_model or self.id
 
 
 @dataclass
@@ -106,7 +113,8 @@ def load_catalog(profile: str, env: dict[str, str] | None = None) -> Catalog:
                 spec = spec.with_precision(precision)
         endpoint = env.get(f"GENAI_{role.upper()}_ENDPOINT")
         if endpoint and spec.kind == "causal_lm":
-            spec = replace(spec, endpoint=endpoint.strip())
+            spec = replace(spec, endpoint=endpoint.strip().rstrip("/"),
+                           endpoint_model=(env.get(f"GENAI_{role.upper()}_ENDPOINT_MODEL") or "").strip() or None)
         specs[role] = spec
     return Catalog(
         profile=profile,

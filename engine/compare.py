@@ -29,6 +29,7 @@ class PaneState:
             "tokens": u.n_tokens, "ttft_s": round(u.ttft_s, 4) if u.ttft_s is not None else None,
             "tokens_per_s": round(u.tokens_per_s, 2), "seconds": round(u.elapsed_s, 3),
             "stop_reason": u.stop_reason,
+            "error": getattr(u.error, "key", None) or (repr(u.error) if u.error else None),
         }
 
 
@@ -40,9 +41,10 @@ def prepare_inputs(base: LLMHandle, instruct: LLMHandle, prompt: str, system: st
     instr_in = instruct.prepare_chat(messages, system=system)
     if not template_on_base:
         return base.prepare_raw(prompt), instr_in
-    if base.has_chat_template:
+    if getattr(base, "has_chat_template", False):
         return base.prepare_chat(messages, system=system), instr_in
-    ids = list(base.tokenizer(instr_in.text, add_special_tokens=False)["input_ids"])
+    tok = getattr(base, "tokenizer", None)
+    ids = list(tok(instr_in.text, add_special_tokens=False)["input_ids"]) if tok is not None else []
     return PreparedPrompt(text=instr_in.text, input_ids=ids, templated=True, note=instr_in.note), instr_in
 
 
@@ -60,6 +62,8 @@ def compare_stream(manager: ModelManager, base_spec: ModelSpec, instruct_spec: M
     base_in, instr_in = prepare_inputs(base, instruct, prompt, system, template_on_base)
     base.check_length(base_in, params.max_new_tokens)
     instruct.check_length(instr_in, params.max_new_tokens)
+    if getattr(base, "remote", False) and not template_on_base:
+        base_in.note = base_in.note or "server_raw"
     panes = (PaneState("base", base_spec.id, base_in), PaneState("instruct", instruct_spec.id, instr_in))
     yield panes
     for updates in stream_many([(base, base_in), (instruct, instr_in)], params, top_probs=top_probs, stop=stop):

@@ -515,6 +515,16 @@ def set_inline(inline: bool) -> None:
     _inline = inline
 
 
+def submit_any(eng: DecodeEngine, handle, prompt: PreparedPrompt, params: SamplingParams, *, top_probs: int = 0,
+               stop: threading.Event | None = None, notify: threading.Condition | None = None):
+    """A local request to the engine, or a streamed request to the role's inference server."""
+    if getattr(handle, "remote", False):
+        from engine.remote import RemoteRequest
+
+        return RemoteRequest(handle, prompt, params, top_probs=top_probs, stop=stop, notify=notify)
+    return eng.submit(handle, prompt, params, top_probs=top_probs, stop=stop, notify=notify)
+
+
 def _raise_if_error(req: Request) -> None:
     if req.error is not None:
         raise req.error
@@ -524,7 +534,7 @@ def stream(handle: LLMHandle, prompt: PreparedPrompt, params: SamplingParams, *,
            stop: threading.Event | None = None, eng: DecodeEngine | None = None) -> Iterator[StreamUpdate]:
     """Generate for one prompt, yielding the state whenever it changed."""
     eng = eng or engine()
-    req = eng.submit(handle, prompt, params, top_probs=top_probs, stop=stop)
+    req = submit_any(eng, handle, prompt, params, top_probs=top_probs, stop=stop)
     try:
         for _ in eng.wait([req]):
             _raise_if_error(req)
@@ -536,14 +546,14 @@ def stream(handle: LLMHandle, prompt: PreparedPrompt, params: SamplingParams, *,
 def stream_many(jobs: Sequence[tuple[LLMHandle, PreparedPrompt]], params: SamplingParams, *,
                 top_probs: int = 0, stop: threading.Event | None = None,
                 eng: DecodeEngine | None = None) -> Iterator[list[StreamUpdate]]:
-    """Several generations at once (e.g. base and instruct), all advanced by the same loop."""
+    """Several generations at once (e.g. base and instruct), all advanced by the same loop.
+
+    A failing generation does not stop the others: its update carries ``error``."""
     eng = eng or engine()
     cond = threading.Condition()
-    reqs = [eng.submit(h, p, params, top_probs=top_probs, stop=stop, notify=cond) for h, p in jobs]
+    reqs = [submit_any(eng, h, p, params, top_probs=top_probs, stop=stop, notify=cond) for h, p in jobs]
     try:
         for _ in eng.wait(reqs, notify=cond):
-            for r in reqs:
-                _raise_if_error(r)
             yield [r.update() for r in reqs]
     finally:
         for r in reqs:
@@ -559,6 +569,8 @@ def generate_many(handle: LLMHandle, prompts: Sequence[PreparedPrompt], params: 
     Sample ``j`` of a prompt uses seed ``params.seed + j`` (greedy samples are identical).
     ``on_step(done_rows, total_rows)`` is called whenever a row progressed.
     """
+    if getattr(handle, "remote", False):
+        return handle.generate_many(prompts, params, n_per_prompt, stop)
     eng = eng or engine()
     for p in prompts:
         handle.check_length(p, params.max_new_tokens)

@@ -18,7 +18,8 @@ class PreparedPrompt:
     text: str
     input_ids: list[int]
     templated: bool = False
-    note: str | None = None  # e.g. "system prompt merged into the first user turn"
+    note: str | None = None  # e.g. "system_merged": system prompt merged into the first user turn
+    messages: list[dict] | None = None  # the chat turns (remote servers apply their own template)
 
     @property
     def n_tokens(self) -> int:
@@ -79,10 +80,11 @@ class LLMHandle:
                 note = "system_merged"
         if not self.has_chat_template:
             text = "\n".join(m["content"] for m in msgs)
-            return PreparedPrompt(text=text, input_ids=self._encode(text, add_special=True), templated=False, note="no_template")
+            return PreparedPrompt(text=text, input_ids=self._encode(text, add_special=True), templated=False,
+                                  note="no_template", messages=msgs)
         text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         ids = self._encode(text, add_special=False)
-        return PreparedPrompt(text=text, input_ids=ids, templated=True, note=note)
+        return PreparedPrompt(text=text, input_ids=ids, templated=True, note=note, messages=msgs)
 
     def prepare_raw(self, text: str) -> PreparedPrompt:
         """Plain continuation: the text as is, with the BOS token the tokenizer adds by itself."""

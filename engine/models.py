@@ -94,6 +94,18 @@ class ModelManager:
 
     # ------------------------------------------------------------------ loading
     def llm(self, spec: ModelSpec, progress: ProgressFn | None = None):
+        """A loaded causal LM (``LLMHandle``), or a ``RemoteLLM`` if the role points at a server."""
+        if spec.endpoint:
+            from engine.remote import load_remote
+
+            with self._lock:
+                entry = self._entries.get(spec.key + "@remote")
+            if entry is not None:
+                return entry.obj
+            handle = load_remote(spec)
+            with self._lock:
+                self._entries[spec.key + "@remote"] = Entry(spec, handle, 0, time.time(), 0.0)
+            return handle
         from engine.llm import load_causal_lm
 
         return self._get(spec, lambda: load_causal_lm(spec, self.device, progress))

@@ -50,15 +50,24 @@ def pane_header(title_key: str, model: str, lang: str) -> str:
 
 def pane_stats(state: PaneState, lang: str) -> str:
     u = state.update
+    if u.error is not None:
+        key = getattr(u.error, "key", "err.unexpected")
+        params = getattr(u.error, "params", {"detail": repr(u.error)})
+        return "⚠️ " + t(key, lang, **params)
     reason = t(f"bvi.reason_{u.stop_reason}", lang) if u.stop_reason else t("bvi.reason_running", lang)
     ttft = f"{u.ttft_s:.2f} s" if u.ttft_s is not None else "…"
     return t("bvi.stats", lang, ttft=ttft, tokens=u.n_tokens, tps=f"{u.tokens_per_s:.1f}", reason=reason)
 
 
-def pane_input_info(state: PaneState, lang: str) -> str:
-    info = t("bvi.input_tokens", lang, n=state.prompt.n_tokens)
-    if state.prompt.note == "system_merged":
+def pane_input_info(state: PaneState, lang: str, show_probs: bool = False) -> str:
+    note = state.prompt.note
+    info = t("bvi.input_tokens", lang, n=state.prompt.n_tokens) if state.prompt.input_ids else ""
+    if note == "system_merged":
         info += " · " + t("bvi.system_merged", lang)
+    elif note in ("server_template", "server_template_local_render", "server_raw"):
+        info += (" · " if info else "") + t(f"remote.{note}", lang)
+    if show_probs and state.update.finished and not state.update.tokens and state.update.n_tokens:
+        info += (" · " if info else "") + t("remote.no_logprobs", lang)
     return info
 
 
@@ -77,7 +86,7 @@ def _outputs(panes: tuple[PaneState, PaneState], show_probs: bool, lang: str, me
         out += [
             pane_header(key, state.model, lang),
             state.prompt.text,
-            pane_input_info(state, lang),
+            pane_input_info(state, lang, show_probs),
             render_output(u.text, u.tokens, show_probs, drop_last=u.stop_reason == "eos"),
             pane_stats(state, lang),
         ]

@@ -50,6 +50,17 @@ EN = {
     "about.col_estimate": "Estimated memory (GB)",
     "about.col_loaded": "Loaded",
     "about.engine": "Generation engine",
+    "err.endpoint_unreachable": "The inference server {url} cannot be reached (is it running? is the URL right, ending in /v1?).",
+    "err.endpoint_auth": "The inference server {url} refused the API key (HTTP {status}). Set GENAI_ENDPOINT_API_KEY (or GENAI_<ROLE>_API_KEY) to a valid key.",
+    "err.endpoint_model": "The inference server {url} does not serve a model named {model}. It answered: {served}",
+    "err.endpoint_timeout": "The inference server {url} did not answer in time. It may be overloaded: try again or lower the number of tokens.",
+    "err.endpoint_broken": "The inference server {url} stopped in the middle of the answer. The text above is incomplete.",
+    "err.endpoint_status": "The inference server {url} returned HTTP {status}: {detail}",
+    "remote.server_template": "served remotely: the server applies its own chat template (no local tokenizer to show it)",
+    "remote.server_template_local_render": "served remotely: rendered here with the model's tokenizer; the server applies its own copy of this template",
+    "remote.server_raw": "served remotely as a raw completion",
+    "remote.no_logprobs": "this server returned no token probabilities, so tokens cannot be coloured",
+    "remote.no_n": "this server ignores n > 1: the samples were sent as separate requests",
 }
 
 FR = {
@@ -102,4 +113,15 @@ FR = {
     "about.col_estimate": "Mémoire estimée (Go)",
     "about.col_loaded": "Chargé",
     "about.engine": "Moteur de génération",
+    "err.endpoint_unreachable": "Le serveur d'inférence {url} est injoignable (est-il lancé ? l'URL est-elle correcte, terminée par /v1 ?).",
+    "err.endpoint_auth": "Le serveur d'inférence {url} a refusé la clé d'API (HTTP {status}). Définissez GENAI_ENDPOINT_API_KEY (ou GENAI_<RÔLE>_API_KEY) avec une clé valide.",
+    "err.endpoint_model": "Le serveur d'inférence {url} ne sert pas de modèle nommé {model}. Il a répondu : {served}",
+    "err.endpoint_timeout": "Le serveur d'inférence {url} n'a pas répondu à temps. Il est peut-être surchargé : réessayez ou réduisez le nombre de tokens.",
+    "err.endpoint_broken": "Le serveur d'inférence {url} s'est arrêté au milieu de la réponse. Le texte ci-dessus est incomplet.",
+    "err.endpoint_status": "Le serveur d'inférence {url} a renvoyé HTTP {status} : {detail}",
+    "remote.server_template": "servi à distance : le serveur applique son propre chat template (pas de tokeniseur local pour l'afficher)",
+    "remote.server_template_local_render": "servi à distance : rendu ici avec le tokeniseur du modèle ; le serveur applique sa propre copie de ce template",
+    "remote.server_raw": "servi à distance comme complétion brute",
+    "remote.no_logprobs": "ce serveur ne renvoie pas les probabilités des tokens : impossible de les colorer",
+    "remote.no_n": "ce serveur ignore n > 1 : les échantillons ont été envoyés en requêtes séparées",
 }

@@ -1,0 +1,370 @@
+"""LLM roles served by an OpenAI-compatible server (vLLM, TGI, llama.cpp, `transformers serve`…).
+
+The server does the decoding; this module streams its answers into the same
+:class:`~engine.generation.StreamUpdate` objects as local models, detects what the server
+supports (token log-probabilities, ``n`` > 1, raw ``/v1/completions`` for base models) and
+says so instead of degrading silently. The API key comes from the environment and is never
+put in a spec, a message or a log line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import httpx
+
+from engine.catalog import ModelSpec
+from engine.errors import UserError
+from engine.generation import Completion, SamplingParams, StreamUpdate, TokenInfo
+from engine.llm import PreparedPrompt
+
+TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=30.0, pool=5.0)
+
+
+def api_key(role: str) -> str | None:
+    return (os.environ.get(f"GENAI_{role.upper()}_API_KEY") or os.environ.get("GENAI_ENDPOINT_API_KEY")
+            or os.environ.get("OPENAI_API_KEY") or None)
+
+
+@dataclass
+class Capabilities:
+    """What the server was seen to do (None: not tried yet)."""
+
+    logprobs: bool | None = None
+    n: bool | None = None
+    completions: bool | None = None
+    extensions: bool | None = None  # top_k / repetition_penalty (vLLM, TGI, llama.cpp accept them)
+
+    def as_dict(self) -> dict:
+        return {"logprobs": self.logprobs, "n": self.n, "completions": self.completions,
+                "top_k_and_repetition_penalty": self.extensions}
+
+
+EXTENSION_FIELDS = ("top_k", "repetition_penalty")
+
+
+def _rejects_extensions(resp: httpx.Response) -> bool:
+    text = resp.text.lower()
+    return resp.status_code in (400, 422) and any(f in text for f in EXTENSION_FIELDS)
+
+
+@dataclass
+class RemoteLLM:
+    spec: ModelSpec
+    tokenizer: object | None = None  # local tokenizer to render "what the model sees", if cached
+    caps: Capabilities = field(default_factory=Capabilities)
+    device: str = "remote"
+    load_seconds: float = 0.0
+    footprint_bytes: int = 0
+    remote: bool = True
+
+    @property
+    def url(self) -> str:
+        return self.spec.endpoint or ""
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.served_name
+
+    @property
+    def context_length(self) -> int:
+        return 32768
+
+    def check_length(self, prompt: PreparedPrompt, max_new_tokens: int) -> None:
+        """The server checks the context length itself (its error is reported as a message)."""
+
+    # ------------------------------------------------------------------ prompts
+    def prepare_chat(self, messages: list[dict], system: str | None = None) -> PreparedPrompt:
+        msgs = [dict(m) for m in messages]
+        if system and system.strip():
+            msgs = [{"role": "system", "content": system.strip()}] + msgs
+        if self.tokenizer is not None and getattr(self.tokenizer, "chat_template", None):
+            try:
+                text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+                note = "server_template_local_render"
+            except Exception:  # noqa: BLE001 - e.g. no system role: show the turns instead
+                text, note = _plain_turns(msgs), "server_template"
+        else:
+            text, note = _plain_turns(msgs), "server_template"
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if self.tokenizer is not None else []
+        return PreparedPrompt(text=text, input_ids=ids, templated=True, note=note, messages=msgs)
+
+    def prepare_raw(self, text: str) -> PreparedPrompt:
+        ids = list(self.tokenizer(text)["input_ids"]) if self.tokenizer is not None else []
+        return PreparedPrompt(text=text, input_ids=ids, templated=False, note="server_raw")
+
+    # ------------------------------------------------------------------- calls
+    def _headers(self) -> dict:
+        key = api_key(self.spec.role)
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def check_reachable(self) -> None:
+        """Fail early, with a clear message, if the server is down or refuses the key."""
+        try:
+            resp = httpx.get(f"{self.url}/models", headers=self._headers(), timeout=TIMEOUT)
+        except httpx.HTTPError as exc:
+            raise map_http_error(exc, self) from exc
+        if resp.status_code in (401, 403):
+            raise UserError("err.endpoint_auth", url=self.url, status=resp.status_code)
+        if resp.status_code == 200:
+            try:
+                names = [m.get("id") for m in resp.json().get("data", [])]
+            except (ValueError, AttributeError):
+                names = []
+            if names and self.model_name not in names and not any(self.model_name in (n or "") for n in names):
+                raise UserError("err.endpoint_model", url=self.url, model=self.model_name, served=", ".join(map(str, names[:5])))
+
+    def _payload(self, prompt: PreparedPrompt, params: SamplingParams, top_probs: int, chat: bool, n: int = 1,
+                 stream: bool = True) -> dict:
+        body: dict = {"model": self.model_name, "max_tokens": params.max_new_tokens, "stream": stream,
+                      "temperature": 0.0 if params.is_greedy else params.temperature,
+                      "top_p": 1.0 if params.is_greedy else params.top_p, "seed": params.seed}
+        if self.caps.extensions is not False:
+            if params.repetition_penalty != 1.0:
+                body["repetition_penalty"] = params.repetition_penalty  # vLLM / TGI extension
+            if not params.is_greedy and params.top_k:
+                body["top_k"] = params.top_k  # vLLM / llama.cpp extension
+        if n > 1:
+            body["n"] = n
+        if chat:
+            body["messages"] = prompt.messages or [{"role": "user", "content": prompt.text}]
+            if top_probs:
+                body["logprobs"], body["top_logprobs"] = True, top_probs
+        else:
+            body["prompt"] = prompt.text
+            if top_probs:
+                body["logprobs"] = top_probs
+        return body
+
+    def use_chat(self, prompt: PreparedPrompt) -> bool:
+        return prompt.messages is not None or self.caps.completions is False
+
+    def stream(self, prompt: PreparedPrompt, params: SamplingParams, top_probs: int,
+               stop: threading.Event, update: "RemoteRequest") -> None:
+        chat = self.use_chat(prompt)
+        path = "/chat/completions" if chat else "/completions"
+        body = self._payload(prompt, params, top_probs, chat)
+        with httpx.Client(timeout=TIMEOUT, headers=self._headers()) as client:
+            with client.stream("POST", self.url + path, json=body) as resp:
+                if resp.status_code == 404 and not chat:
+                    self.caps.completions = False
+                    update.note = "no_raw_completions"
+                    resp.close()
+                    raw = PreparedPrompt(text=prompt.text, input_ids=prompt.input_ids,
+                                         messages=[{"role": "user", "content": prompt.text}])
+                    return self.stream(raw, params, top_probs, stop, update)
+                if resp.status_code >= 400:
+                    resp.read()
+                    if _rejects_extensions(resp) and self.caps.extensions is not False:
+                        self.caps.extensions = False
+                        update.note = "no_extensions"
+                        return self.stream(prompt, params, top_probs, stop, update)
+                    raise http_status_error(resp, self)
+                if not chat:
+                    self.caps.completions = True
+                saw_finish = False
+                for line in resp.iter_lines():
+                    if stop.is_set():
+                        update.finish("stopped")
+                        return
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = json.loads(data)
+                    for choice in chunk.get("choices", []):
+                        piece = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+                        if piece:
+                            update.add_piece(piece, _top_from_chunk(choice, chat) if top_probs else None)
+                        if top_probs and piece:
+                            self.caps.logprobs = bool(choice.get("logprobs"))
+                        if choice.get("finish_reason"):
+                            saw_finish = True
+                            update.finish("eos" if choice["finish_reason"] == "stop" else "length")
+                    usage = chunk.get("usage") or {}
+                    if usage.get("completion_tokens"):
+                        update.n_tokens = int(usage["completion_tokens"])
+                if not saw_finish:
+                    raise UserError("err.endpoint_broken", url=self.url)
+
+    def generate_many(self, prompts: Sequence[PreparedPrompt], params: SamplingParams, n_per_prompt: int,
+                      stop: threading.Event | None) -> list[Completion]:
+        """One request per prompt with ``n`` samples if the server honours ``n``; otherwise the
+        missing samples are sent as separate concurrent requests (with their own seeds)."""
+        stop = stop or threading.Event()
+        results: list[Completion] = []
+
+        def one(pi: int, sj: int, n: int) -> list[tuple[int, int, str, int, str, float]]:
+            started = time.perf_counter()
+            p = params if sj == 0 else SamplingParams(**{**params.__dict__, "seed": params.seed + sj})
+            chat = self.use_chat(prompts[pi])
+            body = self._payload(prompts[pi], p, 0, chat, n=n, stream=False)
+            url = self.url + ("/chat/completions" if chat else "/completions")
+            try:
+                resp = httpx.post(url, json=body, headers=self._headers(), timeout=TIMEOUT)
+                if _rejects_extensions(resp):
+                    self.caps.extensions = False
+                    for name in EXTENSION_FIELDS:
+                        body.pop(name, None)
+                    resp = httpx.post(url, json=body, headers=self._headers(), timeout=TIMEOUT)
+            except httpx.HTTPError as exc:
+                raise map_http_error(exc, self) from exc
+            if resp.status_code >= 400:
+                raise http_status_error(resp, self)
+            out = []
+            for k, choice in enumerate(resp.json().get("choices", [])):
+                text = (choice.get("message") or {}).get("content", "") if chat else choice.get("text", "")
+                reason = "eos" if choice.get("finish_reason") == "stop" else "length"
+                usage = resp.json().get("usage") or {}
+                toks = int(usage.get("completion_tokens", 0)) // max(1, len(resp.json().get("choices", [])))
+                out.append((pi, sj + k, text, toks, reason, time.perf_counter() - started))
+            return out
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            first = [pool.submit(one, pi, 0, n_per_prompt) for pi in range(len(prompts))]
+            rows = [r for f in first for r in f.result()]
+            if n_per_prompt > 1:
+                got = {pi: sum(1 for r in rows if r[0] == pi) for pi in range(len(prompts))}
+                self.caps.n = all(v >= n_per_prompt for v in got.values())
+                extra = [pool.submit(one, pi, sj, 1) for pi in range(len(prompts))
+                         for sj in range(got[pi], n_per_prompt) if not stop.is_set()]
+                rows += [r for f in extra for r in f.result()]
+        for pi, sj, text, toks, reason, secs in sorted(rows, key=lambda r: (r[0], r[1])):
+            results.append(Completion(text=text, n_tokens=toks, seconds=secs, stop_reason=reason,
+                                      prompt=prompts[pi], prompt_index=pi, sample_index=sj))
+        return results
+
+
+class RemoteRequest:
+    """A server-side generation read in a thread; same reading interface as a local Request."""
+
+    def __init__(self, llm: RemoteLLM, prompt: PreparedPrompt, params: SamplingParams, *, top_probs: int,
+                 stop: threading.Event | None, notify: threading.Condition | None) -> None:
+        self.llm = llm
+        self.stop = stop or threading.Event()
+        self.notify = notify or threading.Condition()
+        self.pieces: list[str] = []
+        self.infos: list[TokenInfo] = []
+        self.n_tokens = 0
+        self.version = 0
+        self.reason: str | None = None
+        self.error: BaseException | None = None
+        self.note: str | None = None
+        self.submitted = time.perf_counter()
+        self.first_token_at: float | None = None
+        self.finished_at: float | None = None
+        self.top_probs = top_probs
+        self._thread = threading.Thread(target=self._run, args=(prompt, params, top_probs), daemon=True,
+                                        name="remote-stream")
+        self._thread.start()
+
+    @property
+    def done(self) -> bool:
+        return self.reason is not None
+
+    def cancel(self) -> None:
+        self.stop.set()
+
+    def _publish(self) -> None:
+        with self.notify:
+            self.version += 1
+            self.notify.notify_all()
+
+    def _run(self, prompt: PreparedPrompt, params: SamplingParams, top_probs: int) -> None:
+        try:
+            self.llm.stream(prompt, params, top_probs, self.stop, self)
+            if self.reason is None:
+                self.finish("length")
+        except UserError as exc:
+            self.finish("error", exc)
+        except httpx.HTTPError as exc:
+            self.finish("error", map_http_error(exc, self.llm))
+        except Exception as exc:  # noqa: BLE001 - a malformed stream
+            self.finish("error", UserError("err.endpoint_broken", url=self.llm.url))
+            self.error.__cause__ = exc
+        self._publish()
+
+    def add_piece(self, piece: str, top: list[tuple[str, float]] | None) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        self.pieces.append(piece)
+        self.n_tokens += 1
+        if top is not None:
+            prob = next((p for t, p in top if t == piece), top[0][1] if top else 0.0)
+            self.infos.append(TokenInfo(id=-1, text=piece, prob=prob, top=top))
+        self._publish()
+
+    def finish(self, reason: str, error: BaseException | None = None) -> None:
+        if self.reason is None:
+            self.reason, self.error = reason, error
+            self.finished_at = time.perf_counter()
+
+    def update(self) -> StreamUpdate:
+        end = self.finished_at or time.perf_counter()
+        return StreamUpdate(text="".join(self.pieces), n_tokens=self.n_tokens,
+                            ttft_s=(self.first_token_at - self.submitted) if self.first_token_at else None,
+                            elapsed_s=end - self.submitted, finished=self.done, stop_reason=self.reason,
+                            tokens=list(self.infos), error=self.error)
+
+
+def _plain_turns(msgs: list[dict]) -> str:
+    return "\n".join(f"[{m['role']}] {m['content']}" for m in msgs)
+
+
+def _top_from_chunk(choice: dict, chat: bool) -> list[tuple[str, float]] | None:
+    import math
+
+    lp = choice.get("logprobs")
+    if not lp:
+        return None
+    if chat:
+        content = lp.get("content") or []
+        if not content:
+            return None
+        return [(alt["token"], math.exp(alt["logprob"])) for alt in content[-1].get("top_logprobs", [])]
+    tops = lp.get("top_logprobs") or []
+    if not tops:
+        return None
+    return sorted(((tok, math.exp(v)) for tok, v in tops[-1].items()), key=lambda x: -x[1])
+
+
+def map_http_error(exc: BaseException, llm: RemoteLLM) -> UserError:
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return UserError("err.endpoint_unreachable", url=llm.url)
+    if isinstance(exc, httpx.TimeoutException):
+        return UserError("err.endpoint_timeout", url=llm.url)
+    return UserError("err.endpoint_broken", url=llm.url)
+
+
+def http_status_error(resp: httpx.Response, llm: RemoteLLM) -> UserError:
+    if resp.status_code in (401, 403):
+        return UserError("err.endpoint_auth", url=llm.url, status=resp.status_code)
+    try:
+        detail = json.dumps(resp.json())[:300]
+    except ValueError:
+        detail = resp.text[:300]
+    if resp.status_code == 404 or "model" in detail.lower():
+        return UserError("err.endpoint_model", url=llm.url, model=llm.model_name, served=detail)
+    return UserError("err.endpoint_status", url=llm.url, status=resp.status_code, detail=detail)
+
+
+def load_remote(spec: ModelSpec) -> RemoteLLM:
+    """A handle on the server, with a local tokenizer when one is cached (to render templates)."""
+    tokenizer = None
+    try:
+        from transformers import AutoTokenizer
+
+        from engine.llm import model_source
+
+        tokenizer = AutoTokenizer.from_pretrained(model_source(spec), local_files_only=not spec.is_tiny)
+    except Exception:  # noqa: BLE001 - no local tokenizer: the server's template is described instead
+        tokenizer = None
+    llm = RemoteLLM(spec=spec, tokenizer=tokenizer)
+    llm.check_reachable()
+    return llm
