@@ -1,0 +1,75 @@
+"""Base vs Instruct: the tab's side-by-side generation vs the two models one after the other.
+
+    python bench/side_by_side.py [--tokens 256] [--shape small|7b]
+
+Prints the wall time of the tab's path (both models in the engine's one decode loop), of
+plain ``generate()`` run for one model then the other, their ratio, and the ratio to the
+memory-bandwidth limit (bytes of both models' weights × tokens ÷ measured copy bandwidth).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from common import device, measure_bandwidth, prompt_ids, random_handle, sync
+
+from engine.generation import DecodeEngine, SamplingParams, stream_many
+from engine.llm import PreparedPrompt
+
+
+def plain_generate(handle, ids: list[int], tokens: int) -> None:
+    x = torch.tensor([ids], device=handle.model.device)
+    handle.model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=tokens, min_new_tokens=tokens,
+                          do_sample=False, pad_token_id=0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--prompt", type=int, default=64)
+    parser.add_argument("--shape", choices=("small", "7b"), default=None)
+    args = parser.parse_args()
+    dev = device()
+    shape = args.shape or ("7b" if dev == "cuda" else "small")
+    dtype = torch.bfloat16 if dev == "cuda" else torch.float32
+    base = random_handle("base", shape, dtype, dev, seed=0)
+    instr = random_handle("instruct", shape, dtype, dev, seed=1)
+    ids = prompt_ids(args.prompt)
+    params = SamplingParams(max_new_tokens=args.tokens, greedy=True)
+    prompt = PreparedPrompt(text="", input_ids=ids)
+
+    for h in (base, instr):  # warm-up
+        plain_generate(h, ids, 8)
+    list(stream_many([(base, prompt), (instr, prompt)], SamplingParams(max_new_tokens=8, greedy=True),
+                     eng=DecodeEngine(background=True)))
+    sync(dev)
+
+    start = time.perf_counter()
+    for h in (base, instr):
+        plain_generate(h, ids, args.tokens)
+    sync(dev)
+    sequential = time.perf_counter() - start
+
+    eng = DecodeEngine(background=True)
+    start = time.perf_counter()
+    last = list(stream_many([(base, prompt), (instr, prompt)], params, eng=eng))[-1]
+    sync(dev)
+    side = time.perf_counter() - start
+    assert all(u.n_tokens == args.tokens for u in last), [u.n_tokens for u in last]
+
+    bandwidth = measure_bandwidth(dev)
+    weight_bytes = base.footprint_bytes + instr.footprint_bytes
+    limit = weight_bytes * args.tokens / bandwidth
+    print(f"device: {torch.cuda.get_device_name(0) if dev == 'cuda' else 'cpu'}  shape: {shape}  dtype: {dtype}")
+    print(f"weights: 2 × {base.footprint_bytes / 1e9:.3f} GB   copy bandwidth: {bandwidth / 1e9:.1f} GB/s")
+    print(f"tokens per model: {args.tokens}")
+    print(f"one after the other, plain generate(): {sequential:8.2f} s")
+    print(f"side by side, the tab's engine:        {side:8.2f} s")
+    print(f"ratio side-by-side / sequential:       {side / sequential:8.2f}")
+    print(f"bandwidth limit for both:              {limit:8.2f} s   (side-by-side at {limit / side:.0%} of the limit)")
+
+
+if __name__ == "__main__":
+    main()
