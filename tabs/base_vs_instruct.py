@@ -45,7 +45,7 @@ def _stop_for(request: gr.Request | None) -> threading.Event:
 
 
 def pane_header(title_key: str, model: str, lang: str) -> str:
-    return f"### {t(title_key, lang)}\n`{model}`"
+    return f"### {t(title_key, lang)} · `{model}`"
 
 
 def pane_stats(state: PaneState, lang: str) -> str:
@@ -96,30 +96,34 @@ def _outputs(panes: tuple[PaneState, PaneState], show_probs: bool, lang: str, me
 
 def build(ctx: AppContext) -> None:
     tiny = ctx.catalog.profile == "tiny"
-    gr.Markdown(I18N("bvi.intro"))
-    with gr.Row():
-        with gr.Column(scale=3):
+    gr.Markdown(I18N("bvi.intro"), elem_classes="tab-intro")
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=4):
+            prompt = gr.Textbox("", lines=2, max_lines=12, label=I18N("bvi.prompt"),
+                                placeholder=I18N("bvi.prompt_placeholder"), elem_id="bvi-prompt")
+        with gr.Column(scale=2, min_width=240):
             preset = gr.Dropdown(choices=preset_choices(), value=None, label=I18N("bvi.preset"),
                                  elem_id="bvi-preset")
-            prompt = gr.Textbox("", lines=3, label=I18N("bvi.prompt"), placeholder=I18N("bvi.prompt_placeholder"),
-                                elem_id="bvi-prompt")
-            system = gr.Textbox("", lines=1, label=I18N("bvi.system"), placeholder=I18N("bvi.system_placeholder"),
-                                info=I18N("bvi.system_info"))
-        with gr.Column(scale=2):
-            base_model = model_picker(ctx, "base_llm", "bvi.base_model")
-            instruct_model = model_picker(ctx, "instruct_llm", "bvi.instruct_model")
-            template_on_base = gr.Checkbox(False, label=I18N("bvi.template_on_base"),
-                                           info=I18N("bvi.template_on_base_info"))
             show_probs = gr.Checkbox(False, label=I18N("bvi.probs"), elem_id="bvi-probs")
-    sampling = sampling_controls(max_new_tokens=48 if tiny else 256)
     with gr.Row():
-        run = gr.Button(I18N("bvi.generate"), variant="primary", elem_id="bvi-run")
-        stop = gr.Button(I18N("common.stop"), variant="stop", elem_id="bvi-stop")
+        run = gr.Button(I18N("bvi.generate"), variant="primary", elem_id="bvi-run", scale=4)
+        stop = gr.Button(I18N("common.stop"), variant="stop", elem_id="bvi-stop", scale=1, min_width=120)
+    with gr.Row(equal_height=False):
+        with gr.Column(min_width=300):
+            with gr.Accordion(I18N("bvi.options"), open=False, elem_id="bvi-options"):
+                base_model = model_picker(ctx, "base_llm", "bvi.base_model")
+                instruct_model = model_picker(ctx, "instruct_llm", "bvi.instruct_model")
+                system = gr.Textbox("", lines=1, label=I18N("bvi.system"),
+                                    placeholder=I18N("bvi.system_placeholder"), info=I18N("bvi.system_info"))
+                template_on_base = gr.Checkbox(False, label=I18N("bvi.template_on_base"),
+                                               info=I18N("bvi.template_on_base_info"))
+        with gr.Column(min_width=300):
+            sampling = sampling_controls(max_new_tokens=48 if tiny else 256)
     panes_out: list = []
     with gr.Row(equal_height=False, elem_id="bvi-panes"):
         for side, title_key in (("base", "bvi.base_title"), ("instruct", "bvi.instruct_title")):
             with gr.Column(elem_classes="bvi-pane", min_width=300):
-                header = gr.Markdown(f"### {side}", elem_id=f"bvi-{side}-header")
+                header = gr.Markdown(I18N(title_key + "_md"), elem_id=f"bvi-{side}-header")
                 with gr.Accordion(I18N("bvi.sees"), open=False):
                     sees = gr.Code(language=None, interactive=False, lines=3, elem_id=f"bvi-{side}-sees",
                                    show_label=False, wrap_lines=True)
@@ -186,9 +190,9 @@ def build(ctx: AppContext) -> None:
 
     inputs = [prompt, system, base_model, instruct_model, template_on_base, show_probs] + sampling.inputs
     run.click(compare, inputs=inputs, outputs=panes_out + [raw], api_name="compare",
-                          concurrency_id=ctx.concurrency_id("causal_lm"), concurrency_limit=4)
+                          concurrency_id=ctx.concurrency_id("causal_lm"), concurrency_limit=ctx.llm_concurrency)
     prompt.submit(compare, inputs=inputs, outputs=panes_out + [raw], api_name=False,
-                  concurrency_id=ctx.concurrency_id("causal_lm"), concurrency_limit=4)
+                  concurrency_id=ctx.concurrency_id("causal_lm"), concurrency_limit=ctx.llm_concurrency)
     stop.click(stop_generation, api_name="stop_compare", queue=False)
     card_btn.click(comparison_card, inputs=raw, outputs=[card_png, card_md], api_name="comparison_card")
 

@@ -21,6 +21,16 @@ class AppContext:
         """``@spaces.GPU(duration=…)`` on a ZeroGPU Space, identity elsewhere."""
         return gpu_decorator(self.hardware.zerogpu, duration_s)
 
+    @property
+    def llm_concurrency(self) -> int:
+        """How many LLM events the queue lets through at once: enough to fill an engine batch
+        (the engine batches them; on ZeroGPU each call has its own GPU slice)."""
+        import os
+
+        from engine.generation import MAX_BATCH
+
+        return int(os.environ.get("GENAI_LLM_CONCURRENCY", MAX_BATCH))
+
     @staticmethod
     def concurrency_id(spec_or_kind: ModelSpec | str) -> str:
         """Queue group for events that run a model: one group per model kind on the GPU."""

@@ -1,8 +1,9 @@
 """Strings of the Base vs Instruct tab."""
 
 EN = {
-    "bvi.intro": "Send **the same prompt** to a *base* model (trained only to continue text) and to its *instruct* sibling (fine-tuned on instruction/answer pairs, then aligned). Watch both stream at the same time: the base model writes *the rest of a document*; the instruct model *answers* — and can still invent facts.",
+    "bvi.intro": "**Same prompt, two models.** The *base* model was only trained to continue text: it writes *the rest of a document*. The *instruct* model was then fine-tuned on instruction/answer pairs: it *answers* — and can still invent facts.",
     "bvi.preset": "Example prompts",
+    "bvi.options": "Models, system prompt and chat template",
     "bvi.prompt": "Prompt",
     "bvi.prompt_placeholder": "Type a question or the beginning of a text…",
     "bvi.system": "System prompt (instruct side)",
@@ -15,6 +16,8 @@ EN = {
     "bvi.instruct_model": "Instruct model (right)",
     "bvi.generate": "Generate both",
     "bvi.base_title": "Base model — continues the text",
+    "bvi.base_title_md": "### Base model — continues the text",
+    "bvi.instruct_title_md": "### Instruct model — answers",
     "bvi.instruct_title": "Instruct model — answers",
     "bvi.sees": "What the model sees",
     "bvi.output": "Output",
@@ -34,8 +37,9 @@ EN = {
 }
 
 FR = {
-    "bvi.intro": "Envoyez **le même prompt** à un modèle *de base* (entraîné seulement à continuer un texte) et à son jumeau *instruct* (affiné sur des paires instruction/réponse, puis aligné). Les deux s'affichent en même temps : le modèle de base écrit *la suite d'un document* ; le modèle instruct *répond* — et peut quand même inventer des faits.",
+    "bvi.intro": "**Même prompt, deux modèles.** Le modèle *de base* a seulement appris à continuer un texte : il écrit *la suite d'un document*. Le modèle *instruct* a ensuite été affiné sur des paires instruction/réponse : il *répond* — et peut quand même inventer des faits.",
     "bvi.preset": "Exemples de prompts",
+    "bvi.options": "Modèles, prompt système et chat template",
     "bvi.prompt": "Prompt",
     "bvi.prompt_placeholder": "Tapez une question ou le début d'un texte…",
     "bvi.system": "Prompt système (côté instruct)",
@@ -48,6 +52,8 @@ FR = {
     "bvi.instruct_model": "Modèle instruct (droite)",
     "bvi.generate": "Générer les deux",
     "bvi.base_title": "Modèle de base — continue le texte",
+    "bvi.base_title_md": "### Modèle de base — continue le texte",
+    "bvi.instruct_title_md": "### Modèle instruct — répond",
     "bvi.instruct_title": "Modèle instruct — répond",
     "bvi.sees": "Ce que voit le modèle",
     "bvi.output": "Sortie",
