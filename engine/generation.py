@@ -227,6 +227,7 @@ class ModelBatch:
         for r in self.rows:
             if r.stop.is_set() and not r.done:
                 r.finish("stopped")
+                r._publish()
         self._drop_finished()
         if not self.rows:
             return
@@ -385,14 +386,16 @@ class DecodeEngine:
         requests = list(requests)
         cond = notify or (requests[0].notify if len(requests) == 1 else None)
         seen = -1
+        yielded_done = False
         while True:
             if not self.background:
                 self.run_once()
             version = sum(r.version for r in requests)
-            if version != seen:
-                seen = version
+            done = all(r.done for r in requests)
+            if version != seen or (done and not yielded_done):
+                seen, yielded_done = version, done
                 yield None
-            if all(r.done for r in requests):
+            if done:
                 return
             if self.background and cond is not None:
                 with cond:
