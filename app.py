@@ -120,7 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     set_forced_lang(args.lang)
     apply_endpoint_flags(args)
-    ctx = make_context(args.profile, settings=vars(args))
+    from engine.hub_cache import go_offline_if_unreachable
+
+    offline = go_offline_if_unreachable()
+    if offline:
+        logging.getLogger("app").warning("Hugging Face Hub not reachable: offline mode, only cached models load")
+    ctx = make_context(args.profile, settings={**vars(args), "offline": offline})
     demo = configure_queue(build_app(ctx))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, i18n=build_i18n(),
                 css=load_css(), theme=gr.themes.Soft(), show_error=True)

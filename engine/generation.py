@@ -121,6 +121,7 @@ class Request:
         self.error: BaseException | None = None
         self.batch_size = 1
         self.version = 0
+        self.display_probs: torch.Tensor | None = None  # this step's distribution, for TokenInfo
 
     @property
     def done(self) -> bool:
@@ -176,15 +177,40 @@ class ModelBatch:
         self.mask: torch.Tensor | None = None  # [B, L] 1 for real tokens in the cache
         self.history: torch.Tensor | None = None  # [B, L'] prompt + generated ids (repetition penalty)
         self.pending: torch.Tensor | None = None  # [B] the token chosen last, not yet in the cache
+        self.static = None  # engine.fastpath.StaticDecoder while a lone request runs on the fast path
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def _fast_decoder(self, newcomers: list[Request]):
+        fast = self.handle.extra.get("fast_path") if hasattr(self.handle, "extra") else None
+        if fast is None or self.rows or len(newcomers) != 1:
+            return None
+        r = newcomers[0]
+        return fast.pick(len(r.input_ids), r.params.max_new_tokens)
+
+    def _leave_fast_path(self) -> None:
+        """A second request arrived: continue the lone row with a dynamic cache, batched."""
+        static, self.static = self.static, None
+        self.cache = static.to_dynamic()
+        self.mask = torch.ones((1, static.length), dtype=torch.long, device=self.device)
 
     @torch.inference_mode()
     def add(self, newcomers: list[Request]) -> None:
         """Prefill the newcomers' prompts and merge them into the running batch."""
         from transformers import DynamicCache
 
+        if self.static is not None:
+            self._leave_fast_path()
+        static = self._fast_decoder(newcomers)
+        if static is not None:
+            r = newcomers[0]
+            hist = torch.tensor([r.input_ids], device=self.device)
+            first = self._choose(static.prefill(r.input_ids).float(), newcomers, hist)
+            self.rows, self.static, self.cache, self.mask = list(newcomers), static, None, None
+            self.history, self.pending = torch.cat([hist, first.view(-1, 1)], dim=1), first
+            self._record(newcomers, first)
+            return
         width = max(len(r.input_ids) for r in newcomers)
         n = len(newcomers)
         ids = torch.full((n, width), self.pad_id, dtype=torch.long)
@@ -231,6 +257,13 @@ class ModelBatch:
         self._drop_finished()
         if not self.rows:
             return
+        if self.static is not None:
+            logits = self.static.decode(self.pending).float()
+            chosen = self._choose(logits, self.rows, self.history)
+            self.history = torch.cat([self.history, chosen.view(-1, 1)], dim=1)
+            self._record(self.rows, chosen)
+            self.pending = chosen
+            return
         inputs = self.pending.view(-1, 1)
         self.mask = torch.cat([self.mask, torch.ones_like(inputs)], dim=1)
         positions = self.mask.sum(-1, keepdim=True) - 1
@@ -266,6 +299,7 @@ class ModelBatch:
             return
         if not keep:
             self.rows, self.cache, self.mask, self.history, self.pending = [], None, None, None, None
+            self.static = None
             return
         index = torch.tensor(keep, device=self.device)
         for layer in self.cache.layers:
@@ -307,7 +341,7 @@ class ModelBatch:
         want_probs = any(r.top_probs for r in rows)
         probs = torch.softmax(scaled, dim=-1) if want_probs else None
         for r, row_probs in zip(rows, probs if probs is not None else [None] * len(rows)):
-            r._display_probs = row_probs  # read by _info right after
+            r.display_probs = row_probs  # read by _info right after
         if p.is_greedy:
             return scaled.argmax(dim=-1)
         filtered = scaled
@@ -326,7 +360,7 @@ class ModelBatch:
         return torch.stack(picks).to(self.device)
 
     def _info(self, r: Request, token: int) -> TokenInfo:
-        probs = getattr(r, "_display_probs", None)
+        probs = r.display_probs
         text = r.piece_text()
         if probs is None:
             return TokenInfo(id=token, text=text, prob=1.0)
@@ -454,6 +488,8 @@ class DecodeEngine:
             after = sum(len(r.generated) for r in batch.rows)
             self._count(after - before)
             batch._drop_finished()
+            if not len(batch):
+                self._batches.pop(key, None)  # do not keep a released model alive
         self.steps += 1
 
     def _admit(self) -> None:

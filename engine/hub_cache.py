@@ -27,3 +27,28 @@ def offline_estimate_bytes(manager, spec: ModelSpec) -> int | None:
         return manager.estimate_bytes(spec)
     except Exception:  # noqa: BLE001 - the About panel must never fail
         return None
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    import httpx
+    from huggingface_hub import constants
+
+    try:
+        httpx.head(constants.ENDPOINT, timeout=timeout, follow_redirects=False)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+def go_offline_if_unreachable() -> bool:
+    """At start-up: if the Hub cannot be reached, behave as ``HF_HUB_OFFLINE=1`` so that a
+    missing model fails at once with a clear message instead of after network retries."""
+    import os
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or hub_reachable():
+        return bool(constants.HF_HUB_OFFLINE)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants.HF_HUB_OFFLINE = True
+    return True

@@ -162,6 +162,9 @@ def load_causal_lm(spec: ModelSpec, device: str, progress: ProgressFn | None = N
     handle = LLMHandle(spec=spec, model=model, tokenizer=tokenizer, device=device,
                        load_seconds=time.perf_counter() - started,
                        footprint_bytes=int(model.get_memory_footprint()))
+    from engine.fastpath import prepare
+
+    prepare(handle, (lambda f, d: progress(0.9 + 0.1 * f, d)) if progress else None)
     if progress:
         progress(1.0, "ready")
     return handle

@@ -190,9 +190,22 @@ class ModelManager:
         with self._lock:
             return [
                 {"model": e.spec.id, "precision": e.spec.precision, "role": e.spec.role,
-                 "gb": round(e.bytes / 1e9, 3), "load_seconds": round(e.load_seconds, 2)}
+                 "gb": round(e.bytes / 1e9, 3), "load_seconds": round(e.load_seconds, 2),
+                 "fast_path": _fast_path_status(e.obj)}
                 for e in self._entries.values()
             ]
+
+
+def _fast_path_status(obj: Any) -> str:
+    extra = getattr(obj, "extra", None) or {}
+    fast = extra.get("fast_path")
+    if fast is not None:
+        kind = "compiled decode step (CUDA graphs)" if fast.compiled else "static cache, eager"
+        buckets = "/".join(str(d.bucket) for d in fast.decoders)
+        return f"{kind}, buckets {buckets} tokens, prepared at load in {fast.warmup_seconds:.1f} s"
+    if extra.get("fast_path_error"):
+        return "plain decoding (fast path failed: " + extra["fast_path_error"] + ")"
+    return "plain decoding" if hasattr(obj, "model") else ""
 
 
 def _has_token() -> bool:

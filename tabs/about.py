@@ -29,7 +29,9 @@ def roles_table(ctx: AppContext, lang: str = "en") -> pd.DataFrame:
 def overview_markdown(ctx: AppContext, lang: str = "en") -> str:
     hw = ctx.hardware
     loaded = ctx.manager.status()
-    loaded_lines = "\n".join(f"- `{e['model']}` ({e['precision']}): {e['gb']} GB, {e['load_seconds']} s" for e in loaded) or "- —"
+    loaded_lines = "\n".join(
+        f"- `{e['model']}` ({e['precision']}): {e['gb']} GB, loaded in {e['load_seconds']} s"
+        + (f" · {e['fast_path']}" if e.get("fast_path") else "") for e in loaded) or "- —"
     budget = ctx.manager.budget / 1e9
     used = ctx.manager.used_bytes() / 1e9
     engine_lines = ""
@@ -39,6 +41,7 @@ def overview_markdown(ctx: AppContext, lang: str = "en") -> str:
     return (
         f"### {t('about.hardware', lang)}\n{hw.summary()}\n\n"
         f"### {t('about.profile', lang)}\n`{ctx.catalog.profile}` — {ctx.catalog.description}\n\n"
+        f"{t('about.offline' if ctx.settings.get('offline') else 'about.online', lang)}\n\n"
         f"### {t('about.loaded', lang)} ({used:.2f} / {budget:.1f} GB)\n{loaded_lines}"
         f"{engine_lines}\n\n"
         f"### {t('about.how_to_change', lang)}\n{t('about.how_to_change_body', lang)}"

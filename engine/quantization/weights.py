@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -492,7 +493,8 @@ def sweep_points(block_size: int = 64) -> list[tuple[str, int]]:
 
 def _sweep_cached(matrix: Matrix, block_size: int) -> tuple[tuple, ...]:
     key = (matrix.key, block_size)
-    hit = _SWEEPS.get(key)
+    with _SWEEPS_LOCK:
+        hit = _SWEEPS.get(key)
     if hit is not None:
         return hit
     rows = []
@@ -502,13 +504,15 @@ def _sweep_cached(matrix: Matrix, block_size: int) -> tuple[tuple, ...]:
         info = METHODS[method]
         rows.append((method, info.family, info.label, bits, m))
     result = tuple(rows)
-    if len(_SWEEPS) > 16:
-        _SWEEPS.pop(next(iter(_SWEEPS)))
-    _SWEEPS[key] = result
+    with _SWEEPS_LOCK:
+        if len(_SWEEPS) >= 16:
+            _SWEEPS.pop(next(iter(_SWEEPS)))
+        _SWEEPS[key] = result
     return result
 
 
-_SWEEPS: dict[tuple, tuple] = {}
+_SWEEPS: dict[tuple, tuple] = {}  # (matrix, block size) → sweep rows: the chart costs ~1 s per matrix
+_SWEEPS_LOCK = threading.Lock()
 
 
 def sweep(matrix: Matrix, block_size: int = 64) -> list[dict]:
