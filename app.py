@@ -5,6 +5,7 @@ Run ``python app.py`` (see ``--help``). This is also the Hugging Face Spaces ent
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -32,6 +33,10 @@ PRESENTATION_JS = "(on) => { document.body.classList.toggle('presentation', !!on
 def load_css() -> str:
     files = [ASSETS / "style.css"] + sorted(p for p in ASSETS.glob("*.css") if p.name != "style.css")
     return "\n".join(p.read_text(encoding="utf-8") for p in files)
+
+
+def load_head() -> str:
+    return "\n".join(f"<script>{p.read_text(encoding='utf-8')}</script>" for p in sorted(ASSETS.glob("*.js")))
 
 
 def make_context(profile: str = "auto", settings: dict | None = None) -> AppContext:
@@ -75,8 +80,12 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             gr.Markdown(I18N("app.stand_in_banner"), elem_id="stand-in-banner")
         with gr.Tabs():
             for label_key, module_name in TABS:
-                with gr.Tab(I18N(label_key), id=module_name, elem_id=f"tab-{module_name}"):
-                    importlib.import_module(f"tabs.{module_name}").build(ctx)
+                with gr.Tab(I18N(label_key), id=module_name, elem_id=f"tab-{module_name}") as tab:
+                    build = importlib.import_module(f"tabs.{module_name}").build
+                    if "tab" in inspect.signature(build).parameters:
+                        build(ctx, tab=tab)  # tabs that refresh themselves when selected
+                    else:
+                        build(ctx)
             with gr.Tab(I18N("tab.about"), id="about", elem_id="tab-about") as about_tab:
                 importlib.import_module("tabs.about").build(ctx, about_tab)
     return demo
@@ -128,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     ctx = make_context(args.profile, settings={**vars(args), "offline": offline})
     demo = configure_queue(build_app(ctx))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, i18n=build_i18n(),
-                css=load_css(), theme=gr.themes.Soft(), show_error=True)
+                css=load_css(), head=load_head(), theme=gr.themes.Soft(), show_error=True)
 
 
 if __name__ == "__main__":

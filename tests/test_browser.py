@@ -1,0 +1,108 @@
+"""Every tab driven in Debian's Chromium like a student would; screenshots land in docs/screenshots/."""
+from __future__ import annotations
+
+import pytest
+
+from tests.browser import (CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, no_horizontal_overflow, open_tab, screenshot,
+                           toast_text)
+
+TABS = ("base_vs_instruct", "tokenizers", "quantization", "techniques", "images", "about")
+LONG = 120_000  # ms: the first click of a tab may load a tiny model
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def new_page(browser, app_url, locale="en-US", viewport=DESKTOP):
+    context = browser.new_context(viewport=viewport, locale=locale)
+    page = context.new_page()
+    page.goto(app_url)
+    page.wait_for_selector("#bvi-run", timeout=LONG)
+    return page
+
+
+@pytest.fixture
+def page(browser, app_url):
+    pg = new_page(browser, app_url)
+    yield pg
+    pg.context.close()
+
+
+def test_base_vs_instruct_streams_both_panes(page):
+    page.fill("#bvi-prompt textarea", "Qu'est-ce qu'un consultant ?")
+    page.locator("#bvi-probs input").check()
+    page.click("#bvi-run")
+    for side in ("base", "instruct"):
+        page.wait_for_function(f"document.querySelector('#bvi-{side}-stats').innerText.includes('token limit')",
+                               timeout=LONG)
+        assert page.locator(f"#bvi-{side}-output .tok-p").count() > 5
+    assert "tiny/mistral-instruct" in page.inner_text("#bvi-instruct-header")
+    screenshot(page, "base_vs_instruct")
+
+
+def test_empty_prompt_shows_a_warning_toast(page):
+    page.fill("#bvi-prompt textarea", "")
+    page.click("#bvi-run")
+    assert "prompt is empty" in toast_text(page)
+
+
+def test_quantization_weights_planner_and_live(page):
+    open_tab(page, "quantization")
+    page.click("#quant-w-run")
+    page.wait_for_function("document.querySelector('#quant-w-table') && document.querySelector('#quant-w-table').innerText.includes('SNR')",
+                           timeout=LONG)
+    screenshot(page, "quantization")
+    page.click("#quant-planner-button")
+    page.click("#quant-p-run")
+    page.wait_for_function("document.querySelector('#quant-p-table').innerText.includes('14.5')", timeout=LONG)
+    page.click("#quant-live-button")
+    page.click("#quant-l-run")
+    page.wait_for_function("document.querySelectorAll('#quant-l-table tbody tr').length >= 2", timeout=LONG)
+    screenshot(page, "quantization_live")
+
+
+def test_about_panel(page):
+    open_tab(page, "about")
+    page.wait_for_function("document.querySelector('#about-overview').innerText.includes('tiny')", timeout=LONG)
+    assert page.locator("#about-roles tbody tr").count() == 7
+    screenshot(page, "about")
+
+
+def test_french_browser_gets_french_labels(browser, app_url):
+    pg = new_page(browser, app_url, locale="fr-FR")
+    try:
+        assert pg.locator("#tab-tokenizers-button").inner_text() == "Tokeniseurs"
+        assert "Générer les deux" in pg.locator("#bvi-run").inner_text()
+    finally:
+        pg.context.close()
+    pg = new_page(browser, app_url, locale="en-US")
+    try:
+        assert pg.locator("#tab-tokenizers-button").inner_text() == "Tokenizers"
+    finally:
+        pg.context.close()
+
+
+def test_presentation_mode(page):
+    before = page.evaluate("getComputedStyle(document.querySelector('#bvi-prompt textarea')).fontSize")
+    page.locator("#presentation-toggle input").check()
+    page.wait_for_function("document.body.classList.contains('presentation')")
+    after = page.evaluate("getComputedStyle(document.querySelector('#bvi-prompt textarea')).fontSize")
+    assert float(after.rstrip("px")) > float(before.rstrip("px"))
+    screenshot(page, "presentation_mode")
+
+
+def test_phone_width_has_no_horizontal_overflow(browser, app_url):
+    pg = new_page(browser, app_url, viewport=PHONE)
+    try:
+        for tab in TABS:
+            open_tab(pg, tab)
+            assert no_horizontal_overflow(pg), tab
+    finally:
+        pg.context.close()
