@@ -22,9 +22,10 @@ ProgressFn = Callable[[float, str], None]
 class Entry:
     spec: ModelSpec
     obj: Any
-    bytes: int
+    bytes: int  # what the budget counts: weights + head-room
     loaded_at: float
     load_seconds: float
+    weights: int = 0
 
 
 class ModelManager:
@@ -143,7 +144,7 @@ class ModelManager:
             weights = _measured_bytes(obj)
             measured = weights + memory.load_overhead(weights, self.device) if weights else need
             with self._lock:
-                self._entries[spec.key] = Entry(spec, obj, measured, time.time(), seconds)
+                self._entries[spec.key] = Entry(spec, obj, measured, time.time(), seconds, weights)
                 self.events.append(f"loaded {spec.id} ({spec.precision}) in {seconds:.1f} s, {weights / 1e9:.2f} GB of weights")
             log.info("loaded %s in %.1fs", spec.key, seconds)
             return obj
@@ -190,7 +191,8 @@ class ModelManager:
         with self._lock:
             return [
                 {"model": e.spec.id, "precision": e.spec.precision, "role": e.spec.role,
-                 "gb": round(e.bytes / 1e9, 3), "load_seconds": round(e.load_seconds, 2),
+                 "gb": round(e.bytes / 1e9, 3), "weights_gb": round(e.weights / 1e9, 3),
+                 "load_seconds": round(e.load_seconds, 2),
                  "fast_path": _fast_path_status(e.obj)}
                 for e in self._entries.values()
             ]

@@ -30,7 +30,8 @@ def overview_markdown(ctx: AppContext, lang: str = "en") -> str:
     hw = ctx.hardware
     loaded = ctx.manager.status()
     loaded_lines = "\n".join(
-        f"- `{e['model']}` ({e['precision']}): {e['gb']} GB, loaded in {e['load_seconds']} s"
+        f"- `{e['model']}` ({e['precision']}): {e['weights_gb']} GB of weights ({e['gb']} GB budgeted with head-room),"
+        f" loaded in {e['load_seconds']} s"
         + (f" · {e['fast_path']}" if e.get("fast_path") else "") for e in loaded) or "- —"
     budget = ctx.manager.budget / 1e9
     used = ctx.manager.used_bytes() / 1e9
