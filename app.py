@@ -24,7 +24,7 @@ TABS = (
     ("tab.tok", "tokenizers"),
     ("tab.quant", "quantization"),
     ("tab.tech", "techniques"),
-    ("tab.img", "images"),
+    ("tab.img", "image_prompting"),
 )
 
 PRESENTATION_JS = "(on) => { document.body.classList.toggle('presentation', !!on); return on; }"

@@ -59,7 +59,7 @@ class ModelManager:
         if spec.kind == "causal_lm":
             weights = self._causal_lm_weights(spec)
         else:
-            from engine.diffusion import estimate_pipeline_bytes
+            from engine.imagegen import estimate_pipeline_bytes
 
             weights = estimate_pipeline_bytes(spec)
         total = weights + memory.load_overhead(weights, self.device)
@@ -112,7 +112,7 @@ class ModelManager:
         return self._get(spec, lambda: load_causal_lm(spec, self.device, progress))
 
     def pipeline(self, spec: ModelSpec, progress: ProgressFn | None = None):
-        from engine.diffusion import load_pipeline
+        from engine.imagegen import load_pipeline
 
         return self._get(spec, lambda: load_pipeline(spec, self.device, progress))
 

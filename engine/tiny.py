@@ -87,9 +87,9 @@ def build_tiny_mistral(folder: Path, instruct: bool) -> None:
 
 def _build_diffusion(kind: str):
     def build(folder: Path) -> None:
-        from engine import tiny_diffusion
+        from engine import tiny_pipelines
 
-        getattr(tiny_diffusion, f"build_tiny_{kind}")(folder)
+        getattr(tiny_pipelines, f"build_tiny_{kind}")(folder)
     return build
 
 

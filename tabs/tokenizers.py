@@ -10,12 +10,7 @@ from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
 from ui.token_view import render_views
-
-LABEL_KEYS = ("tokens", "chars", "bytes", "cpt", "cut", "truncated", "clip_count")
-
-
-def view_labels(lang: str) -> dict[str, str]:
-    return {k: t(f"tok.{k}", lang) for k in LABEL_KEYS}
+from ui.token_view import translated_labels as view_labels
 
 
 def selected_keys(tokenizers: list[str] | None, hub_ids: str) -> list[str]:

@@ -120,6 +120,15 @@ def clip_window_html(text: str, labels: dict[str, str] | None = None) -> str:
             f'<div class="tokpieces">{render_pieces(enc, False, tok.window)}</div></div>')
 
 
+LABEL_KEYS = ("tokens", "chars", "bytes", "cpt", "cut", "truncated", "clip_count")
+
+
+def translated_labels(lang: str) -> dict[str, str]:
+    from ui.i18n import t
+
+    return {k: t(f"tok.{k}", lang) for k in LABEL_KEYS}
+
+
 DEFAULT_LABELS = {
     "tokens": "tokens", "chars": "characters", "bytes": "bytes", "cpt": "characters per token",
     "cut": "Only the first {window} tokens reach the model; the greyed part ({n} tokens in all) is cut.",

@@ -1,0 +1,269 @@
+"""Image generation for the image-prompting exercise: SDXL Turbo, SDXL base, FLUX schnell/dev.
+
+Each model runs with the defaults of its model card; controls that have no effect on a model
+are reported with the reason. Every image carries its prompt and settings in its PNG metadata,
+so uploading it restores them.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
+
+from engine.catalog import IMAGE_ROLES, ModelSpec
+from engine.errors import UserError
+
+METADATA_KEY = "genai-class-demo"
+TINY_SIZE, TINY_MAX_STEPS = 64, 2
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    role: str
+    title: str
+    steps: int
+    steps_range: tuple[int, int]
+    guidance: float
+    size: int
+    max_sequence_length: int | None  # T5 tokens (FLUX); None: CLIP only
+    negative_prompt: bool
+    guidance_active: bool
+    notes: dict[str, str] = field(default_factory=dict)  # control → why it is disabled (string keys)
+
+
+DEFAULTS: dict[str, ModelDefaults] = {
+    "sdxl_turbo": ModelDefaults("sdxl_turbo", "SDXL Turbo", 1, (1, 4), 0.0, 512, None, False, False,
+                                {"guidance": "img.why.turbo_guidance", "negative": "img.why.no_cfg_negative"}),
+    "sdxl_base": ModelDefaults("sdxl_base", "SDXL base 1.0", 30, (20, 50), 6.0, 1024, None, True, True),
+    "flux_schnell": ModelDefaults("flux_schnell", "FLUX.1 schnell", 4, (1, 4), 0.0, 1024, 256, False, False,
+                                  {"guidance": "img.why.schnell_guidance", "negative": "img.why.flux_negative"}),
+    "flux_dev": ModelDefaults("flux_dev", "FLUX.1 dev", 28, (28, 50), 3.5, 1024, 512, False, True,
+                              {"negative": "img.why.flux_negative"}),
+}
+
+
+@dataclass
+class ImageSettings:
+    """Everything needed to make one image again (stored in its PNG)."""
+
+    role: str
+    model: str
+    prompt: str
+    negative_prompt: str = ""
+    steps: int = 1
+    guidance: float = 0.0
+    width: int = 512
+    height: int = 512
+    seed: int = 0
+    max_sequence_length: int | None = None
+
+    def label(self, seconds: float | None = None) -> str:
+        text = f"{DEFAULTS[self.role].title} · {self.steps} steps · guidance {self.guidance:g} · seed {self.seed}"
+        return text + (f" · {seconds:.1f} s" if seconds is not None else "")
+
+
+@dataclass
+class ImageResult:
+    image: Image.Image
+    settings: ImageSettings
+    seconds: float
+    path: Path | None = None
+    note: str | None = None
+
+
+def settings_for(spec: ModelSpec, prompt: str, *, negative_prompt: str = "", seed: int = 0, steps: int | None = None,
+                 guidance: float | None = None, size: int | None = None, tiny: bool = False) -> ImageSettings:
+    """The model card's defaults, with the user's values where that control applies."""
+    d = DEFAULTS[spec.role]
+    s = ImageSettings(role=spec.role, model=spec.id, prompt=prompt, seed=int(seed),
+                      negative_prompt=negative_prompt if d.negative_prompt else "",
+                      steps=int(steps) if steps else d.steps,
+                      guidance=float(guidance) if (guidance is not None and d.guidance_active) else d.guidance,
+                      width=int(size or d.size), height=int(size or d.size), max_sequence_length=d.max_sequence_length)
+    if tiny:  # random tiny pipelines: keep the UI instant
+        s = replace(s, width=TINY_SIZE, height=TINY_SIZE, steps=min(s.steps, TINY_MAX_STEPS))
+    return s
+
+
+def estimate_pipeline_bytes(spec: ModelSpec) -> int:
+    """Weights of the whole pipeline at its precision; a 4-bit FLUX transformer (11.9B) at ~0.5 byte."""
+    params = (spec.params_b or 1.0) * 1e9
+    per = 4 if spec.precision == "fp32" else 2
+    if spec.kind == "flux" and spec.transformer_precision in ("nf4", "fp4"):
+        transformer = min(params, 11.9e9)
+        total = transformer * 0.53 + (params - transformer) * per
+    else:
+        total = params * per
+    if spec.offload:  # model CPU offload: only the biggest component sits on the GPU at a time
+        total *= 0.6
+    return int(total)
+
+
+def _dtype(precision: str):
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float16)
+
+
+def load_pipeline(spec: ModelSpec, device: str, progress: Callable[[float, str], None] | None = None):
+    """``from_pretrained`` for the role's pipeline (Hub id or a tiny local one)."""
+    from diffusers import AutoencoderKL, DiffusionPipeline
+
+    from engine.llm import model_source
+
+    source = model_source(spec)
+    dtype = _dtype(spec.precision)
+    kwargs: dict = {"torch_dtype": dtype}
+    if progress:
+        progress(0.1, "components")
+    if spec.vae and not spec.is_tiny:
+        kwargs["vae"] = AutoencoderKL.from_pretrained(spec.vae, torch_dtype=dtype)
+    if spec.kind == "sdxl" and spec.precision == "fp16" and not spec.is_tiny:
+        kwargs["variant"] = "fp16"
+    if spec.kind == "flux" and spec.transformer_precision in ("nf4", "fp4") and not spec.is_tiny:
+        from diffusers import BitsAndBytesConfig, FluxTransformer2DModel
+
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=spec.transformer_precision,
+                                   bnb_4bit_compute_dtype=dtype)
+        kwargs["transformer"] = FluxTransformer2DModel.from_pretrained(source, subfolder="transformer",
+                                                                       quantization_config=quant, torch_dtype=dtype)
+    if progress:
+        progress(0.4, "pipeline")
+    pipe = DiffusionPipeline.from_pretrained(source, **kwargs)
+    if spec.offload and device == "cuda":
+        pipe.enable_model_cpu_offload()
+    else:
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    if progress:
+        progress(1.0, "ready")
+    return pipe
+
+
+def generate(pipe, settings: ImageSettings, *, on_step: Callable[[int, int], None] | None = None,
+             stop: threading.Event | None = None) -> ImageResult:
+    import torch
+
+    kwargs = dict(prompt=settings.prompt, num_inference_steps=settings.steps, guidance_scale=settings.guidance,
+                  width=settings.width, height=settings.height,
+                  generator=torch.Generator("cpu").manual_seed(settings.seed))
+    if settings.negative_prompt and DEFAULTS[settings.role].negative_prompt:
+        kwargs["negative_prompt"] = settings.negative_prompt
+    if settings.max_sequence_length:
+        kwargs["max_sequence_length"] = settings.max_sequence_length
+
+    def callback(pipeline, step, timestep, tensors):
+        if on_step:
+            on_step(step + 1, settings.steps)
+        if stop is not None and stop.is_set():
+            pipeline._interrupt = True
+        return tensors
+
+    started = time.perf_counter()
+    try:
+        image = pipe(**kwargs, callback_on_step_end=callback).images[0]
+    except torch.OutOfMemoryError as exc:
+        raise UserError("err.oom", model=settings.model) from exc
+    return ImageResult(image=image, settings=settings, seconds=time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------ PNG metadata
+def save_png(result: ImageResult, folder: Path, name: str) -> Path:
+    info = PngInfo()
+    info.add_text(METADATA_KEY, json.dumps(asdict(result.settings), ensure_ascii=False))
+    s = result.settings
+    info.add_text("parameters", f"{s.prompt}\nNegative prompt: {s.negative_prompt}\nSteps: {s.steps}, "
+                                f"CFG scale: {s.guidance}, Seed: {s.seed}, Size: {s.width}x{s.height}, Model: {s.model}")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    result.image.save(path, format="PNG", pnginfo=info)
+    result.path = path
+    return path
+
+
+def read_png_settings(path: str | Path) -> ImageSettings:
+    try:
+        with Image.open(path) as img:
+            raw = getattr(img, "text", {}).get(METADATA_KEY)
+    except Exception as exc:  # noqa: BLE001 - not an image
+        raise UserError("img.err.no_metadata") from exc
+    if not raw:
+        raise UserError("img.err.no_metadata")
+    data = json.loads(raw)
+    if data.get("role") not in IMAGE_ROLES:
+        raise UserError("img.err.no_metadata")
+    return ImageSettings(**{k: v for k, v in data.items() if k in ImageSettings.__dataclass_fields__})
+
+
+# ------------------------------------------------------------------ grids
+def _font(size: int):
+    for name in ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",):
+        if Path(name).exists():
+            return ImageFont.truetype(name, size)
+    return ImageFont.load_default(size=size)
+
+
+def grid(images: list[Image.Image], labels: list[str], columns: int, cell: int = 384,
+         row_labels: list[str] | None = None, column_labels: list[str] | None = None) -> Image.Image:
+    """Images in a labelled grid: a caption under each, optional row and column headers."""
+    font = _font(max(11, cell // 28))
+    head_font = _font(max(12, cell // 22))
+    caption_h = max(34, cell // 7)
+    left = max(0, max((int(head_font.getlength(r)) for r in row_labels), default=0) + 16) if row_labels else 0
+    top = head_font.size + 14 if column_labels else 0
+    rows = (len(images) + columns - 1) // columns
+    canvas = Image.new("RGB", (left + columns * cell, top + rows * (cell + caption_h)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, text in enumerate(column_labels or []):
+        draw.text((left + c * cell + cell // 2, 6), text, font=head_font, fill="#111", anchor="ma")
+    for r, text in enumerate(row_labels or []):
+        draw.text((6, top + r * (cell + caption_h) + cell // 2), text, font=head_font, fill="#111", anchor="lm")
+    for i, (img, label) in enumerate(zip(images, labels)):
+        r, c = divmod(i, columns)
+        x, y = left + c * cell, top + r * (cell + caption_h)
+        canvas.paste(img.convert("RGB").resize((cell, cell)), (x, y))
+        for k, line in enumerate(_wrap(label, font, cell - 8)[:2]):
+            draw.text((x + 4, y + cell + 3 + k * (font.size + 2)), line, font=font, fill="#222")
+    return canvas
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    words, lines, line = text.split(), [], ""
+    for w in words:
+        candidate = f"{line} {w}".strip()
+        if font.getlength(candidate) <= width:
+            line = candidate
+        else:
+            lines.append(line)
+            line = w
+    return lines + ([line] if line else [])
+
+
+# ------------------------------------------------------------------ sweeps
+SWEEP_PARAMS = ("guidance", "steps", "seed", "style")
+
+
+def parse_values(param: str, raw: str) -> list:
+    values = [v.strip() for v in (raw or "").split(",") if v.strip()]
+    if not values:
+        raise UserError("img.err.sweep_values", param=param)
+    try:
+        if param == "guidance":
+            return [float(v) for v in values]
+        if param in ("steps", "seed"):
+            return [int(v) for v in values]
+    except ValueError as exc:
+        raise UserError("img.err.sweep_values", param=param) from exc
+    return values
+
+
+def apply_sweep(settings: ImageSettings, param: str, value) -> ImageSettings:
+    if param == "style":
+        return replace(settings, prompt=f"{settings.prompt}, {value}")
+    return replace(settings, **{param: value})

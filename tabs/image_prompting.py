@@ -1,0 +1,270 @@
+"""Image prompting: the SDXL / FLUX guided exercise, prompt builder, comparison grids."""
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from engine import imagegen
+from engine.catalog import IMAGE_ROLES
+from engine.errors import UserError, as_user_error
+from engine.prompt_recipe import FIELDS, STYLE_PRESETS, apply_preset, assemble
+from engine.tokenizers import t5_count
+from ui.context import AppContext
+from ui.feedback import guard, warn
+from ui.i18n import I18N, request_lang, t
+
+EXERCISE = json.loads((Path(__file__).resolve().parent.parent / "assets" / "image_exercise.json").read_text("utf-8"))["steps"]
+_stops: dict[str, threading.Event] = {}
+
+
+def model_choices() -> list[tuple[str, str]]:
+    return [(imagegen.DEFAULTS[r].title, r) for r in IMAGE_ROLES]
+
+
+def defaults_table(lang: str, tiny: bool) -> pd.DataFrame:
+    rows = []
+    for role in IMAGE_ROLES:
+        d = imagegen.DEFAULTS[role]
+        size = imagegen.TINY_SIZE if tiny else d.size
+        rows.append({t("img.col_model", lang): d.title,
+                     t("img.col_steps", lang): f"{d.steps} ({d.steps_range[0]}–{d.steps_range[1]})",
+                     t("img.col_guidance", lang): d.guidance, t("img.col_size", lang): f"{size}×{size}",
+                     t("img.col_t5", lang): d.max_sequence_length or "—",
+                     t("img.col_negative", lang): "✓" if d.negative_prompt else "—",
+                     t("img.col_notes", lang): "; ".join(t(v, lang) for v in d.notes.values())})
+    return pd.DataFrame(rows)
+
+
+def token_counter_html(prompt: str, lang: str) -> str:
+    """CLIP's 77-token window (the tokenizer tab's view) and the T5 count for FLUX."""
+    from html import escape
+
+    from ui.token_view import clip_window_html, translated_labels
+
+    n, exact = t5_count(prompt or "")
+    t5 = t("img.t5_exact" if exact else "img.t5_estimate", lang, n=n, limit="256 (schnell) / 512 (dev)")
+    return clip_window_html(prompt or "", translated_labels(lang)) + f'<div class="t5count">{escape(t5)}</div>'
+
+
+def focus_controls(role: str, lang: str):
+    """Sliders set to the model card's values; controls without effect are disabled with the reason."""
+    d = imagegen.DEFAULTS[role]
+    guidance_note = t(d.notes["guidance"], lang) if "guidance" in d.notes else None
+    negative_note = t(d.notes["negative"], lang) if "negative" in d.notes else None
+    return (
+        gr.update(value=d.steps, minimum=1, maximum=max(8, d.steps_range[1])),
+        gr.update(value=d.guidance, interactive=d.guidance_active, info=guidance_note or ""),
+        gr.update(value=d.size),
+        gr.update(interactive=d.negative_prompt, info=negative_note or ""),
+    )
+
+
+def build(ctx: AppContext) -> None:
+    tiny = ctx.catalog.profile == "tiny"
+    gr.Markdown(I18N("img.intro"), elem_classes="tab-intro")
+    if tiny:
+        gr.Markdown(I18N("img.tiny_note"), elem_classes="tab-intro")
+    with gr.Accordion(I18N("img.td"), open=False, elem_id="img-td"):
+        td_pick = gr.Dropdown([(f"{s['title_en']} · {s['title_fr']}", s["id"]) for s in EXERCISE], value=None,
+                              label=I18N("img.td_pick"), elem_id="img-td-pick")
+        td_goal = gr.Markdown(elem_id="img-td-goal")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            prompt = gr.Textbox(EXERCISE[0]["prompt_en"], lines=3, label=I18N("img.prompt"),
+                                placeholder=I18N("img.prompt_placeholder"), elem_id="img-prompt")
+            second = gr.Textbox("", lines=2, label=I18N("img.second_prompt"), elem_id="img-second")
+            negative = gr.Textbox("blurry, low quality, watermark", lines=1, label=I18N("img.negative"),
+                                  elem_id="img-negative")
+            tokens = gr.HTML(token_counter_html(EXERCISE[0]["prompt_en"], "en"), label=I18N("img.tokens"),
+                             elem_id="img-token-count")
+        with gr.Column(scale=2, min_width=280):
+            models = gr.CheckboxGroup(model_choices(), value=["sdxl_turbo", "flux_schnell"], label=I18N("img.models"),
+                                      elem_id="img-models")
+            seed = gr.Number(42, precision=0, minimum=0, label=I18N("img.seed"), elem_id="img-seed")
+            use_defaults = gr.Checkbox(True, label=I18N("img.use_defaults"), elem_id="img-use-defaults")
+            focus = gr.Dropdown(model_choices(), value="sdxl_turbo", label=I18N("img.focus"), elem_id="img-focus")
+            steps = gr.Slider(1, 8, value=1, step=1, label=I18N("img.steps"), elem_id="img-steps")
+            guidance = gr.Slider(0, 12, value=0, step=0.5, label=I18N("img.guidance"), interactive=False,
+                                 elem_id="img-guidance")
+            size = gr.Slider(256, 1536, value=512, step=64, label=I18N("img.size"), elem_id="img-size")
+            with gr.Row():
+                run = gr.Button(I18N("img.run"), variant="primary", elem_id="img-run", scale=3)
+                stop = gr.Button(I18N("img.stop"), variant="stop", elem_id="img-stop", scale=1, min_width=90)
+    with gr.Row(equal_height=False):
+        grid_out = gr.Image(label=I18N("img.grid"), type="pil", format="png", elem_id="img-grid", scale=3)
+        target = gr.Image(label=I18N("img.target"), type="pil", elem_id="img-target", scale=1)
+    gallery = gr.Gallery(label=I18N("img.gallery"), columns=4, height="auto", elem_id="img-gallery", format="png")
+    with gr.Accordion(I18N("img.defaults_table"), open=False):
+        table = gr.Dataframe(defaults_table("en", tiny), interactive=False, wrap=True, elem_id="img-defaults")
+    with gr.Accordion(I18N("img.builder"), open=False, elem_id="img-builder"):
+        preset = gr.Dropdown(list(STYLE_PRESETS), value=None, label=I18N("img.b_preset"))
+        with gr.Row():
+            parts = [gr.Textbox("", label=I18N(f"img.b_{name}"), min_width=180) for name in FIELDS[:4]]
+        with gr.Row():
+            parts += [gr.Textbox("", label=I18N(f"img.b_{name}"), min_width=180) for name in FIELDS[4:]]
+        assemble_btn = gr.Button(I18N("img.b_assemble"))
+    with gr.Accordion(I18N("img.sweep"), open=False, elem_id="img-sweep"):
+        with gr.Row():
+            sweep_model = gr.Dropdown(model_choices(), value="sdxl_base", label=I18N("img.sweep_model"))
+            x_param = gr.Dropdown(list(imagegen.SWEEP_PARAMS), value="guidance", label=I18N("img.sweep_x"))
+            x_values = gr.Textbox("2, 5, 8", label=I18N("img.sweep_x_values"))
+            y_param = gr.Dropdown(list(imagegen.SWEEP_PARAMS), value="steps", label=I18N("img.sweep_y"))
+            y_values = gr.Textbox("1, 2" if tiny else "15, 30", label=I18N("img.sweep_y_values"))
+        sweep_run = gr.Button(I18N("img.sweep_run"), elem_id="img-sweep-run")
+    with gr.Accordion(I18N("img.reuse"), open=False, elem_id="img-reuse"):
+        reuse_file = gr.File(label=I18N("img.reuse_file"), file_types=[".png"], elem_id="img-reuse-file")
+        reuse_note = gr.Markdown()
+
+    # ---------------------------------------------------------------- handlers
+    def make_images(specs_settings, progress, stop_event, lang):
+        """Generate each (spec, settings) in turn; skip (with a warning) what cannot load."""
+        results, folder = [], Path(tempfile.mkdtemp(prefix="images-"))
+        total = len(specs_settings)
+        for i, (spec, settings) in enumerate(specs_settings):
+            if stop_event.is_set():
+                break
+            try:
+                pipe = ctx.manager.pipeline(spec, lambda f, d: progress(i / total, desc=f"{spec.id}: {d}"))
+            except Exception as exc:  # noqa: BLE001 - one model failing must not stop the grid
+                err = as_user_error(exc, spec.id)
+                if err is None:
+                    raise
+                gr.Warning(t("img.skipped", lang, model=imagegen.DEFAULTS[spec.role].title,
+                             reason=t(err.key, lang, **err.params)))
+                continue
+
+            def on_step(step, steps, i=i, spec=spec):
+                progress((i + step / steps) / total, desc=t("img.progress", lang, model=imagegen.DEFAULTS[spec.role].title,
+                                                            step=step, steps=steps, i=i + 1, n=total))
+
+            result = ctx.gpu(duration_s=120)(imagegen.generate)(pipe, settings, on_step=on_step, stop=stop_event)
+            imagegen.save_png(result, folder, f"{i:02d}-{spec.role}")
+            results.append(result)
+        return results
+
+    @guard
+    def generate_images(prompt: str, second_prompt: str = "", negative_prompt: str = "",
+                        models: list[str] | None = None, seed: float = 42, use_defaults: bool = True,
+                        focus_model: str = "sdxl_turbo", steps: float = 1, guidance: float = 0.0, size: float = 512,
+                        request: gr.Request = None, progress=gr.Progress()):
+        lang = request_lang(request)
+        prompts = [p.strip() for p in (prompt, second_prompt) if p and p.strip()]
+        if not prompts:
+            warn("err.empty_prompt", request)
+            return None, []
+        roles = [r for r in IMAGE_ROLES if r in (models or [])]
+        if not roles:
+            warn("img.err.no_models", request)
+            return None, []
+        stop_event = threading.Event()
+        _stops[getattr(request, "session_hash", None) or "default"] = stop_event
+        jobs = []
+        for p in prompts:
+            for role in roles:
+                spec = ctx.catalog.spec(role)
+                custom = (not use_defaults) and role == focus_model
+                jobs.append((spec, imagegen.settings_for(spec, p, negative_prompt=negative_prompt or "", seed=int(seed or 0),
+                                                         steps=int(steps) if custom else None,
+                                                         guidance=float(guidance) if custom else None,
+                                                         size=int(size) if custom else None, tiny=tiny)))
+        results = make_images(jobs, progress, stop_event, lang)
+        if not results:
+            return None, []
+        columns = len(roles) if len(prompts) > 1 else min(4, len(results))
+        row_labels = [p[:40] + ("…" if len(p) > 40 else "") for p in prompts] if len(prompts) > 1 else None
+        image = imagegen.grid([r.image for r in results], [r.settings.label(r.seconds) for r in results],
+                              columns=columns, cell=256 if tiny else 384, row_labels=row_labels)
+        return image, [(str(r.path), r.settings.label(r.seconds)) for r in results]
+
+    @guard
+    def image_grid_sweep(prompt: str, model: str = "sdxl_base", x_param: str = "guidance", x_values: str = "2, 5, 8",
+                         y_param: str = "steps", y_values: str = "15, 30", seed: float = 42,
+                         negative_prompt: str = "", request: gr.Request = None, progress=gr.Progress()):
+        lang = request_lang(request)
+        if not (prompt or "").strip():
+            warn("err.empty_prompt", request)
+            return None, []
+        if x_param == y_param:
+            raise UserError("img.err.same_param")
+        xs, ys = imagegen.parse_values(x_param, x_values), imagegen.parse_values(y_param, y_values)
+        spec = ctx.catalog.spec(model)
+        base = imagegen.settings_for(spec, prompt.strip(), negative_prompt=negative_prompt or "", seed=int(seed or 0),
+                                     tiny=tiny)
+        jobs = []
+        for y in ys:
+            for x in xs:
+                s = imagegen.apply_sweep(imagegen.apply_sweep(base, x_param, x), y_param, y)
+                if tiny:
+                    s = replace(s, steps=min(s.steps, imagegen.TINY_MAX_STEPS))
+                jobs.append((spec, s))
+        stop_event = threading.Event()
+        _stops[getattr(request, "session_hash", None) or "default"] = stop_event
+        results = make_images(jobs, progress, stop_event, lang)
+        if not results:
+            return None, []
+        image = imagegen.grid([r.image for r in results], [f"{r.seconds:.1f} s" for r in results], columns=len(xs),
+                              cell=256 if tiny else 320, row_labels=[f"{y_param} = {y}" for y in ys],
+                              column_labels=[f"{x_param} = {x}" for x in xs])
+        return image, [(str(r.path), r.settings.label(r.seconds)) for r in results]
+
+    @guard
+    def read_png_settings(png: str | None, request: gr.Request = None):
+        lang = request_lang(request)
+        if not png:
+            return (gr.update(),) * 8 + ("",)
+        s = imagegen.read_png_settings(png)
+        note = t("img.reuse_done", lang, model=imagegen.DEFAULTS[s.role].title, steps=s.steps, guidance=s.guidance,
+                 seed=s.seed)
+        return (s.prompt, s.negative_prompt, [s.role], s.seed, False, s.role, s.steps, s.guidance, note)
+
+    def stop_images(request: gr.Request):
+        event = _stops.get(getattr(request, "session_hash", None) or "default")
+        if event is not None:
+            event.set()
+
+    def show_step(step_id: str | None, request: gr.Request):
+        lang = request_lang(request)
+        if not step_id:
+            return gr.update(), gr.update(), gr.update(), gr.update()
+        s = next(x for x in EXERCISE if x["id"] == step_id)
+        return (f"### {s['title_' + lang]}\n\n{s['goal_' + lang]}", s["prompt_" + lang],
+                s.get("second_prompt_" + lang, ""), s["models"])
+
+    def on_focus(role: str, request: gr.Request):
+        return focus_controls(role, request_lang(request))
+
+    def refresh_tokens(text: str, request: gr.Request):
+        return token_counter_html(text, request_lang(request))
+
+    def build_prompt(*values):
+        return assemble(dict(zip(FIELDS, values)))
+
+    def pick_style(name: str | None, *values):
+        merged = apply_preset(dict(zip(FIELDS, values)), name or "")
+        return tuple(merged.get(f, "") for f in FIELDS)
+
+    inputs = [prompt, second, negative, models, seed, use_defaults, focus, steps, guidance, size]
+    run.click(generate_images, inputs=inputs, outputs=[grid_out, gallery], api_name="generate_images",
+              concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1)
+    sweep_run.click(image_grid_sweep, inputs=[prompt, sweep_model, x_param, x_values, y_param, y_values, seed, negative],
+                    outputs=[grid_out, gallery], api_name="image_grid_sweep",
+                    concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1)
+    stop.click(stop_images, api_name=False, queue=False)
+    reuse_file.upload(read_png_settings, inputs=reuse_file,
+                      outputs=[prompt, negative, models, seed, use_defaults, focus, steps, guidance, reuse_note],
+                      api_name="read_png_settings", concurrency_limit=None)
+    td_pick.change(show_step, inputs=td_pick, outputs=[td_goal, prompt, second, models], api_name=False,
+                   concurrency_limit=None)
+    focus.change(on_focus, inputs=focus, outputs=[steps, guidance, size, negative], api_name=False, concurrency_limit=None)
+    prompt.change(refresh_tokens, inputs=prompt, outputs=tokens, api_name=False, concurrency_limit=None,
+                  trigger_mode="always_last", show_progress="hidden")
+    assemble_btn.click(build_prompt, inputs=parts, outputs=prompt, api_name=False, concurrency_limit=None)
+    preset.change(pick_style, inputs=[preset] + parts, outputs=parts, api_name=False, concurrency_limit=None)
+    gr.on([use_defaults.change], lambda on: gr.update(interactive=not on), inputs=use_defaults, outputs=focus,
+          api_name=False, queue=False)

@@ -1,0 +1,122 @@
+"""Image prompting: tiny SDXL/FLUX pipelines, defaults per model, grids, PNG settings, errors, API."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from PIL import Image
+
+from engine import imagegen
+from engine.catalog import IMAGE_ROLES
+from engine.errors import UserError
+from engine.prompt_recipe import apply_preset, assemble
+
+
+@pytest.mark.parametrize("role", IMAGE_ROLES)
+def test_every_role_makes_an_image_of_the_requested_size(manager, role):
+    spec = manager.catalog.spec(role)
+    pipe = manager.pipeline(spec)
+    settings = imagegen.settings_for(spec, "a red panda holding a sign that says OPEN", seed=3, tiny=True)
+    steps = []
+    result = imagegen.generate(pipe, settings, on_step=lambda s, n: steps.append((s, n)))
+    assert result.image.size == (64, 64)
+    assert steps[-1] == (settings.steps, settings.steps)
+    again = imagegen.generate(pipe, settings)
+    assert list(again.image.getdata()) == list(result.image.getdata())  # same seed, same image
+
+
+def test_model_card_defaults_and_disabled_controls():
+    d = imagegen.DEFAULTS
+    assert (d["sdxl_turbo"].steps, d["sdxl_turbo"].guidance, d["sdxl_turbo"].size) == (1, 0.0, 512)
+    assert d["sdxl_base"].size == 1024 and 5 <= d["sdxl_base"].guidance <= 7 and d["sdxl_base"].negative_prompt
+    assert (d["flux_schnell"].steps, d["flux_schnell"].max_sequence_length) == (4, 256)
+    assert (d["flux_dev"].guidance, d["flux_dev"].max_sequence_length) == (3.5, 512)
+    assert set(d["sdxl_turbo"].notes) == {"guidance", "negative"}
+    assert set(d["flux_schnell"].notes) == {"guidance", "negative"}
+    assert set(d["flux_dev"].notes) == {"negative"} and not d["sdxl_base"].notes
+
+
+def test_inactive_controls_are_ignored_and_shown_disabled(manager):
+    spec = manager.catalog.spec("flux_schnell")
+    s = imagegen.settings_for(spec, "x", negative_prompt="blurry", guidance=7.0, steps=3, size=768)
+    assert s.guidance == 0.0 and s.negative_prompt == "" and s.steps == 3 and s.width == 768
+    from tabs.image_prompting import focus_controls
+
+    steps, guidance, size, negative = focus_controls("flux_schnell", "en")
+    assert guidance["interactive"] is False and "schnell" in guidance["info"]
+    assert negative["interactive"] is False
+    _, guidance, _, negative = focus_controls("sdxl_base", "en")
+    assert guidance["interactive"] is True and negative["interactive"] is True
+
+
+def test_grid_layout_and_labels():
+    images = [Image.new("RGB", (64, 64), c) for c in ("red", "green", "blue", "white")]
+    out = imagegen.grid(images, ["a", "b", "c", "d"], columns=2, cell=100, row_labels=["row 1", "row 2"],
+                        column_labels=["x = 1", "x = 2"])
+    assert out.width > 200 and out.height > 200
+    assert out.getpixel((out.width - 50, out.height // 2 - 60)) != (255, 255, 255)
+    s = imagegen.ImageSettings(role="sdxl_base", model="m", prompt="p", steps=30, guidance=6.0, seed=7)
+    assert s.label(1.23) == "SDXL base 1.0 · 30 steps · guidance 6 · seed 7 · 1.2 s"
+
+
+def test_png_metadata_round_trip(tmp_path, manager):
+    spec = manager.catalog.spec("sdxl_base")
+    settings = imagegen.settings_for(spec, "a lighthouse at dusk", negative_prompt="fog", seed=11, tiny=True)
+    result = imagegen.ImageResult(Image.new("RGB", (64, 64)), settings, 0.5)
+    path = imagegen.save_png(result, tmp_path, "x")
+    assert imagegen.read_png_settings(path) == settings
+    Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
+    with pytest.raises(UserError) as err:
+        imagegen.read_png_settings(tmp_path / "plain.png")
+    assert err.value.key == "img.err.no_metadata"
+
+
+def test_sweep_values():
+    assert imagegen.parse_values("guidance", "2, 5.5") == [2.0, 5.5]
+    with pytest.raises(UserError):
+        imagegen.parse_values("steps", "a, b")
+    s = imagegen.ImageSettings(role="sdxl_base", model="m", prompt="teapot")
+    assert imagegen.apply_sweep(s, "style", "watercolor").prompt == "teapot, watercolor"
+    assert imagegen.apply_sweep(s, "seed", 5).seed == 5
+
+
+def test_prompt_builder():
+    parts = apply_preset({"subject": "a snail-shaped teapot", "setting": "on a kitchen table"}, "watercolor")
+    prompt = assemble(parts)
+    assert prompt.startswith("a snail-shaped teapot, on a kitchen table, loose watercolor")
+    assert "soft pastel palette" in prompt
+
+
+def test_gated_and_missing_models(manager, monkeypatch):
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
+    dev = replace(manager.catalog.spec("flux_dev"), id="black-forest-labs/FLUX.1-dev", gated=True)
+    with pytest.raises(UserError) as err:
+        manager.pipeline(dev)
+    assert err.value.key == "err.gated"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    missing = replace(manager.catalog.spec("sdxl_turbo"), id="someone/not-cached-sdxl", params_b=0.001)
+    with pytest.raises(UserError) as err:
+        manager.pipeline(missing)
+    assert err.value.key == "err.not_cached"
+
+
+def test_estimate_counts_a_4bit_flux_transformer():
+    from engine.catalog import load_catalog
+
+    t4 = load_catalog("t4", env={}).spec("flux_schnell")
+    full = replace(t4, transformer_precision=None, offload=False)
+    assert imagegen.estimate_pipeline_bytes(t4) < imagegen.estimate_pipeline_bytes(full) / 2
+
+
+def test_generate_images_through_gradio_client(client):
+    grid, gallery = client.predict("a cat holding a sign that says HELLO", "", "", ["sdxl_turbo", "flux_schnell"], 42,
+                                   True, "sdxl_turbo", 1, 0, 512, api_name="/generate_images")
+    with Image.open(grid) as img:
+        assert img.width > 2 * 64
+    assert len(gallery) == 2
+    from gradio_client import handle_file
+
+    settings = client.predict(handle_file(gallery[0]["image"]), api_name="/read_png_settings")
+    assert settings[0] == "a cat holding a sign that says HELLO" and settings[2] == ["sdxl_turbo"]
