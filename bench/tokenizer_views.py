@@ -1,6 +1,6 @@
 """Tokenizer tab speed: 100,000 characters through the default tokenizers, per stage.
 
-    python bench/tokenizers.py [--chars 100000]
+    python bench/tokenizer_views.py [--chars 100000]
 
 Prints encode and render time per tokenizer, characters per second, and the total against
 the 1-second goal (one HTML string per tokenizer, no component per token).
