@@ -1,0 +1,1 @@
+"""Prompt-engineering techniques: answer extraction, majority vote, the techniques and their benchmark."""

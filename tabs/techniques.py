@@ -1,0 +1,461 @@
+"""Prompt techniques: run one technique and see every call, or benchmark several on many problems."""
+from __future__ import annotations
+
+import html
+import tempfile
+import threading
+
+import gradio as gr
+import pandas as pd
+
+from engine.catalog import ModelSpec
+from engine.generation import SamplingParams
+from engine.techniques import tasks as task_sets
+from engine.techniques.benchmark import BenchmarkResult, benchmark
+from engine.techniques.extraction import format_number
+from engine.techniques.tasks import CUSTOM, Task
+from engine.techniques.techniques import TECHNIQUES, Call, EngineGenerator, Run, Settings, run_technique as run_flow
+from engine.errors import UserError
+from ui.context import AppContext
+from ui.feedback import guard, warn
+from ui.i18n import I18N, request_lang, t
+from ui.widgets import spec_for
+
+DEFAULT_PROBLEM = "arith-09"
+DEFAULT_LANG = "fr"
+DEFAULT_BENCH = ["zero_shot", "explicit", "few_shot", "zero_shot_cot", "self_consistency"]
+STATUS_COLORS = ("#2e7d32", "#f9a825", "#90a4ae")  # winner, tied (lost the tie-break), other
+_stops: dict[tuple[str, str], threading.Event] = {}
+
+
+# =============================================================================== inputs
+def problem_choices(lang: str) -> list[tuple[str, str]]:
+    out = []
+    for task in task_sets.all_tasks(lang):
+        first = task.question.splitlines()[0]
+        out.append((f"{task.id} · {first[:72]}{'…' if len(first) > 72 else ''}", task.id))
+    return out + [(t("tech.custom_choice", lang), CUSTOM)]
+
+
+def resolve_task(language: str, problem: str, question: str, expected_answer: str, answer_type: str) -> Task:
+    lang = "en" if language == "en" else "fr"
+    if problem and problem != CUSTOM:
+        return task_sets.get_task(problem, lang)
+    return task_sets.custom_task(question or "", lang, expected_answer or "", answer_type or "number")
+
+
+def make_settings(k_examples: float, shuffle_examples: bool, shuffle_seed: float, n_samples: float,
+                  sample_temperature: float, refine_rounds: float, k_thoughts: float, depth: float,
+                  params: SamplingParams) -> Settings:
+    return Settings(k_examples=int(k_examples or 0), shuffle=bool(shuffle_examples), shuffle_seed=int(shuffle_seed or 0),
+                    n_samples=max(1, int(n_samples or 1)), sample_temperature=float(sample_temperature or 0.0),
+                    rounds=max(0, int(refine_rounds or 0)), k_thoughts=max(1, int(k_thoughts or 1)),
+                    depth=max(1, int(depth or 1)), params=params)
+
+
+def model_choices(ctx: AppContext) -> list[str]:
+    ids = ctx.catalog.llm_choices("instruct_llm") + ctx.catalog.llm_choices("base_llm")
+    return list(dict.fromkeys(ids))
+
+
+def model_spec(ctx: AppContext, model: str) -> ModelSpec:
+    """A catalog role's own spec when its id is picked (precision, endpoint kept), else a custom id."""
+    model = (model or "").strip()
+    for role in ("instruct_llm", "base_llm", "quant_subject"):
+        spec = ctx.catalog.spec(role)
+        if not model or spec.id == model:
+            return spec
+    return spec_for(ctx, "instruct_llm", model)
+
+
+def check_technique(technique: str) -> None:
+    if technique not in TECHNIQUES:
+        raise UserError("tech.err_unknown_technique", technique=technique, choices=", ".join(TECHNIQUES))
+
+
+def _stop_event(request: gr.Request | None, kind: str, fresh: bool) -> threading.Event:
+    key = (getattr(request, "session_hash", None) or "default", kind)
+    if fresh or key not in _stops:
+        _stops[key] = threading.Event()
+    return _stops[key]
+
+
+# =============================================================================== rendering
+def esc(text: str) -> str:
+    return html.escape(text or "", quote=False)
+
+
+def step_label(call: Call, lang: str) -> str:
+    return t(f"tech.step.{call.step}", lang, **call.info)
+
+
+def call_html(call: Call, lang: str, open_: bool) -> str:
+    meta = t("tech.call_meta", lang, prompt_tokens=call.prompt_tokens, tokens=call.n_tokens, seconds=call.seconds,
+             stop=call.stop_reason, batch=call.batch)
+    badge = ""
+    extra = ""
+    if call.answer is not None:
+        shown = call.answer.display(lang)
+        badge = f' <span class="tech-badge">→ {esc(shown)}</span>'
+        extra = '<div class="tech-extract">' + t("tech.extracted", lang, answer=esc(shown),
+                                                 rule=esc(t(f"tech.rule.{call.answer.rule}", lang))) + "</div>"
+    if call.step == "score":
+        score = call.info.get("score")
+        best = t("tech.best_mark", lang) if call.info.get("best") else ""
+        badge = f' <span class="tech-badge">{esc(format_number(score)) if score is not None else "—"}</span>'
+        extra = '<div class="tech-extract">' + t("tech.score_is", lang, score="—" if score is None else format_number(score),
+                                                 best=best) + "</div>"
+    note = ""
+    if call.note in ("system_merged", "no_template"):
+        note = f'<div class="tech-note">{esc(t("tech." + call.note, lang))}</div>'
+    return (f'<details class="tech-call"{" open" if open_ else ""}><summary><b>#{call.index}</b> · '
+            f'{esc(step_label(call, lang))} · <span class="tech-meta">{esc(meta)}</span>{badge}</summary>'
+            f'<div class="tech-label">{esc(t("tech.prompt_label", lang))}</div>'
+            f'<pre class="tech-prompt">{esc(call.prompt)}</pre>{note}'
+            f'<div class="tech-label">{esc(t("tech.output_label", lang))}</div>'
+            f'<pre class="tech-output">{esc(call.output)}</pre>{extra}</details>')
+
+
+def calls_html(run: Run, lang: str) -> str:
+    last = len(run.calls)
+    return '<div class="tech-calls">' + "".join(call_html(c, lang, c.index == last) for c in run.calls) + "</div>"
+
+
+def _md(text: str) -> str:
+    """User or model text shown inside Markdown: one line, no markup."""
+    flat = " ".join((text or "").split())
+    return esc(flat).replace("*", "\\*").replace("_", "\\_").replace("`", "\\`").replace("|", "\\|")
+
+
+def result_markdown(run: Run, lang: str) -> str:
+    task = run.task
+    lines = []
+    if run.finished:
+        ans = run.answer
+        lines.append(t("tech.final_answer", lang, answer=_md(ans.display(lang))) if ans.ok else t("tech.no_answer", lang))
+        grade = {True: t("tech.correct", lang), False: t("tech.wrong", lang), None: t("tech.ungraded", lang)}[run.correct]
+        expected = t("tech.expected_is", lang, expected=_md(task.expected_display())) + " · " if task.answer is not None else ""
+        lines.append(expected + grade)
+        if ans.ok:
+            lines.append(t("tech.found_by", lang, rule=t(f"tech.rule.{ans.rule}", lang), found=_md(ans.found[:160])))
+    elif run.stopped:
+        lines.append(t("tech.stopped", lang))
+    else:
+        lines.append(t("tech.running", lang, calls=len(run.calls)))
+    lines.append(t("tech.totals", lang, technique=t(f"tech.name.{run.technique}", lang), calls=len(run.calls),
+                   batches=run.batches, prompt_tokens=run.prompt_tokens, tokens=run.generated_tokens,
+                   seconds=run.wall_seconds))
+    lines += _details_lines(run, lang)
+    return "\n\n".join(lines)
+
+
+def _details_lines(run: Run, lang: str) -> list[str]:
+    d = run.details
+    out = []
+    if "examples" in d and d["examples"]:
+        out.append(t("tech.examples_used", lang, examples=", ".join(f"#{i + 1}" for i in d["examples"])))
+    if "subquestions" in d:
+        subs = " · ".join(f"{i + 1}. {_md(s)}" for i, s in enumerate(d["subquestions"]))
+        out.append(t("tech.ltm_subs", lang, subs=subs))
+        if d.get("fallback"):
+            out.append(t("tech.ltm_fallback", lang))
+    if "answers_by_round" in d:
+        out.append(t("tech.refine_history", lang, history=" → ".join(_md(a) if a else "—" for a in d["answers_by_round"])))
+    for level in d.get("levels", []):
+        scores = ", ".join("—" if s is None else format_number(s) for s in level["scores"])
+        out.append(t("tech.tot_level", lang, depth=level["depth"], scores=scores, best=level["best"] + 1,
+                     thought=_md(level["thoughts"][level["best"]][:200])))
+    return out
+
+
+def vote_outputs(run: Run, lang: str) -> tuple[str, pd.DataFrame]:
+    """The vote's Markdown (summary, tie, every path's answer) and the bar chart's data."""
+    paths = [c for c in run.calls if c.step == "sample"]
+    rows = [t("tech.vote_paths", lang)]
+    for c in paths:
+        shown = c.answer.display(lang) if c.answer else "—"
+        rule = t(f"tech.rule.{c.answer.rule}", lang) if c.answer else ""
+        rows.append(f"| {c.sample_index + 1} | {_md(shown)} | {rule} |")
+    vote = run.vote
+    if vote is None or vote.winner is None:
+        head = t("tech.vote_none", lang) if vote is not None else ""
+        return "\n\n".join([head, "\n".join(rows)]), pd.DataFrame(columns=["answer", "votes", "status"])
+    display = {c.answer.key: c.answer.display(lang) for c in paths if c.answer and c.answer.ok}
+    head = [t("tech.vote_summary", lang, winner=_md(display[vote.winner]), votes=vote.winner_votes, cast=vote.votes,
+              share=vote.share, abstain=vote.abstentions)]
+    if vote.tie:
+        head.append(t("tech.vote_tie", lang, tied=", ".join(_md(display[k]) for k in vote.tied), votes=vote.winner_votes,
+                      winner=_md(display[vote.winner]), path=vote.first_path[vote.winner] + 1))
+    status = {k: ("winner" if k == vote.winner else "tied" if k in vote.tied else "other") for k, _ in vote.counts}
+    frame = pd.DataFrame({"answer": [display[k] for k, _ in vote.counts], "votes": [n for _, n in vote.counts],
+                          "status": [t(f"tech.vote_status_{status[k]}", lang) for k, _ in vote.counts]})
+    return "\n\n".join(head + ["\n".join(rows)]), frame
+
+
+def vote_plot(frame: pd.DataFrame, lang: str) -> gr.BarPlot:
+    colors = {t(f"tech.vote_status_{s}", lang): c for s, c in zip(("winner", "tied", "other"), STATUS_COLORS)}
+    return gr.BarPlot(value=frame, x="answer", y="votes", color="status", color_map=colors,
+                      colors_in_legend=list(dict.fromkeys(frame["status"])),
+                      sort=list(frame["answer"]) if len(frame) else None,
+                      x_title=t("tech.vote_col_answer", lang), y_title=t("tech.vote_col_votes", lang))
+
+
+def run_outputs(run: Run, lang: str) -> tuple:
+    is_vote = run.technique == "self_consistency"
+    vote_md, frame = vote_outputs(run, lang) if is_vote else ("", pd.DataFrame(columns=["answer", "votes", "status"]))
+    return (result_markdown(run, lang), gr.Column(visible=is_vote), vote_md, vote_plot(frame, lang),
+            calls_html(run, lang), run.as_dict())
+
+
+def summary_frame(result: BenchmarkResult, lang: str) -> pd.DataFrame:
+    rows = []
+    for s in result.stats():
+        rows.append({
+            t("tech.col_technique", lang): t(f"tech.name.{s.technique}", lang),
+            t("tech.col_tasks", lang): s.runs,
+            t("tech.col_correct", lang): s.correct,
+            t("tech.col_accuracy", lang): round(100 * s.accuracy, 1),
+            t("tech.col_no_answer", lang): s.no_answer,
+            t("tech.col_calls", lang): s.calls,
+            t("tech.col_prompt_tokens", lang): s.prompt_tokens,
+            t("tech.col_generated_tokens", lang): s.generated_tokens,
+            t("tech.col_tokens_per_task", lang): round(s.per_task(s.tokens), 1),
+            t("tech.col_seconds", lang): round(s.seconds, 2),
+            t("tech.col_seconds_per_task", lang): round(s.per_task(s.seconds), 3),
+        })
+    return pd.DataFrame(rows)
+
+
+def chart_frame(result: BenchmarkResult, lang: str) -> pd.DataFrame:
+    stats = [s for s in result.stats() if s.runs]
+    return pd.DataFrame({"technique": [t(f"tech.name.{s.technique}", lang) for s in stats],
+                         "accuracy": [round(100 * s.accuracy, 1) for s in stats],
+                         "tokens_per_task": [round(s.per_task(s.tokens), 1) for s in stats],
+                         "seconds_per_task": [round(s.per_task(s.seconds), 3) for s in stats]})
+
+
+def bench_status(result: BenchmarkResult, lang: str) -> str:
+    done = len(result.runs)
+    if result.done and result.stopped:
+        return t("tech.bench_stopped", lang, done=done, total=result.total)
+    if result.done:
+        return t("tech.bench_done", lang, total=result.total, seconds=sum(result.seconds.values()))
+    return t("tech.bench_status", lang, done=done, total=result.total)
+
+
+def bench_outputs(result: BenchmarkResult, lang: str, files: list[str] | None) -> tuple:
+    frame = chart_frame(result, lang)
+    order = list(frame["technique"])
+    acc = gr.BarPlot(value=frame, x="technique", y="accuracy", sort=order or None, y_lim=[0, 100],
+                     x_title=t("tech.col_technique", lang), y_title=t("tech.col_accuracy", lang))
+    # colors_in_legend changes with the techniques shown: that makes the chart rebuild its colour scale
+    cost = gr.ScatterPlot(value=frame, x="tokens_per_task", y="accuracy", color="technique", y_lim=[0, 100],
+                          colors_in_legend=order,
+                          x_title=t("tech.col_tokens_per_task", lang), y_title=t("tech.col_accuracy", lang))
+    return bench_status(result, lang), summary_frame(result, lang), acc, cost, files
+
+
+# =============================================================================== UI
+def build(ctx: AppContext) -> None:
+    tiny = ctx.catalog.profile == "tiny"
+    default_tokens = 24 if tiny else (160 if ctx.hardware.device == "cpu" else 320)
+    default_bench_n = 4 if tiny else 10
+    first_task = task_sets.get_task(DEFAULT_PROBLEM, DEFAULT_LANG)
+
+    gr.Markdown(I18N("tech.intro"), elem_classes="tab-intro")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=300):
+            technique = gr.Radio([(I18N(f"tech.name.{k}"), k) for k in TECHNIQUES], value="zero_shot",
+                                 label=I18N("tech.technique"), elem_id="tech-technique")
+            card = gr.Markdown(I18N("tech.card.zero_shot"), elem_id="tech-card", elem_classes="tech-card")
+        with gr.Column(scale=3, min_width=320):
+            with gr.Row():
+                language = gr.Radio([(I18N("tech.lang_fr"), "fr"), (I18N("tech.lang_en"), "en")], value=DEFAULT_LANG,
+                                    label=I18N("tech.language"), elem_id="tech-language", scale=1, min_width=160)
+                problem = gr.Dropdown(problem_choices(DEFAULT_LANG), value=DEFAULT_PROBLEM, label=I18N("tech.problem"),
+                                      elem_id="tech-problem", scale=3)
+            question = gr.Textbox(first_task.question, lines=3, max_lines=12, label=I18N("tech.question"),
+                                  info=I18N("tech.question_info"), elem_id="tech-question")
+            with gr.Row():
+                expected = gr.Textbox("", label=I18N("tech.expected"), info=I18N("tech.expected_info"), visible=False,
+                                      elem_id="tech-expected")
+                answer_type = gr.Radio([(I18N("tech.type_number"), "number"), (I18N("tech.type_text"), "text")],
+                                       value="number", label=I18N("tech.answer_type"), visible=False,
+                                       elem_id="tech-answer-type")
+    with gr.Accordion(I18N("tech.settings"), open=True, elem_id="tech-settings"):
+        with gr.Row():
+            k_examples = gr.Slider(0, 8, value=3, step=1, label=I18N("tech.k_examples"), info=I18N("tech.k_info"))
+            shuffle = gr.Checkbox(False, label=I18N("tech.shuffle"))
+            shuffle_seed = gr.Number(0, precision=0, minimum=0, label=I18N("tech.shuffle_seed"))
+            n_samples = gr.Slider(1, 20, value=5, step=1, label=I18N("tech.n_samples"))
+        with gr.Row():
+            sample_temperature = gr.Slider(0.05, 1.5, value=0.8, step=0.05, label=I18N("tech.sample_temperature"),
+                                           info=I18N("tech.sample_temperature_info"))
+            rounds = gr.Slider(0, 4, value=1, step=1, label=I18N("tech.rounds"))
+            k_thoughts = gr.Slider(1, 5, value=3, step=1, label=I18N("tech.k_thoughts"))
+            depth = gr.Slider(1, 4, value=2, step=1, label=I18N("tech.depth"))
+    with gr.Accordion(I18N("tech.model_settings"), open=False, elem_id="tech-model-settings"):
+        with gr.Row():
+            model = gr.Dropdown(model_choices(ctx), value=ctx.catalog.spec("instruct_llm").id, label=I18N("tech.model"),
+                                allow_custom_value=True, filterable=True, elem_id="tech-model", scale=2)
+            max_new_tokens = gr.Slider(4, 2048, value=default_tokens, step=1, label=I18N("common.max_new_tokens"))
+            greedy = gr.Checkbox(True, label=I18N("common.greedy"), info=I18N("tech.greedy_info"))
+            temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label=I18N("common.temperature"))
+            seed = gr.Number(42, precision=0, minimum=0, label=I18N("common.seed"))
+    with gr.Row():
+        run_btn = gr.Button(I18N("tech.run"), variant="primary", elem_id="tech-run", scale=4)
+        stop_btn = gr.Button(I18N("common.stop"), variant="stop", elem_id="tech-stop", scale=1, min_width=120)
+    result = gr.Markdown(elem_id="tech-result", elem_classes="tech-result")
+    with gr.Column(visible=False, elem_id="tech-vote") as vote_box:
+        with gr.Row(equal_height=False):
+            vote_md = gr.Markdown(elem_id="tech-vote-md")
+            votes = gr.BarPlot(x="answer", y="votes", color="status", label=I18N("tech.vote_chart"),
+                               elem_id="tech-vote-chart", y_lim=[0, None])
+    calls = gr.HTML(label=I18N("tech.calls"), elem_id="tech-calls")
+    with gr.Accordion(I18N("tech.rule_title"), open=False, elem_id="tech-rule"):
+        gr.Markdown(I18N("tech.rule_body"))
+    with gr.Accordion(I18N("tech.raw"), open=False):
+        raw = gr.JSON(show_label=False, elem_id="tech-raw")
+
+    with gr.Accordion(I18N("tech.bench_title"), open=True, elem_id="tech-bench"):
+        gr.Markdown(I18N("tech.bench_intro"))
+        with gr.Row():
+            bench_techniques = gr.CheckboxGroup([(I18N(f"tech.name.{k}"), k) for k in TECHNIQUES], value=DEFAULT_BENCH,
+                                                label=I18N("tech.bench_techniques"), elem_id="tech-bench-techniques",
+                                                scale=3)
+            with gr.Column(scale=1, min_width=240):
+                bench_kinds = gr.CheckboxGroup([(I18N(f"tech.kind_{k}"), k) for k in task_sets.KINDS], value=["number"],
+                                               label=I18N("tech.bench_kinds"), elem_id="tech-bench-kinds")
+                bench_n = gr.Slider(1, len(task_sets.all_tasks("en")), value=default_bench_n, step=1,
+                                    label=I18N("tech.bench_n"), elem_id="tech-bench-n")
+        with gr.Row():
+            bench_btn = gr.Button(I18N("tech.bench_run"), variant="primary", elem_id="tech-bench-run", scale=4)
+            bench_stop = gr.Button(I18N("common.stop"), variant="stop", elem_id="tech-bench-stop", scale=1, min_width=120)
+        bench_md = gr.Markdown(elem_id="tech-bench-status")
+        bench_table = gr.Dataframe(label=I18N("tech.bench_table"), interactive=False, wrap=True,
+                                   elem_id="tech-bench-table")
+        with gr.Row():
+            acc_plot = gr.BarPlot(x="technique", y="accuracy", label=I18N("tech.bench_chart_accuracy"),
+                                  x_label_angle=-30, elem_id="tech-bench-accuracy")
+            cost_plot = gr.ScatterPlot(x="tokens_per_task", y="accuracy", color="technique",
+                                       tooltip=["technique", "accuracy", "tokens_per_task", "seconds_per_task"],
+                                       label=I18N("tech.bench_chart_cost"), elem_id="tech-bench-cost")
+        bench_files = gr.File(label=I18N("tech.bench_csv"), file_count="multiple", interactive=False,
+                              height=140, elem_id="tech-bench-csv")
+
+    # ------------------------------------------------------------------ small events
+    def show_card(technique: str, request: gr.Request):
+        return t(f"tech.card.{technique}", request_lang(request)) if technique in TECHNIQUES else ""
+
+    def pick_problem(problem: str, language: str):
+        custom = problem == CUSTOM
+        if custom:
+            return gr.update(), gr.update(visible=True), gr.update(visible=True)
+        task = task_sets.get_task(problem, language)
+        return task.question, gr.update(visible=False, value=""), gr.update(visible=False)
+
+    def pick_language(language: str, problem: str):
+        keep = problem or DEFAULT_PROBLEM
+        text = gr.update() if keep == CUSTOM else task_sets.get_task(keep, language).question
+        return gr.update(choices=problem_choices(language), value=keep), text
+
+    def edited_question():
+        return CUSTOM
+
+    technique.change(show_card, inputs=technique, outputs=card, api_name=False, queue=False)
+    problem.change(pick_problem, inputs=[problem, language], outputs=[question, expected, answer_type],
+                   api_name=False, queue=False)
+    language.change(pick_language, inputs=[language, problem], outputs=[problem, question], api_name=False,
+                    queue=False)
+    question.input(edited_question, outputs=problem, api_name=False, queue=False)
+
+    # ------------------------------------------------------------------ run one technique
+    @ctx.gpu(duration_s=180)
+    @guard
+    def run_technique(technique: str = "zero_shot", language: str = DEFAULT_LANG, problem: str = DEFAULT_PROBLEM,
+                      question: str = "", expected_answer: str = "", answer_type: str = "number",
+                      k_examples: float = 3, shuffle_examples: bool = False, shuffle_seed: float = 0,
+                      n_samples: float = 5, sample_temperature: float = 0.8, refine_rounds: float = 1,
+                      k_thoughts: float = 3, depth: float = 2, model: str = "",
+                      max_new_tokens: float = default_tokens, temperature: float = 0.7, greedy: bool = True,
+                      seed: float = 42, request: gr.Request = None, progress=gr.Progress()):
+        lang = request_lang(request)
+        check_technique(technique)
+        task = resolve_task(language, problem, question, expected_answer, answer_type)
+        if not task.question:
+            warn("err.empty_prompt", request)
+            return
+        params = SamplingParams(max_new_tokens=max(1, int(max_new_tokens or 1)), temperature=float(temperature or 0.0),
+                                greedy=bool(greedy), seed=int(seed or 0))
+        settings = make_settings(k_examples, shuffle_examples, shuffle_seed, n_samples, sample_temperature,
+                                 refine_rounds, k_thoughts, depth, params)
+        spec = model_spec(ctx, model)
+        stop = _stop_event(request, "run", fresh=True)
+        progress(0.0, desc=t("common.loading", lang, model=spec.id, precision=spec.precision))
+        handle = ctx.manager.llm(spec, progress=lambda frac, desc: progress(frac, desc=desc))
+        generator = EngineGenerator(handle, on_step=lambda done, total: progress(done / max(1, total)))
+        for run in run_flow(technique, task, generator, settings, stop=stop):
+            yield run_outputs(run, lang)
+
+    def stop_technique(request: gr.Request):
+        _stop_event(request, "run", fresh=False).set()
+
+    run_inputs = [technique, language, problem, question, expected, answer_type, k_examples, shuffle, shuffle_seed,
+                  n_samples, sample_temperature, rounds, k_thoughts, depth, model, max_new_tokens, temperature,
+                  greedy, seed]
+    run_btn.click(run_technique, inputs=run_inputs, outputs=[result, vote_box, vote_md, votes, calls, raw],
+                  api_name="run_technique", concurrency_id=ctx.concurrency_id("causal_lm"),
+                  concurrency_limit=ctx.llm_concurrency)
+    stop_btn.click(stop_technique, api_name="stop_technique", queue=False)
+
+    # ------------------------------------------------------------------ benchmark
+    @ctx.gpu(duration_s=300)
+    @guard
+    def benchmark_techniques(techniques: list[str] | None = None, language: str = DEFAULT_LANG,
+                             task_kinds: list[str] | None = None, n_problems: float = default_bench_n,
+                             k_examples: float = 3, shuffle_examples: bool = False, shuffle_seed: float = 0,
+                             n_samples: float = 5, sample_temperature: float = 0.8, refine_rounds: float = 1,
+                             k_thoughts: float = 3, depth: float = 2, model: str = "",
+                             max_new_tokens: float = default_tokens, seed: float = 42,
+                             request: gr.Request = None, progress=gr.Progress()):
+        lang = request_lang(request)
+        chosen = list(DEFAULT_BENCH if techniques is None else techniques)
+        if not chosen:
+            raise UserError("tech.err_no_techniques")
+        for name in chosen:
+            check_technique(name)
+        kinds = list(["number"] if task_kinds is None else task_kinds)
+        problems = task_sets.benchmark_tasks("en" if language == "en" else "fr", kinds, int(n_problems or 1))
+        if not problems:
+            raise UserError("tech.err_no_tasks")
+        params = SamplingParams(max_new_tokens=max(1, int(max_new_tokens or 1)), greedy=True, seed=int(seed or 0))
+        settings = make_settings(k_examples, shuffle_examples, shuffle_seed, n_samples, sample_temperature,
+                                 refine_rounds, k_thoughts, depth, params)
+        spec = model_spec(ctx, model)
+        stop = _stop_event(request, "bench", fresh=True)
+        progress(0.0, desc=t("common.loading", lang, model=spec.id, precision=spec.precision))
+        handle = ctx.manager.llm(spec, progress=lambda frac, desc: progress(frac, desc=desc))
+
+        def on_progress(done: int, total: int, name: str) -> None:
+            progress(done / max(1, total), desc=t("tech.bench_progress", lang, technique=t(f"tech.name.{name}", lang),
+                                                  done=done, total=total))
+
+        outcome = None
+        for outcome in benchmark(EngineGenerator(handle), chosen, problems, settings, stop=stop,
+                                 on_progress=on_progress):
+            if not outcome.done:
+                yield bench_outputs(outcome, lang, None)
+        folder = tempfile.mkdtemp(prefix="techniques-")
+        files = [str(p) for p in outcome.write_csv(folder)]
+        yield bench_outputs(outcome, lang, files)
+
+    def stop_benchmark(request: gr.Request):
+        _stop_event(request, "bench", fresh=False).set()
+
+    bench_inputs = [bench_techniques, language, bench_kinds, bench_n, k_examples, shuffle, shuffle_seed, n_samples,
+                    sample_temperature, rounds, k_thoughts, depth, model, max_new_tokens, seed]
+    bench_btn.click(benchmark_techniques, inputs=bench_inputs,
+                    outputs=[bench_md, bench_table, acc_plot, cost_plot, bench_files],
+                    api_name="benchmark_techniques", concurrency_id=ctx.concurrency_id("causal_lm"),
+                    concurrency_limit=ctx.llm_concurrency)
+    bench_stop.click(stop_benchmark, api_name="stop_benchmark", queue=False)
