@@ -4,6 +4,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
+import uuid
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,7 +16,7 @@ N_MERGES = 49152 - 256 - 2  # lines 1 … 48894 of the file
 
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP's reversible map from bytes to printable unicode characters."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -61,5 +63,16 @@ def clip_tokenizer(model_max_length: int = CLIP_MAX_TOKENS):
 
     folder = Path(os.environ.get("GENAI_CLIP_DIR") or tiny_root().parent / "clip-tokenizer")
     if not (folder / "merges.txt").exists():
-        write_clip_tokenizer(folder)
+        _write_once(folder)
     return CLIPTokenizer.from_pretrained(folder, model_max_length=model_max_length)
+
+
+def _write_once(folder: Path) -> None:
+    """Write into a private folder, then rename it into place: a process or thread that loses
+    the race never reads half-written files."""
+    tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex}")
+    write_clip_tokenizer(tmp)
+    try:
+        os.rename(tmp, folder)
+    except OSError:  # another writer got there first
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,40 +1,69 @@
 """HTML views of tokenized text: one string per tokenizer, user text always escaped.
 
-Each token is a ``<span class="tk">`` carrying its character span (``data-s``/``data-e``), so
-``assets/token_view.js`` can highlight the same characters in the other views on hover.
-Byte-fallback tokens are shown as their bytes and grouped under the character they form.
+Each token is a ``<span class="tk">`` carrying its character span (``data-s``/``data-e``) and id
+(``data-i``), so ``assets/token_view.js`` can highlight the same characters in the other views
+on hover and show the id, piece and bytes as the token's title. Byte-fallback tokens are shown as their bytes and
+grouped under the character they form. Styles: ``assets/tokenizers.css``.
 """
 from __future__ import annotations
 
+import itertools
 from html import escape
 
 from engine.tokenizers import Encoding, Piece
 
-MAX_SHOWN = 20_000  # tokens drawn per view; counts stay exact beyond
+MAX_SHOWN = 5_000  # tokens drawn per view (a browser lays out ~20,000 tokens a second); counts stay exact
 N_COLOURS = 6
+_render_ids = itertools.count(1)
 
 
 def _visible(text: str) -> str:
-    """Escape, then make whitespace visible: · for spaces, → for tabs, ↵ for new lines."""
+    """Escape, then make whitespace visible: · for spaces, → for tabs, ↵ for new lines (the line
+    breaks themselves are added after the token, see :func:`_breaks`)."""
     out = escape(text)
-    out = out.replace(" ", '<i class="ws">·</i>').replace("\t", '<i class="ws">→</i>')
-    return out.replace("\n", '<i class="ws">↵</i><br>')
+    if " " in out:
+        out = out.replace(" ", '<i class="ws">·</i>')
+    if "\t" in out:
+        out = out.replace("\t", '<i class="ws">→</i>')
+    if "\r" in out:
+        out = out.replace("\r", '<i class="ws">␍</i>')
+    if "\n" in out:
+        out = out.replace("\n", '<i class="ws">↵</i>')
+    return out
+
+
+def _breaks(p: Piece) -> str:
+    return "<br>" * p.raw.count(b"\n") if p.raw and not p.partial else ""
 
 
 def _hex(raw: bytes) -> str:
-    lead = " " if raw[:1] == b" " else ""
-    body = raw[1:] if lead else raw
-    return (_visible(lead) if lead else "") + " ".join(f"{b:02X}" for b in body)
+    """A byte-fallback token: its bytes in hex; a leading or trailing space (CLIP's end of word)
+    kept visible as a space marker."""
+    lead, trail = raw[:1] == b" ", raw[-1:] == b" " and len(raw) > 1
+    body = raw[1 if lead else 0:len(raw) - 1 if trail else len(raw)]
+    space = '<i class="ws">·</i>'
+    return (space if lead else "") + " ".join(f"{b:02X}" for b in body) + (space if trail else "")
 
 
-def _title(p: Piece, show_ids: bool) -> str:
+def _title(p: Piece) -> str:
     raw = " ".join(f"{b:02X}" for b in p.raw) if p.raw else "—"
-    label = p.special or repr(p.text)
+    if p.special:
+        label = p.special
+    elif p.partial:  # part of a character: SentencePiece's byte notation
+        label = "".join(f"<0x{b:02X}>" for b in p.raw)
+    else:
+        label = repr(p.text)
     return escape(f"id {p.id} · {label} · bytes {raw}", quote=True)
 
 
 def _piece_html(p: Piece, index: int, show_ids: bool, cut: bool) -> str:
-    classes = f"tk c{index % N_COLOURS}" + (" sp" if p.special else "") + (" byte" if p.partial else "") + (" cut" if cut else "")
+    classes = f"tk c{index % N_COLOURS}"
+    if p.special:
+        classes += " sp"
+    if p.partial:
+        classes += " byte"
+    if cut:
+        classes += " cut"
     if show_ids:
         body = str(p.id)
     elif p.special:
@@ -43,84 +72,109 @@ def _piece_html(p: Piece, index: int, show_ids: bool, cut: bool) -> str:
         body = _hex(p.raw)
     else:
         body = _visible(p.text)
-    return f'<span class="{classes}" data-s="{p.start}" data-e="{p.end}" title="{_title(p, show_ids)}">{body}</span>'
+    # In the pieces view the hover title (id, piece, bytes) is built by assets/token_view.js from
+    # data-i and the shown piece: half the HTML. In the ids view the piece is not shown: title here.
+    title = f' title="{_title(p)}"' if show_ids else ""
+    return (f'<span class="{classes}" data-s="{p.start}" data-e="{p.end}" data-i="{p.id}"{title}>{body}</span>'
+            f'{_breaks(p) or "<wbr>"}')
 
 
 def cut_index(enc: Encoding, window: int | None) -> int | None:
-    """Index of the first token dropped by a fixed window (CLIP keeps 76 + its end token)."""
+    """Index of the first token dropped by a fixed window: CLIP keeps its start token and the
+    next 75 and then puts its end token back, so tokens from index ``window - 1`` on are cut."""
     if not window or enc.n_tokens <= window:
         return None
     return window - 1
 
 
-def render_pieces(enc: Encoding, show_ids: bool = False, window: int | None = None, max_shown: int = MAX_SHOWN) -> str:
+def render_pieces(enc: Encoding, show_ids: bool = False, window: int | None = None,
+                  max_shown: int = MAX_SHOWN) -> str:
     cut_at = cut_index(enc, window)
+    last = enc.n_tokens - 1  # the end token is never cut: the window always ends with it
+
+    def is_cut(k: int) -> bool:
+        return cut_at is not None and cut_at <= k < last
+
     parts: list[str] = []
     pieces = enc.pieces[:max_shown]
     i = 0
     while i < len(pieces):
-        if cut_at is not None and i == cut_at:
-            parts.append(f'<span class="cutmark" title="{window} tokens">✂ {window}</span>')
         p = pieces[i]
-        cut = cut_at is not None and i >= cut_at and i != enc.n_tokens - 1
+        j = i + 1
         if p.group is not None:
-            j = i
             while j < len(pieces) and pieces[j].group == p.group:
                 j += 1
+        if cut_at is not None and i <= cut_at < j:
+            parts.append(f'<span class="cutmark" title="{window} tokens">✂ {window}</span>')
+        if j == i + 1:
+            parts.append(_piece_html(p, i, show_ids, is_cut(i)))
+        else:
             members = pieces[i:j]
-            char = enc.text[members[0].start:members[-1].end].strip() if members[0].start >= 0 else ""
-            inner = "".join(_piece_html(m, i + k, show_ids, cut) for k, m in enumerate(members))
+            inner = "".join(_piece_html(m, i + k, show_ids, is_cut(i + k)) for k, m in enumerate(members))
+            start, end = members[0].start, members[-1].end
+            char = enc.text[start:end].strip() if start >= 0 else ""
             title = escape(f"{char} = {len(members)} byte tokens", quote=True)
-            parts.append(f'<span class="tkg" data-s="{members[0].start}" data-e="{members[-1].end}" title="{title}">'
+            parts.append(f'<span class="tkg" data-s="{start}" data-e="{end}" title="{title}">'
                          f'<span class="tkg-b">{inner}</span><span class="tkg-c">{escape(char)}</span></span>')
-            i = j
-            continue
-        parts.append(_piece_html(p, i, show_ids, cut))
-        i += 1
+        i = j
     if enc.n_tokens > max_shown:
-        parts.append(f'<span class="more">… +{enc.n_tokens - max_shown:,} tokens</span>')
+        parts.append(f'<span class="more">… +{enc.n_tokens - max_shown} tokens</span>')
     return "".join(parts)
 
 
+def number(x: float, labels: dict[str, str], decimals: int = 0) -> str:
+    """``12345.6`` → ``12,345.6`` (English) or ``12 345,6`` (French)."""
+    text = f"{x:,.{decimals}f}"
+    return text.translate({ord(","): "\x00", ord("."): labels["decimal_sep"]}).replace("\x00", labels["thousands_sep"])
+
+
 def stats_line(enc: Encoding, labels: dict[str, str]) -> str:
-    return (f'<div class="tokstats"><b>{enc.n_tokens:,}</b> {escape(labels["tokens"])} · {enc.n_chars:,} '
-            f'{escape(labels["chars"])} · {enc.n_bytes:,} {escape(labels["bytes"])} · '
-            f'<b>{enc.chars_per_token:.2f}</b> {escape(labels["cpt"])}</div>')
+    def n(x: float, d: int = 0) -> str:
+        return escape(number(x, labels, d))
+
+    return (f'<div class="tokstats"><b>{n(enc.n_tokens)}</b> {escape(labels["tokens"])} · {n(enc.n_chars)} '
+            f'{escape(labels["chars"])} · {n(enc.n_bytes)} {escape(labels["bytes"])} · '
+            f'<b>{n(enc.chars_per_token, 2)}</b> {escape(labels["cpt"])}</div>')
 
 
-def render_view(enc: Encoding, labels: dict[str, str], show_ids: bool = False, window: int | None = None) -> str:
+def render_view(enc: Encoding, labels: dict[str, str], show_ids: bool = False, window: int | None = None,
+                max_shown: int = MAX_SHOWN) -> str:
+    """One tokenizer's view: heading, counts, notes (window cut, display truncated), pieces."""
     note = ""
     if window and enc.n_tokens > window:
         note = f'<div class="toknote">{escape(labels["cut"].format(window=window, n=enc.n_tokens))}</div>'
-    if enc.n_tokens > MAX_SHOWN:
-        note += f'<div class="toknote">{escape(labels["truncated"].format(shown=MAX_SHOWN))}</div>'
+    if enc.n_tokens > max_shown:
+        note += f'<div class="toknote">{escape(labels["truncated"].format(shown=number(max_shown, labels)))}</div>'
     return (f'<div class="tokview" data-tok="{escape(enc.key, quote=True)}">'
             f'<div class="tokhead">{escape(enc.label)}</div>{stats_line(enc, labels)}{note}'
-            f'<div class="tokpieces">{render_pieces(enc, show_ids, window)}</div></div>')
+            f'<div class="tokpieces">{render_pieces(enc, show_ids, window, max_shown)}</div></div>')
 
 
 def render_views(encodings: list[Encoding], labels: dict[str, str], show_ids: bool = False,
                  windows: dict[str, int] | None = None) -> str:
+    """All views side by side; ``data-r`` changes on every render (the hover script's cache key)."""
     windows = windows or {}
     views = "".join(render_view(e, labels, show_ids, windows.get(e.key)) for e in encodings)
-    return f'<div class="tokgrid" style="--n:{max(1, len(encodings))}">{views}</div>'
+    return f'<div class="tokgrid" data-r="{next(_render_ids)}" style="--n:{max(1, len(encodings))}">{views}</div>'
 
 
 def clip_window_html(text: str, labels: dict[str, str] | None = None) -> str:
-    """CLIP's 77-token window for an image prompt: what is beyond it is greyed (never seen)."""
+    """CLIP's 77-token window for an image prompt: what is beyond it is greyed (never seen).
+    Tokenized as diffusers does it (special strings in the prompt read as such)."""
     from engine import tokenizers
 
     labels = labels or DEFAULT_LABELS
+    tokenizers.check_text(text)
     tok = tokenizers.get("clip")
-    enc = tok.encoding(text)
+    enc = tok.encoding(text, parse_special=True)
     used = min(enc.n_tokens, tok.window)
     head = escape(labels["clip_count"].format(used=used, window=tok.window, n=enc.n_tokens))
     cls = "clipcount over" if enc.n_tokens > tok.window else "clipcount"
-    return (f'<div class="tokview clipwin" data-tok="clip"><div class="{cls}">{head}</div>'
+    return (f'<div class="tokview clipwin" data-tok="clip" data-r="{next(_render_ids)}"><div class="{cls}">{head}</div>'
             f'<div class="tokpieces">{render_pieces(enc, False, tok.window)}</div></div>')
 
 
-LABEL_KEYS = ("tokens", "chars", "bytes", "cpt", "cut", "truncated", "clip_count")
+LABEL_KEYS = ("thousands_sep", "decimal_sep", "tokens", "chars", "bytes", "cpt", "cut", "truncated", "clip_count")
 
 
 def translated_labels(lang: str) -> dict[str, str]:
@@ -129,9 +183,10 @@ def translated_labels(lang: str) -> dict[str, str]:
     return {k: t(f"tok.{k}", lang) for k in LABEL_KEYS}
 
 
-DEFAULT_LABELS = {
-    "tokens": "tokens", "chars": "characters", "bytes": "bytes", "cpt": "characters per token",
-    "cut": "Only the first {window} tokens reach the model; the greyed part ({n} tokens in all) is cut.",
-    "truncated": "Showing the first {shown:,} tokens; the counts are for the whole text.",
-    "clip_count": "CLIP: {used} / {window} tokens used ({n} in the prompt, start and end tokens included)",
-}
+def _english_labels() -> dict[str, str]:
+    from ui.strings.tokenizers import EN
+
+    return {k: EN[f"tok.{k}"] for k in LABEL_KEYS}
+
+
+DEFAULT_LABELS = _english_labels()
