@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from engine.catalog import IMAGE_ROLES, ModelSpec
-from engine.errors import UserError
+from engine.errors import UserError, as_user_error
 
 METADATA_KEY = "genai-class-demo"
 TINY_SIZE, TINY_MAX_STEPS = 64, 2
@@ -64,7 +64,8 @@ class ImageSettings:
     max_sequence_length: int | None = None
 
     def label(self, seconds: float | None = None) -> str:
-        text = f"{DEFAULTS[self.role].title} · {self.steps} steps · guidance {self.guidance:g} · seed {self.seed}"
+        steps = f"{self.steps} step" + ("s" if self.steps != 1 else "")
+        text = f"{DEFAULTS[self.role].title} · {steps} · guidance {self.guidance:g} · seed {self.seed}"
         return text + (f" · {seconds:.1f} s" if seconds is not None else "")
 
 
@@ -91,18 +92,26 @@ def settings_for(spec: ModelSpec, prompt: str, *, negative_prompt: str = "", see
     return s
 
 
+FLUX_TRANSFORMER_B = 11.9  # FLUX.1 transformer; the rest of the 16.9B is T5-XXL (4.76B), CLIP-L and the VAE
+SDXL_UNET_SHARE = 2.6 / 3.5  # SDXL's UNet within the whole pipeline
+BYTES_4BIT = 0.53  # NF4/FP4 weights plus their per-block scales
+
+
 def estimate_pipeline_bytes(spec: ModelSpec) -> int:
-    """Weights of the whole pipeline at its precision; a 4-bit FLUX transformer (11.9B) at ~0.5 byte."""
+    """Accelerator memory for the pipeline's weights at its precision.
+
+    With model CPU offload only one component sits on the GPU at a time, so the largest one
+    counts (for FLUX with a 4-bit transformer that is the T5 encoder, not the transformer)."""
     params = (spec.params_b or 1.0) * 1e9
     per = 4 if spec.precision == "fp32" else 2
-    if spec.kind == "flux" and spec.transformer_precision in ("nf4", "fp4"):
-        transformer = min(params, 11.9e9)
-        total = transformer * 0.53 + (params - transformer) * per
-    else:
-        total = params * per
-    if spec.offload:  # model CPU offload: only the biggest component sits on the GPU at a time
-        total *= 0.6
-    return int(total)
+    if spec.kind == "flux":
+        transformer = min(params, FLUX_TRANSFORMER_B * 1e9)
+        four_bit = spec.transformer_precision in ("nf4", "fp4")
+        transformer_bytes = transformer * (BYTES_4BIT if four_bit else per)
+        rest = (params - transformer) * per
+        return int(max(transformer_bytes, rest) if spec.offload else transformer_bytes + rest)
+    total = params * per
+    return int(total * SDXL_UNET_SHARE if spec.offload else total)
 
 
 def _dtype(precision: str):
@@ -168,9 +177,24 @@ def generate(pipe, settings: ImageSettings, *, on_step: Callable[[int, int], Non
     started = time.perf_counter()
     try:
         image = pipe(**kwargs, callback_on_step_end=callback).images[0]
-    except torch.OutOfMemoryError as exc:
-        raise UserError("err.oom", model=settings.model) from exc
+    except Exception as exc:  # noqa: BLE001 - CUDA/MPS out-of-memory comes in several types
+        err = as_user_error(exc, settings.model)
+        if err is not None and err.key == "err.oom":
+            free_accelerator_memory()
+            raise err from exc
+        raise
     return ImageResult(image=image, settings=settings, seconds=time.perf_counter() - started)
+
+
+def free_accelerator_memory() -> None:
+    """Give back what a failed (out-of-memory) call left in the CUDA cache."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 # ------------------------------------------------------------------ PNG metadata

@@ -52,20 +52,30 @@ def token_counter_html(prompt: str, lang: str) -> str:
     return clip_window_html(prompt or "", translated_labels(lang)) + f'<div class="t5count">{escape(t5)}</div>'
 
 
-def focus_controls(role: str, lang: str):
-    """Sliders set to the model card's values; controls without effect are disabled with the reason."""
+def focus_controls(role: str, lang: str, use_defaults: bool = False, tiny: bool = False,
+                   with_values: bool = True) -> tuple[dict, dict, dict]:
+    """Steps, guidance and size sliders for ``role``: the model card's values (clamped on the tiny
+    profile), disabled while the defaults are in use, guidance disabled where the model ignores it."""
     d = imagegen.DEFAULTS[role]
-    guidance_note = t(d.notes["guidance"], lang) if "guidance" in d.notes else None
-    negative_note = t(d.notes["negative"], lang) if "negative" in d.notes else None
+    defaults_note = t("img.why.defaults_on", lang) if use_defaults else ""
+    guidance_note = t(d.notes["guidance"], lang) if "guidance" in d.notes else defaults_note
+    steps_value = min(d.steps, imagegen.TINY_MAX_STEPS) if tiny else d.steps
+    values = ({"value": steps_value}, {"value": d.guidance}, {"value": imagegen.TINY_SIZE if tiny else d.size}) \
+        if with_values else ({}, {}, {})
     return (
-        gr.update(value=d.steps, minimum=1, maximum=max(8, d.steps_range[1])),
-        gr.update(value=d.guidance, interactive=d.guidance_active, info=guidance_note or ""),
-        gr.update(value=d.size),
-        gr.update(interactive=d.negative_prompt, info=negative_note or ""),
+        gr.update(**values[0], maximum=max(8, d.steps_range[1]), interactive=not use_defaults, info=defaults_note),
+        gr.update(**values[1], interactive=d.guidance_active and not use_defaults, info=guidance_note),
+        gr.update(**values[2], interactive=not use_defaults, info=defaults_note),
     )
 
 
-def build(ctx: AppContext) -> None:
+def negative_state(models: list[str] | None) -> dict:
+    """The negative prompt only acts on models with classifier-free guidance (SDXL base here)."""
+    used = any(imagegen.DEFAULTS[r].negative_prompt for r in (models or []) if r in imagegen.DEFAULTS)
+    return gr.update(interactive=used)
+
+
+def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     tiny = ctx.catalog.profile == "tiny"
     gr.Markdown(I18N("img.intro"), elem_classes="tab-intro")
     if tiny:
@@ -80,7 +90,7 @@ def build(ctx: AppContext) -> None:
                                 placeholder=I18N("img.prompt_placeholder"), elem_id="img-prompt")
             second = gr.Textbox("", lines=2, label=I18N("img.second_prompt"), elem_id="img-second")
             negative = gr.Textbox("blurry, low quality, watermark", lines=1, label=I18N("img.negative"),
-                                  elem_id="img-negative")
+                                  info=I18N("img.why.negative"), interactive=False, elem_id="img-negative")
             tokens = gr.HTML(token_counter_html(EXERCISE[0]["prompt_en"], "en"), label=I18N("img.tokens"),
                              elem_id="img-token-count")
         with gr.Column(scale=2, min_width=280):
@@ -89,16 +99,19 @@ def build(ctx: AppContext) -> None:
             seed = gr.Number(42, precision=0, minimum=0, label=I18N("img.seed"), elem_id="img-seed")
             use_defaults = gr.Checkbox(True, label=I18N("img.use_defaults"), elem_id="img-use-defaults")
             focus = gr.Dropdown(model_choices(), value="sdxl_turbo", label=I18N("img.focus"), elem_id="img-focus")
-            steps = gr.Slider(1, 8, value=1, step=1, label=I18N("img.steps"), elem_id="img-steps")
+            steps = gr.Slider(1, 8, value=1, step=1, label=I18N("img.steps"), interactive=False,
+                              info=I18N("img.why.defaults_on"), elem_id="img-steps")
             guidance = gr.Slider(0, 12, value=0, step=0.5, label=I18N("img.guidance"), interactive=False,
-                                 elem_id="img-guidance")
-            size = gr.Slider(256, 1536, value=512, step=64, label=I18N("img.size"), elem_id="img-size")
+                                 info=I18N("img.why.turbo_guidance"), elem_id="img-guidance")
+            size = gr.Slider(imagegen.TINY_SIZE if tiny else 256, 1536, value=imagegen.TINY_SIZE if tiny else 512,
+                             step=64, label=I18N("img.size"), interactive=False, info=I18N("img.why.defaults_on"),
+                             elem_id="img-size")
             with gr.Row():
                 run = gr.Button(I18N("img.run"), variant="primary", elem_id="img-run", scale=3)
                 stop = gr.Button(I18N("img.stop"), variant="stop", elem_id="img-stop", scale=1, min_width=90)
     with gr.Row(equal_height=False):
         grid_out = gr.Image(label=I18N("img.grid"), type="pil", format="png", elem_id="img-grid", scale=3)
-        target = gr.Image(label=I18N("img.target"), type="pil", elem_id="img-target", scale=1)
+        gr.Image(label=I18N("img.target"), type="pil", elem_id="img-target", scale=1)
     gallery = gr.Gallery(label=I18N("img.gallery"), columns=4, height="auto", elem_id="img-gallery", format="png")
     with gr.Accordion(I18N("img.defaults_table"), open=False):
         table = gr.Dataframe(defaults_table("en", tiny), interactive=False, wrap=True, elem_id="img-defaults")
@@ -143,7 +156,12 @@ def build(ctx: AppContext) -> None:
                 progress((i + step / steps) / total, desc=t("img.progress", lang, model=imagegen.DEFAULTS[spec.role].title,
                                                             step=step, steps=steps, i=i + 1, n=total))
 
-            result = ctx.gpu(duration_s=120)(imagegen.generate)(pipe, settings, on_step=on_step, stop=stop_event)
+            try:
+                result = ctx.gpu(duration_s=120)(imagegen.generate)(pipe, settings, on_step=on_step, stop=stop_event)
+            except UserError as err:  # out of memory on this image: say so, keep the others
+                gr.Warning(t("img.skipped", lang, model=imagegen.DEFAULTS[spec.role].title,
+                             reason=t(err.key, lang, **err.params)))
+                continue
             imagegen.save_png(result, folder, f"{i:02d}-{spec.role}")
             results.append(result)
         return results
@@ -194,6 +212,9 @@ def build(ctx: AppContext) -> None:
             raise UserError("img.err.same_param")
         xs, ys = imagegen.parse_values(x_param, x_values), imagegen.parse_values(y_param, y_values)
         spec = ctx.catalog.spec(model)
+        d = imagegen.DEFAULTS[model]
+        if "guidance" in (x_param, y_param) and not d.guidance_active:  # still drawn: seeing no change is the lesson
+            gr.Warning(t("img.sweep_no_effect", lang, model=d.title, reason=t(d.notes["guidance"], lang)))
         base = imagegen.settings_for(spec, prompt.strip(), negative_prompt=negative_prompt or "", seed=int(seed or 0),
                                      tiny=tiny)
         jobs = []
@@ -215,13 +236,18 @@ def build(ctx: AppContext) -> None:
 
     @guard
     def read_png_settings(png: str | None, request: gr.Request = None):
+        """Prompt, negative prompt, model, seed, steps, guidance and size of a PNG made here."""
         lang = request_lang(request)
         if not png:
-            return (gr.update(),) * 8 + ("",)
+            return (gr.update(),) * 9 + ("",)
         s = imagegen.read_png_settings(png)
         note = t("img.reuse_done", lang, model=imagegen.DEFAULTS[s.role].title, steps=s.steps, guidance=s.guidance,
-                 seed=s.seed)
-        return (s.prompt, s.negative_prompt, [s.role], s.seed, False, s.role, s.steps, s.guidance, note)
+                 seed=s.seed, size=f"{s.width}×{s.height}")
+        return s.prompt, s.negative_prompt, [s.role], s.seed, False, s.role, s.steps, s.guidance, s.width, note
+
+    def restored_controls(role: str, request: gr.Request):
+        """After a restore: the restored model's controls become editable (its values are kept)."""
+        return focus_controls(role, request_lang(request), tiny=tiny, with_values=False) + (negative_state([role]),)
 
     def stop_images(request: gr.Request):
         event = _stops.get(getattr(request, "session_hash", None) or "default")
@@ -236,11 +262,19 @@ def build(ctx: AppContext) -> None:
         return (f"### {s['title_' + lang]}\n\n{s['goal_' + lang]}", s["prompt_" + lang],
                 s.get("second_prompt_" + lang, ""), s["models"])
 
-    def on_focus(role: str, request: gr.Request):
-        return focus_controls(role, request_lang(request))
+    def on_focus(role: str, use_defaults: bool, request: gr.Request):
+        return focus_controls(role, request_lang(request), use_defaults=use_defaults, tiny=tiny)
+
+    def on_use_defaults(role: str, use_defaults: bool, request: gr.Request):
+        return focus_controls(role, request_lang(request), use_defaults=use_defaults, tiny=tiny, with_values=use_defaults)
 
     def refresh_tokens(text: str, request: gr.Request):
         return token_counter_html(text, request_lang(request))
+
+    def localise(text: str, request: gr.Request):
+        """Server-rendered parts (token counter, defaults table) in the visitor's language."""
+        lang = request_lang(request)
+        return token_counter_html(text, lang), defaults_table(lang, tiny)
 
     def build_prompt(*values):
         return assemble(dict(zip(FIELDS, values)))
@@ -257,14 +291,22 @@ def build(ctx: AppContext) -> None:
                     concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1)
     stop.click(stop_images, api_name=False, queue=False)
     reuse_file.upload(read_png_settings, inputs=reuse_file,
-                      outputs=[prompt, negative, models, seed, use_defaults, focus, steps, guidance, reuse_note],
-                      api_name="read_png_settings", concurrency_limit=None)
+                      outputs=[prompt, negative, models, seed, use_defaults, focus, steps, guidance, size, reuse_note],
+                      api_name="read_png_settings", concurrency_limit=None
+                      ).success(restored_controls, inputs=focus, outputs=[steps, guidance, size, negative], api_name=False,
+                                concurrency_limit=None)
     td_pick.change(show_step, inputs=td_pick, outputs=[td_goal, prompt, second, models], api_name=False,
                    concurrency_limit=None)
-    focus.change(on_focus, inputs=focus, outputs=[steps, guidance, size, negative], api_name=False, concurrency_limit=None)
+    # .input, not .change: restoring a PNG sets the focus model and must keep the PNG's values
+    focus.input(on_focus, inputs=[focus, use_defaults], outputs=[steps, guidance, size], api_name=False,
+                concurrency_limit=None)
+    use_defaults.input(on_use_defaults, inputs=[focus, use_defaults], outputs=[steps, guidance, size], api_name=False,
+                       concurrency_limit=None)
+    models.change(negative_state, inputs=models, outputs=negative, api_name=False, queue=False)
     prompt.change(refresh_tokens, inputs=prompt, outputs=tokens, api_name=False, concurrency_limit=None,
                   trigger_mode="always_last", show_progress="hidden")
     assemble_btn.click(build_prompt, inputs=parts, outputs=prompt, api_name=False, concurrency_limit=None)
     preset.change(pick_style, inputs=[preset] + parts, outputs=parts, api_name=False, concurrency_limit=None)
-    gr.on([use_defaults.change], lambda on: gr.update(interactive=not on), inputs=use_defaults, outputs=focus,
-          api_name=False, queue=False)
+    if tab is not None:
+        tab.select(localise, inputs=prompt, outputs=[tokens, table], api_name=False, concurrency_limit=None,
+                   show_progress="hidden")

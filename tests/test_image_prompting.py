@@ -40,13 +40,30 @@ def test_inactive_controls_are_ignored_and_shown_disabled(manager):
     spec = manager.catalog.spec("flux_schnell")
     s = imagegen.settings_for(spec, "x", negative_prompt="blurry", guidance=7.0, steps=3, size=768)
     assert s.guidance == 0.0 and s.negative_prompt == "" and s.steps == 3 and s.width == 768
-    from tabs.image_prompting import focus_controls
+    from tabs.image_prompting import focus_controls, negative_state
 
-    steps, guidance, size, negative = focus_controls("flux_schnell", "en")
+    steps, guidance, size = focus_controls("flux_schnell", "en")
     assert guidance["interactive"] is False and "schnell" in guidance["info"]
-    assert negative["interactive"] is False
-    _, guidance, _, negative = focus_controls("sdxl_base", "en")
-    assert guidance["interactive"] is True and negative["interactive"] is True
+    assert steps["interactive"] is True and steps["value"] == 4 and size["value"] == 1024
+    steps, guidance, size = focus_controls("sdxl_base", "en")
+    assert guidance["interactive"] is True and guidance["value"] == 6.0
+    steps, guidance, size = focus_controls("sdxl_base", "fr", use_defaults=True, tiny=True)
+    assert not steps["interactive"] and not guidance["interactive"] and "fiche" in steps["info"]
+    assert (steps["value"], size["value"]) == (imagegen.TINY_MAX_STEPS, imagegen.TINY_SIZE)
+    assert negative_state(["sdxl_turbo", "flux_schnell", "flux_dev"])["interactive"] is False
+    assert negative_state(["flux_dev", "sdxl_base"])["interactive"] is True
+
+
+def test_out_of_memory_becomes_a_user_error():
+    import torch
+
+    def pipe(**kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    s = imagegen.ImageSettings(role="sdxl_base", model="stabilityai/stable-diffusion-xl-base-1.0", prompt="p")
+    with pytest.raises(UserError) as err:
+        imagegen.generate(pipe, s)
+    assert err.value.key == "err.oom" and err.value.params["model"] == s.model
 
 
 def test_grid_layout_and_labels():
@@ -57,6 +74,7 @@ def test_grid_layout_and_labels():
     assert out.getpixel((out.width - 50, out.height // 2 - 60)) != (255, 255, 255)
     s = imagegen.ImageSettings(role="sdxl_base", model="m", prompt="p", steps=30, guidance=6.0, seed=7)
     assert s.label(1.23) == "SDXL base 1.0 · 30 steps · guidance 6 · seed 7 · 1.2 s"
+    assert replace(s, steps=1).label().startswith("SDXL base 1.0 · 1 step · ")
 
 
 def test_png_metadata_round_trip(tmp_path, manager):
@@ -107,7 +125,10 @@ def test_estimate_counts_a_4bit_flux_transformer():
 
     t4 = load_catalog("t4", env={}).spec("flux_schnell")
     full = replace(t4, transformer_precision=None, offload=False)
-    assert imagegen.estimate_pipeline_bytes(t4) < imagegen.estimate_pipeline_bytes(full) / 2
+    assert imagegen.estimate_pipeline_bytes(full) == pytest.approx(16.9e9 * 2)
+    assert imagegen.estimate_pipeline_bytes(t4) == pytest.approx((16.9 - 11.9) * 1e9 * 2)  # offload: T5 is the largest
+    on_gpu = replace(t4, offload=False)
+    assert imagegen.estimate_pipeline_bytes(on_gpu) == pytest.approx(11.9e9 * imagegen.BYTES_4BIT + 5e9 * 2)
 
 
 def test_generate_images_through_gradio_client(client):
@@ -118,5 +139,17 @@ def test_generate_images_through_gradio_client(client):
     assert len(gallery) == 2
     from gradio_client import handle_file
 
-    settings = client.predict(handle_file(gallery[0]["image"]), api_name="/read_png_settings")
-    assert settings[0] == "a cat holding a sign that says HELLO" and settings[2] == ["sdxl_turbo"]
+    restored = client.predict(handle_file(gallery[1]["image"]), api_name="/read_png_settings")
+    prompt, negative, models, seed, use_defaults, focus, steps, guidance, size, note = restored
+    assert prompt == "a cat holding a sign that says HELLO" and models == ["flux_schnell"] and focus == "flux_schnell"
+    assert (seed, use_defaults, steps, guidance, size) == (42, False, 2, 0.0, 64)
+    assert "64×64" in note
+
+
+def test_xy_sweep_through_gradio_client(client):
+    grid, gallery = client.predict("a snail-shaped teapot", "flux_schnell", "seed", "1, 2", "style", "watercolor, neon",
+                                   5, "", api_name="/image_grid_sweep")
+    assert len(gallery) == 4
+    assert [g["caption"].split(" · ")[3] for g in gallery] == ["seed 1", "seed 2", "seed 1", "seed 2"]
+    with Image.open(grid) as img:
+        assert img.width > 2 * 256 and img.height > 2 * 256  # two columns, two rows and their headers

@@ -34,7 +34,7 @@ EN = {
     "img.sweep_run": "Generate the X/Y grid",
     "img.reuse": "♻️ Reuse settings from a PNG made here",
     "img.reuse_file": "PNG file",
-    "img.reuse_done": "Settings restored from the image: {model}, {steps} steps, guidance {guidance}, seed {seed}.",
+    "img.reuse_done": "Settings restored from the image: {model}, {steps} steps, guidance {guidance}, seed {seed}, {size}.",
     "img.tiny_note": "Tiny profile: random pipelines, images are noise; size forced to 64 px and at most 2 steps.",
     "img.col_model": "Model", "img.col_steps": "Steps", "img.col_guidance": "Guidance", "img.col_size": "Size",
     "img.col_t5": "T5 tokens", "img.col_negative": "Negative prompt", "img.col_notes": "Disabled controls",
@@ -49,6 +49,9 @@ EN = {
     "img.err.no_metadata": "This PNG carries no settings from this app (only images generated here can be reused).",
     "img.err.sweep_values": "Give the values of {param} as a comma-separated list (numbers for guidance, steps and seed).",
     "img.err.same_param": "Choose two different parameters for X and Y.",
+    "img.why.defaults_on": "each model uses its model card's value; untick \"Use each model's defaults\" to change it",
+    "img.why.negative": "Used only by SDXL base: SDXL Turbo runs without classifier-free guidance and FLUX's distilled guidance takes no negative prompt.",
+    "img.sweep_no_effect": "{model} ignores guidance ({reason}): expect the same image in every column.",
     "img.skipped": "{model} skipped: {reason}",
 }
 
@@ -86,7 +89,7 @@ FR = {
     "img.sweep_run": "Générer la grille X/Y",
     "img.reuse": "♻️ Réutiliser les réglages d'un PNG généré ici",
     "img.reuse_file": "Fichier PNG",
-    "img.reuse_done": "Réglages restaurés depuis l'image : {model}, {steps} étapes, guidance {guidance}, graine {seed}.",
+    "img.reuse_done": "Réglages restaurés depuis l'image : {model}, {steps} étapes, guidance {guidance}, graine {seed}, {size}.",
     "img.tiny_note": "Profil tiny : pipelines aléatoires, les images sont du bruit ; taille forcée à 64 px et 2 étapes au plus.",
     "img.col_model": "Modèle", "img.col_steps": "Étapes", "img.col_guidance": "Guidance", "img.col_size": "Taille",
     "img.col_t5": "Tokens T5", "img.col_negative": "Prompt négatif", "img.col_notes": "Réglages désactivés",
@@ -101,5 +104,8 @@ FR = {
     "img.err.no_metadata": "Ce PNG ne contient pas de réglages de cette application (seules les images générées ici sont réutilisables).",
     "img.err.sweep_values": "Donnez les valeurs de {param} séparées par des virgules (des nombres pour guidance, étapes et graine).",
     "img.err.same_param": "Choisissez deux paramètres différents pour X et Y.",
+    "img.why.defaults_on": "chaque modèle utilise la valeur de sa fiche ; décochez « Utiliser les réglages de chaque modèle » pour la changer",
+    "img.why.negative": "Utilisé seulement par SDXL base : SDXL Turbo fonctionne sans guidance sans classifieur et la guidance distillée de FLUX ne prend pas de prompt négatif.",
+    "img.sweep_no_effect": "{model} ignore la guidance ({reason}) : attendez-vous à la même image dans chaque colonne.",
     "img.skipped": "{model} ignoré : {reason}",
 }
