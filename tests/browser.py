@@ -15,19 +15,32 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
+# English tab labels: in Gradio's overflow menu (narrow windows) the buttons carry no id, only their label
+TAB_LABELS = {"base_vs_instruct": "Base vs Instruct", "tokenizers": "Tokenizers", "quantization": "Quantization",
+              "techniques": "Prompt techniques", "image_prompting": "Image prompting", "about": "About this machine"}
+
+
 def open_tab(page, tab_id: str) -> None:
-    """Click a tab by its id (the button Gradio renders as ``#tab-<id>-button``)."""
+    """Click a top-level tab: ``#tab-<id>-button`` when it is in the bar, else through the "More tabs" menu."""
     button = page.locator(f"#tab-{tab_id}-button")
-    if not button.is_visible():  # narrow windows fold extra tabs into an overflow menu
-        page.locator(".overflow-menu, button[aria-label*='more' i]").first.click()
-    button.click()
+    if button.count() and button.first.is_visible():
+        button.first.click()
+    else:
+        page.locator("button[aria-label='More tabs']").first.click()
+        page.locator("button:visible", has_text=TAB_LABELS[tab_id]).last.click()
+    page.wait_for_selector(f"#tab-{tab_id}", state="visible", timeout=30_000)
     page.wait_for_timeout(300)
 
 
-def screenshot(page, name: str) -> Path:
+def screenshot(page, name: str, focus: str | None = None) -> Path:
+    """A viewport-sized PNG for the README: the top of the page, or scrolled so ``focus`` starts it."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.evaluate("window.scrollTo(0, 0)")
+    if focus:
+        page.evaluate("(sel) => { document.querySelector(sel).scrollIntoView({block: 'start'}); window.scrollBy(0, -12); }",
+                      focus)
+    else:
+        page.evaluate("window.scrollTo(0, 0)")
     page.wait_for_timeout(200)
     page.screenshot(path=str(path))
     return path

@@ -6,7 +6,7 @@ import pytest
 from tests.browser import (CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, no_horizontal_overflow, open_tab, screenshot,
                            toast_text)
 
-TABS = ("base_vs_instruct", "tokenizers", "quantization", "techniques", "images", "about")
+TABS = ("base_vs_instruct", "tokenizers", "quantization", "techniques", "image_prompting", "about")
 LONG = 120_000  # ms: the first click of a tab may load a tiny model
 
 
@@ -61,17 +61,51 @@ def test_quantization_weights_planner_and_live(page):
     screenshot(page, "quantization")
     page.click("#quant-planner-button")
     page.click("#quant-p-run")
-    page.wait_for_function("document.querySelector('#quant-p-table').innerText.includes('14.5')", timeout=LONG)
+    page.wait_for_function("document.querySelector('#quant-p-summary').innerText.includes('14.5 GB')", timeout=LONG)
+    assert "14.48" in page.inner_text("#quant-p-table")  # Mistral 7B in 16 bits
     page.click("#quant-live-button")
     page.click("#quant-l-run")
-    page.wait_for_function("document.querySelectorAll('#quant-l-table tbody tr').length >= 2", timeout=LONG)
-    screenshot(page, "quantization_live")
+    page.wait_for_function("document.querySelector('#quant-l-status').innerText.includes('measured')", timeout=LONG)
+    table = page.inner_text("#quant-l-table")
+    for precision in ("fp32", "int8", "nf4"):
+        assert precision in table, precision
+    assert page.locator("#quant-l-outputs .quant-card").count() == 6  # one card per default precision
+    screenshot(page, "quantization_live", focus="#quant-l-status")
+
+
+def test_techniques_self_consistency_shows_every_path_and_the_vote(page):
+    open_tab(page, "techniques")
+    page.locator("#tech-technique label", has_text="Self-consistency").click()
+    page.click("#tech-run")
+    page.wait_for_selector("#tech-vote-chart", timeout=LONG)
+    page.wait_for_function("document.querySelector('#tech-result').innerText.includes('Self-consistency')",
+                           timeout=LONG)
+    result = page.inner_text("#tech-result")
+    assert "5 call(s) in 1 batched generation(s)" in result and "Expected: 62" in result
+    assert page.locator("#tech-calls details").count() == 5
+    page.locator("#tech-calls details summary").first.click()
+    assert "[INST]" in page.inner_text("#tech-calls")  # the exact prompt after the chat template
+    screenshot(page, "techniques", focus="#tech-run")
+
+
+def test_image_grid_is_labelled_per_model(page):
+    open_tab(page, "image_prompting")
+    page.fill("#img-prompt textarea", "a red fox in the snow, watercolor")
+    page.click("#img-run")
+    page.wait_for_function("document.querySelectorAll('#img-gallery img').length >= 2", timeout=LONG)
+    gallery = page.inner_text("#img-gallery")
+    assert "SDXL Turbo · 1 step" in gallery and "FLUX.1 schnell · 2 steps" in gallery
+    assert page.locator("#img-grid img").count() == 1
+    assert "10 / 77" in page.inner_text("#img-token-count")  # CLIP's window, counted live
+    screenshot(page, "image_prompting", focus="#img-run")
 
 
 def test_about_panel(page):
     open_tab(page, "about")
     page.wait_for_function("document.querySelector('#about-overview').innerText.includes('tiny')", timeout=LONG)
-    assert page.locator("#about-roles tbody tr").count() == 7
+    roles = page.inner_text("#about-roles")
+    for role in ("base_llm", "instruct_llm", "quant_subject", "sdxl_turbo", "sdxl_base", "flux_schnell", "flux_dev"):
+        assert role in roles, role
     screenshot(page, "about")
 
 
