@@ -9,7 +9,6 @@ waits for the k-1 before). Both models of every comparison are generated.
 from __future__ import annotations
 
 import argparse
-import statistics
 import threading
 import time
 

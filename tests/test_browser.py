@@ -3,21 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import (CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, no_horizontal_overflow, open_tab, screenshot,
-                           toast_text)
+from tests.browser import DESKTOP, PHONE, no_horizontal_overflow, open_tab, screenshot, toast_text
 
 TABS = ("base_vs_instruct", "tokenizers", "quantization", "techniques", "image_prompting", "about")
 LONG = 120_000  # ms: the first click of a tab may load a tiny model
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def new_page(browser, app_url, locale="en-US", viewport=DESKTOP):

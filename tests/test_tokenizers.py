@@ -448,19 +448,15 @@ def test_api_through_gradio_client(client):
 
 
 @pytest.fixture(scope="module")
-def chromium_page(app_url):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    from tests.browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP
+def chromium_page(browser, app_url):
+    from tests.browser import DESKTOP
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_context(viewport=DESKTOP, locale="en-US").new_page()
-        page.goto(app_url)
-        page.wait_for_selector("#bvi-run", timeout=120_000)  # the first tab is up: the app is ready
-        yield page
-        browser.close()
+    context = browser.new_context(viewport=DESKTOP, locale="en-US")
+    page = context.new_page()
+    page.goto(app_url)
+    page.wait_for_selector("#bvi-run", timeout=120_000)  # the first tab is up: the app is ready
+    yield page
+    context.close()
 
 
 def test_browser_escapes_text_and_highlights_across_views(chromium_page):

@@ -428,7 +428,7 @@ def compare(manager, spec: ModelSpec, variants: Sequence[str], prompt: str, *, m
             user = as_user_error(exc, spec.id) or UserError("quant.why_failed", detail=f"{type(exc).__name__}: {exc}"[:240])
             row = Row(precision=key, method=v.method, bits=v.bits, status="failed", note=explain(user))
         finally:
-            handle = None
+            handle = None  # noqa: F841 - drop the last reference before freeing memory
             if spec_v is not None and not was_loaded:
                 manager.release(spec_v)
             _free_memory()
