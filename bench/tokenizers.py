@@ -1,6 +1,6 @@
 """Tokenizer tab speed: 100,000 characters through the tokenizers, per stage, against the 1 s goal.
 
-    python bench/tokenizer_views.py [--chars 100000] [--repeat 3] [--browser]
+    python bench/tokenizers.py [--chars 100000] [--repeat 3] [--browser]
 
 Stages per tokenizer: ids (the tokenizer itself), spans (bytes, character spans, byte groups),
 render (one HTML string; at most ui.token_view.MAX_SHOWN tokens drawn, counts exact). Then the
@@ -11,10 +11,17 @@ CLIP) and, with ``--browser``, Chromium's time to insert and lay out that HTML. 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-import common  # noqa: F401 - puts the project on sys.path
+# Run as a script, this file's folder comes first on sys.path and its name would shadow the
+# `tokenizers` package that transformers imports: put the project root there instead.
+BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+sys.path.insert(0, str(BENCH.parent))
+
+from bench import common  # noqa: E402,F401 - the shared benchmark setup
 
 from engine import tokenizers as tk
 from ui.token_view import DEFAULT_LABELS, MAX_SHOWN, render_view

@@ -1,6 +1,6 @@
 """Seconds per image for the image tab's settings vs plain diffusers defaults, per model and size.
 
-    python bench/image_pipelines.py [--sizes 64 128]
+    python bench/images.py [--sizes 64 128]
 
 On CPU the pipelines are the tiny random ones (the ``tiny`` profile); the tab's settings are
 each model card's (SDXL Turbo 1 step, FLUX schnell 4 steps, …), diffusers' defaults are what a
