@@ -23,8 +23,8 @@ sys.path.insert(0, str(BENCH.parent))
 
 from bench import common  # noqa: E402,F401 - the shared benchmark setup
 
-from engine import tokenizers as tk
-from ui.token_view import DEFAULT_LABELS, MAX_SHOWN, render_view
+from engine import tokenizers as tk  # noqa: E402
+from ui.token_view import DEFAULT_LABELS, MAX_SHOWN, render_view  # noqa: E402
 
 SAMPLE = ("Le modèle découpe le texte en tokens : « anticonstitutionnellement », 1 234 567 habitants, "
           "def f(x):\n    return x * 2\n😀 The quick brown fox jumps over the lazy dog. Ça coûte 12,50 €. ")
