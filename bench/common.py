@@ -91,6 +91,29 @@ def sync(dev: str) -> None:
         torch.cuda.synchronize()
 
 
+def build_checkpoint(folder: Path, config, dtype: torch.dtype) -> Path:
+    """A random-weight Mistral written with ``save_pretrained`` (with Mistral's real v1 tokenizer), so
+    the engine loads it through the same ``from_pretrained`` path (and quantization configs) as a Hub id."""
+    from transformers import MistralForCausalLM
+
+    from engine.tiny import write_mistral_v1_tokenizer
+
+    if (folder / ".complete").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        model = MistralForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
+    model.save_pretrained(folder)
+    write_mistral_v1_tokenizer(folder, chat_template=None)
+    (folder / ".complete").touch()
+    return folder
+
+
 def prompt_ids(n: int, seed: int = 0) -> list[int]:
     g = torch.Generator().manual_seed(seed)
     return [1] + torch.randint(100, 30000, (n - 1,), generator=g).tolist()

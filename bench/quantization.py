@@ -31,27 +31,13 @@ SHAPES = {
 
 
 def build_checkpoint(folder: Path, shape: str) -> Path:
-    """A random-weight Mistral written with save_pretrained, with Mistral's real v1 tokenizer."""
     import torch
-    from transformers import MistralConfig, MistralForCausalLM
+    from transformers import MistralConfig
 
-    from engine.tiny import write_mistral_v1_tokenizer
+    from common import build_checkpoint as write
 
-    if (folder / ".complete").exists():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
     config = MistralConfig(sliding_window=None, tie_word_embeddings=False, **SHAPES[shape])
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16 if shape == "7b" else torch.float32)
-    try:
-        model = MistralForCausalLM(config)
-    finally:
-        torch.set_default_dtype(previous)
-    model.save_pretrained(folder)
-    write_mistral_v1_tokenizer(folder, chat_template=None)
-    (folder / ".complete").touch()
-    return folder
+    return write(folder, config, torch.bfloat16 if shape == "7b" else torch.float32)
 
 
 def run(shape: str, variants: list[str], tokens: int, folder: Path) -> list:

@@ -1,30 +1,26 @@
 """Tokenizer tab speed: 100,000 characters through the tokenizers, per stage, against the 1 s goal.
 
-    python bench/tokenizers.py [--chars 100000] [--repeat 3] [--browser]
+    python bench/tokenizer_views.py [--chars 100000] [--repeat 3] [--browser]
 
 Stages per tokenizer: ids (the tokenizer itself), spans (bytes, character spans, byte groups),
 render (one HTML string; at most ui.token_view.MAX_SHOWN tokens drawn, counts exact). Then the
 tab's whole request (``tabs.tokenizers.tokenize_views``: 3 Mistral tokenizers, then all 4 with
 CLIP) and, with ``--browser``, Chromium's time to insert and lay out that HTML. Best of
 ``--repeat`` runs, each as cold as a new text (the per-id byte memos are cleared).
+
+Not named ``tokenizers.py``: run as a script from ``bench/``, that name would shadow the
+``tokenizers`` package that transformers imports (and break every other benchmark).
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and its name would shadow the
-# `tokenizers` package that transformers imports: put the project root there instead.
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
-sys.path.insert(0, str(BENCH.parent))
+import common  # noqa: F401 - puts the project on sys.path
 
-from bench import common  # noqa: E402,F401 - the shared benchmark setup
-
-from engine import tokenizers as tk  # noqa: E402
-from ui.token_view import DEFAULT_LABELS, MAX_SHOWN, render_view  # noqa: E402
+from engine import tokenizers as tk
+from ui.token_view import DEFAULT_LABELS, MAX_SHOWN, render_view
 
 SAMPLE = ("Le modèle découpe le texte en tokens : « anticonstitutionnellement », 1 234 567 habitants, "
           "def f(x):\n    return x * 2\n😀 The quick brown fox jumps over the lazy dog. Ça coûte 12,50 €. ")

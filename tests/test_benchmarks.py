@@ -1,0 +1,33 @@
+"""Every benchmark script runs end to end (tiny settings) and prints its figures: benchmarks must not rot."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+CASES = {
+    "decode": (["--tokens", "6", "--precisions", "fp32,nf4", "--fast", "eager", "--dir", "{tmp}"],
+               ["fast path", "6/6", "÷ 2×1"]),
+    "side_by_side": (["--tokens", "6", "--prompt", "8"], ["ratio side-by-side / sequential", "bandwidth limit"]),
+    "class_load": (["--students", "1", "3", "--tokens", "4"], ["one student alone", "one-at-a-time", "largest batch seen"]),
+    "techniques": (["--samples", "1", "3", "--tokens", "4", "--repeats", "1"], ["N"]),
+    "quantization": (["--variants", "fp32,nf4", "--tokens", "4", "--dir", "{tmp}"], ["fp32", "nf4", "tok/s"]),
+    "tokenizer_views": (["--chars", "3000", "--repeat", "1"], ["whole request", "chars/s"]),
+    "images": (["--sizes", "64"], ["64"]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_benchmark_runs_and_prints_its_figures(name, tmp_path, tiny_dir):
+    args, expected = CASES[name]
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", GENAI_TINY_DIR=str(tiny_dir))
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / f"{name}.py"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for text in expected:
+        assert text in done.stdout, (text, done.stdout[-2000:])
