@@ -79,6 +79,7 @@ def main() -> None:
               f" | {tps:7.1f} || {pct(seq_done, .5):12.2f} / {pct(seq_done, .95):9.2f} s | "
               f"{max(done) / total1:9.2f}×")
     print(f"largest batch seen: {eng.stats()['max_batch_seen']} rows per model")
+    eng.close()
 
 
 if __name__ == "__main__":

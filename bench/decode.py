@@ -111,6 +111,7 @@ def bench_precision(folder: Path, precision: str, dev: str, ids: list[int], n: i
         one.extra["fast_path"] = fast
     two = load(folder, precision, dev)
     side = engine_run(eng, [one, two], ids, n)[0]
+    eng.close()
     weight_bytes = one.footprint_bytes
     free(one, two)
     limit = bandwidth / weight_bytes  # tok/s if every token reads the weights once at copy bandwidth

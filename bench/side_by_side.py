@@ -42,8 +42,9 @@ def main() -> None:
 
     for h in (base, instr):  # warm-up
         plain_generate(h, ids, 8)
-    list(stream_many([(base, prompt), (instr, prompt)], SamplingParams(max_new_tokens=8, greedy=True),
-                     eng=DecodeEngine(background=True)))
+    warm = DecodeEngine(background=True)
+    list(stream_many([(base, prompt), (instr, prompt)], SamplingParams(max_new_tokens=8, greedy=True), eng=warm))
+    warm.close()
     sync(dev)
 
     start = time.perf_counter()
@@ -57,6 +58,7 @@ def main() -> None:
     last = list(stream_many([(base, prompt), (instr, prompt)], params, eng=eng))[-1]
     sync(dev)
     side = time.perf_counter() - start
+    eng.close()
     assert all(u.n_tokens == args.tokens for u in last), [u.n_tokens for u in last]
 
     bandwidth = measure_bandwidth(dev)

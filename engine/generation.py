@@ -19,6 +19,7 @@ request's ``@spaces.GPU`` call, the engine runs *inline*: the request's thread d
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
@@ -399,6 +400,7 @@ class DecodeEngine:
         self._tok_window: list[tuple[float, int]] = []
         self.max_batch_seen = 0
         self.steps = 0
+        self._closed = threading.Event()
 
     # ------------------------------------------------------------------ public
     def submit(self, handle: LLMHandle, prompt: PreparedPrompt | Sequence[int], params: SamplingParams, *,
@@ -455,11 +457,19 @@ class DecodeEngine:
                 self._thread = threading.Thread(target=self._run_forever, name="decode-engine", daemon=True)
                 self._thread.start()
 
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the background loop after its current step (scripts call it before exiting: a
+        daemon thread killed inside a torch op at interpreter shutdown aborts the process)."""
+        self._closed.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
     def _run_forever(self) -> None:
-        while True:
+        while not self._closed.is_set():
             if not self._has_work():
                 try:
-                    self._waiting.append(self._inbox.get(timeout=1.0))
+                    self._waiting.append(self._inbox.get(timeout=0.25))
                 except queue.Empty:
                     continue
             self.run_once()
@@ -544,6 +554,7 @@ def engine() -> DecodeEngine:
         return DecodeEngine(background=False)
     if _engine is None:
         _engine = DecodeEngine(background=True)
+        atexit.register(_engine.close)
     return _engine
 
 
