@@ -99,30 +99,19 @@ class Completion:
     token_ids: list[int] = field(default_factory=list)
 
 
-class Request:
-    """One sequence being generated; the engine updates it, the caller reads it."""
+class StreamState:
+    """What a caller waits on while a generation runs (locally here, or on an inference server):
+    a version bumped on every change, a stop event, the end reason and the timings."""
 
-    def __init__(self, handle: LLMHandle, input_ids: Sequence[int], params: SamplingParams, *,
-                 seed: int, top_probs: int = 0, stop: threading.Event | None = None,
-                 eos_ids: set[int] | None = None, notify: threading.Condition | None = None) -> None:
-        self.handle = handle
-        self.input_ids = list(input_ids)
-        self.params = params
-        self.top_probs = top_probs
+    def __init__(self, stop: threading.Event | None, notify: threading.Condition | None) -> None:
         self.stop = stop or threading.Event()
-        self.eos = set(eos_ids) if eos_ids is not None else handle.eos_ids
-        self.generator = torch.Generator(device="cpu").manual_seed(int(seed))
         self.notify = notify or threading.Condition()
-        self.generated: list[int] = []
-        self.infos: list[TokenInfo] = []
+        self.version = 0
+        self.reason: str | None = None
+        self.error: BaseException | None = None
         self.submitted = time.perf_counter()
         self.first_token_at: float | None = None
         self.finished_at: float | None = None
-        self.reason: str | None = None
-        self.error: BaseException | None = None
-        self.batch_size = 1
-        self.version = 0
-        self.display_probs: torch.Tensor | None = None  # this step's distribution, for TokenInfo
 
     @property
     def done(self) -> bool:
@@ -141,6 +130,25 @@ class Request:
             self.reason = reason
             self.error = error
             self.finished_at = time.perf_counter()
+
+
+class Request(StreamState):
+    """One sequence being generated; the engine updates it, the caller reads it."""
+
+    def __init__(self, handle: LLMHandle, input_ids: Sequence[int], params: SamplingParams, *,
+                 seed: int, top_probs: int = 0, stop: threading.Event | None = None,
+                 eos_ids: set[int] | None = None, notify: threading.Condition | None = None) -> None:
+        super().__init__(stop, notify)
+        self.handle = handle
+        self.input_ids = list(input_ids)
+        self.params = params
+        self.top_probs = top_probs
+        self.eos = set(eos_ids) if eos_ids is not None else handle.eos_ids
+        self.generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        self.generated: list[int] = []
+        self.infos: list[TokenInfo] = []
+        self.batch_size = 1
+        self.display_probs: torch.Tensor | None = None  # this step's distribution, for TokenInfo
 
     def text(self) -> str:
         return self.handle.tokenizer.decode(self.generated, skip_special_tokens=True)

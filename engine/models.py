@@ -1,7 +1,6 @@
 """The model cache: lazy, thread-safe loading with a memory budget and LRU eviction."""
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -174,14 +173,7 @@ class ModelManager:
 
     def _drop(self, key: str) -> None:
         self._entries.pop(key, None)
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except Exception:  # noqa: BLE001
-            pass
+        memory.free_memory()
 
     def is_loaded(self, spec: ModelSpec) -> bool:
         with self._lock:

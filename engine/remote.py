@@ -20,7 +20,7 @@ import httpx
 
 from engine.catalog import ModelSpec
 from engine.errors import UserError
-from engine.generation import Completion, SamplingParams, StreamUpdate, TokenInfo
+from engine.generation import Completion, SamplingParams, StreamState, StreamUpdate, TokenInfo
 from engine.llm import PreparedPrompt
 
 TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=30.0, pool=5.0)
@@ -241,40 +241,21 @@ class RemoteLLM:
         return results
 
 
-class RemoteRequest:
+class RemoteRequest(StreamState):
     """A server-side generation read in a thread; same reading interface as a local Request."""
 
     def __init__(self, llm: RemoteLLM, prompt: PreparedPrompt, params: SamplingParams, *, top_probs: int,
                  stop: threading.Event | None, notify: threading.Condition | None) -> None:
+        super().__init__(stop, notify)
         self.llm = llm
-        self.stop = stop or threading.Event()
-        self.notify = notify or threading.Condition()
         self.pieces: list[str] = []
         self.infos: list[TokenInfo] = []
         self.n_tokens = 0
-        self.version = 0
-        self.reason: str | None = None
-        self.error: BaseException | None = None
         self.note: str | None = None
-        self.submitted = time.perf_counter()
-        self.first_token_at: float | None = None
-        self.finished_at: float | None = None
         self.top_probs = top_probs
         self._thread = threading.Thread(target=self._run, args=(prompt, params, top_probs), daemon=True,
                                         name="remote-stream")
         self._thread.start()
-
-    @property
-    def done(self) -> bool:
-        return self.reason is not None
-
-    def cancel(self) -> None:
-        self.stop.set()
-
-    def _publish(self) -> None:
-        with self.notify:
-            self.version += 1
-            self.notify.notify_all()
 
     def _run(self, prompt: PreparedPrompt, params: SamplingParams, top_probs: int) -> None:
         try:
@@ -299,11 +280,6 @@ class RemoteRequest:
             prob = next((p for t, p in top if t == piece), top[0][1] if top else 0.0)
             self.infos.append(TokenInfo(id=-1, text=piece, prob=prob, top=top))
         self._publish()
-
-    def finish(self, reason: str, error: BaseException | None = None) -> None:
-        if self.reason is None:
-            self.reason, self.error = reason, error
-            self.finished_at = time.perf_counter()
 
     def update(self) -> StreamUpdate:
         end = self.finished_at or time.perf_counter()

@@ -23,6 +23,7 @@ from typing import Callable, Iterator, Sequence
 
 from engine.catalog import PRECISIONS, ModelSpec
 from engine.errors import UserError, as_user_error
+from engine.memory import free_memory
 from engine.quantization import planner
 
 PASSAGES_PATH = Path(__file__).resolve().parents[2] / "assets" / "quantization_passages.json"
@@ -318,15 +319,6 @@ def load_in_place(spec: ModelSpec, variant: str, device: str, bf16_ok: bool = Tr
     return handle
 
 
-def _free_memory() -> None:
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001
-        pass
 
 
 # ---------------------------------------------------------------------------- compare
@@ -431,7 +423,7 @@ def compare(manager, spec: ModelSpec, variants: Sequence[str], prompt: str, *, m
             handle = None  # noqa: F841 - drop the last reference before freeing memory
             if spec_v is not None and not was_loaded:
                 manager.release(spec_v)
-            _free_memory()
+            free_memory()
         rows.append(row)
         _fill_relative(rows)
         sub(1.0, "done")
