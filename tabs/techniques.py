@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import tempfile
 import threading
+from typing import Any
 
 import gradio as gr
 import pandas as pd
@@ -66,6 +67,13 @@ def model_spec(ctx: AppContext, model: str) -> ModelSpec:
         if not model or spec.id == model:
             return spec
     return spec_for(ctx, "instruct_llm", model)
+
+
+def load_model(ctx: AppContext, model: str, lang: str, progress) -> Any:
+    """The chosen model through the engine's manager, its loading shown in the Gradio progress bar."""
+    spec = model_spec(ctx, model)
+    progress(0.0, desc=t("common.loading", lang, model=spec.id, precision=spec.precision))
+    return ctx.manager.llm(spec, progress=lambda frac, desc: progress(frac, desc=desc))
 
 
 def check_technique(technique: str) -> None:
@@ -389,10 +397,8 @@ def build(ctx: AppContext) -> None:
                                 greedy=bool(greedy), seed=int(seed or 0))
         settings = make_settings(k_examples, shuffle_examples, shuffle_seed, n_samples, sample_temperature,
                                  refine_rounds, k_thoughts, depth, params)
-        spec = model_spec(ctx, model)
         stop = _stop_event(request, "run", fresh=True)
-        progress(0.0, desc=t("common.loading", lang, model=spec.id, precision=spec.precision))
-        handle = ctx.manager.llm(spec, progress=lambda frac, desc: progress(frac, desc=desc))
+        handle = load_model(ctx, model, lang, progress)
         generator = EngineGenerator(handle, on_step=lambda done, total: progress(done / max(1, total)))
         for run in run_flow(technique, task, generator, settings, stop=stop):
             yield run_outputs(run, lang)
@@ -431,10 +437,8 @@ def build(ctx: AppContext) -> None:
         params = SamplingParams(max_new_tokens=max(1, int(max_new_tokens or 1)), greedy=True, seed=int(seed or 0))
         settings = make_settings(k_examples, shuffle_examples, shuffle_seed, n_samples, sample_temperature,
                                  refine_rounds, k_thoughts, depth, params)
-        spec = model_spec(ctx, model)
         stop = _stop_event(request, "bench", fresh=True)
-        progress(0.0, desc=t("common.loading", lang, model=spec.id, precision=spec.precision))
-        handle = ctx.manager.llm(spec, progress=lambda frac, desc: progress(frac, desc=desc))
+        handle = load_model(ctx, model, lang, progress)
 
         def on_progress(done: int, total: int, name: str) -> None:
             progress(done / max(1, total), desc=t("tech.bench_progress", lang, technique=t(f"tech.name.{name}", lang),
