@@ -91,6 +91,9 @@ def test_empty_and_too_long_prompts(manager, specs):
         run(manager, specs, prompt="maison " * 2100)
     assert err.value.key == "err.prompt_too_long"
     assert err.value.params["tokens"] > 2000 and err.value.params["limit"] < 2048
+    with pytest.raises(UserError) as err:
+        run(manager, specs, prompt="x" * 200_000)
+    assert err.value.key == "err.prompt_too_many_chars" and err.value.params["chars"] == "200,000"
 
 
 def test_top_probabilities(manager, specs):
