@@ -47,7 +47,7 @@ class StaticDecoder:
 
     def _forward(self, input_ids: torch.Tensor, cache_position: torch.Tensor) -> torch.Tensor:
         out = self.model(input_ids=input_ids, position_ids=cache_position.unsqueeze(0), cache_position=cache_position,
-                         past_key_values=self.cache, use_cache=True)
+                         cache=self.cache, use_cache=True)
         return out.logits[:, -1, :]
 
     @torch.inference_mode()
@@ -56,7 +56,7 @@ class StaticDecoder:
         x = torch.tensor([ids], device=self.device)
         pos = torch.arange(len(ids), device=self.device)
         out = self.model(input_ids=x, position_ids=pos.unsqueeze(0), cache_position=pos,
-                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+                         cache=self.cache, use_cache=True, logits_to_keep=1)
         self.length = len(ids)
         return out.logits[:, -1, :]
 

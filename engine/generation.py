@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from engine.llm import LLMHandle, PreparedPrompt
+from engine.llm import LLMHandle, PreparedPrompt, token_piece
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 32
@@ -167,9 +167,11 @@ class Request(StreamState):
         """The text the last token added (decoding the prefix keeps SentencePiece spaces right)."""
         tok = self.handle.tokenizer
         ids = self.generated
+        if len(ids) == 1:
+            return token_piece(tok, ids[0])
         full = tok.decode(ids, skip_special_tokens=False)
-        before = tok.decode(ids[:-1], skip_special_tokens=False) if len(ids) > 1 else ""
-        return full[len(before):] if full.startswith(before) else tok.decode(ids[-1:], skip_special_tokens=False)
+        before = tok.decode(ids[:-1], skip_special_tokens=False)
+        return full[len(before):] if full.startswith(before) else token_piece(tok, ids[-1])
 
 
 class ModelBatch:
@@ -235,13 +237,13 @@ class ModelBatch:
         cache = DynamicCache()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+                         cache=cache, use_cache=True, logits_to_keep=1)
         first = self._choose(out.logits[:, -1, :].float(), newcomers, hist)
         hist = torch.cat([hist, first.view(-1, 1)], dim=1)
         if not self.rows:
-            self.rows, self.cache, self.mask, self.history, self.pending = list(newcomers), out.past_key_values, mask, hist, first
+            self.rows, self.cache, self.mask, self.history, self.pending = list(newcomers), out.cache, mask, hist, first
         else:
-            self._merge(newcomers, out.past_key_values, mask, hist, first)
+            self._merge(newcomers, out.cache, mask, hist, first)
         self._record(newcomers, first)
 
     def _merge(self, rows: list[Request], cache, mask: torch.Tensor, hist: torch.Tensor, first: torch.Tensor) -> None:
@@ -277,8 +279,8 @@ class ModelBatch:
         self.mask = torch.cat([self.mask, torch.ones_like(inputs)], dim=1)
         positions = self.mask.sum(-1, keepdim=True) - 1
         out = self.model(input_ids=inputs, attention_mask=self.mask, position_ids=positions,
-                         past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
+                         cache=self.cache, use_cache=True)
+        self.cache = out.cache
         chosen = self._choose(out.logits[:, -1, :].float(), self.rows, self.history)
         self.history = torch.cat([self.history, chosen.view(-1, 1)], dim=1)
         self._record(self.rows, chosen)
@@ -373,9 +375,8 @@ class ModelBatch:
         text = r.piece_text()
         if probs is None:
             return TokenInfo(id=token, text=text, prob=1.0)
-        tok = self.handle.tokenizer
         values, indices = torch.topk(probs, r.top_probs)
-        top = [(tok.decode([int(j)], skip_special_tokens=False), float(v)) for v, j in zip(values, indices)]
+        top = [(token_piece(self.handle.tokenizer, int(j)), float(v)) for v, j in zip(values, indices)]
         return TokenInfo(id=token, text=text, prob=float(probs[token]), top=top)
 
 

@@ -102,6 +102,32 @@ class LLMHandle:
                             limit=limit - max_new_tokens)
 
 
+def token_piece(tokenizer, token_id: int) -> str:
+    """The text one token adds after other text, its leading space kept.
+
+    Decoding a lone SentencePiece token drops its "▁" space (``'conservative'`` for
+    ``'▁conservative'``), so decode it after an anchor token and keep the difference."""
+    anchor = _anchor_id(tokenizer)
+    if anchor is None:
+        return tokenizer.decode([token_id], skip_special_tokens=False)
+    before = tokenizer.decode([anchor], skip_special_tokens=False)
+    both = tokenizer.decode([anchor, token_id], skip_special_tokens=False)
+    return both[len(before):] if both.startswith(before) else tokenizer.decode([token_id], skip_special_tokens=False)
+
+
+def _anchor_id(tokenizer) -> int | None:
+    cached = getattr(tokenizer, "_genai_anchor_id", False)
+    if cached is not False:
+        return cached
+    ids = tokenizer("a", add_special_tokens=False)["input_ids"]
+    anchor = int(ids[-1]) if ids else None
+    try:
+        tokenizer._genai_anchor_id = anchor
+    except AttributeError:  # a tokenizer that refuses new attributes: recompute next time
+        pass
+    return anchor
+
+
 def torch_dtype(precision: str, device: str):
     import torch
 

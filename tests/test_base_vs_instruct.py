@@ -10,6 +10,7 @@ from engine.cards import CARD_SIZE
 from engine.compare import compare_stream
 from engine.errors import UserError
 from engine.generation import SamplingParams, engine, generate_many, stream
+from engine.llm import token_piece
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +105,39 @@ def test_top_probabilities(manager, specs):
         assert len(tok.top) == 5 and sum(p for _, p in tok.top) <= 1.0 + 1e-6
         assert tok.prob == pytest.approx(max(p for _, p in tok.top))  # greedy picks the top token
         assert tok.text in [text for text, _ in tok.top]
+    # SentencePiece word pieces keep their leading space in the alternatives too
+    assert any(text.startswith(" ") for tok in last.tokens for text, _ in tok.top)
+
+
+def test_token_piece_keeps_the_leading_space(manager, specs):
+    tok = manager.llm(specs[1]).tokenizer
+    assert token_piece(tok, 16038) == " conservative"  # '▁conservative'
+    assert token_piece(tok, 13) == "\n"  # the byte token <0x0A>
+    assert token_piece(tok, tok.convert_tokens_to_ids("a")) == "a"
+
+
+def test_no_deprecation_warning_from_our_decode_calls(manager, specs):
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.warning_once.cache_clear()  # a warning already given once would not show again
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    hf_logger = logging.getLogger("transformers")
+    hf_logger.addHandler(handler)
+    handle = manager.llm(specs[1])
+    prompts = [handle.prepare_raw("Un"), handle.prepare_raw("Deux trois")]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            generate_many(handle, prompts, SamplingParams(max_new_tokens=4, greedy=True))
+    finally:
+        hf_logger.removeHandler(handler)
+    messages = [str(w.message) for w in caught] + records
+    assert not [m for m in messages if "deprecated" in m.lower()], messages
 
 
 def test_batched_rows_match_single_greedy_runs(manager, specs):
