@@ -46,6 +46,31 @@ def screenshot(page, name: str, focus: str | None = None) -> Path:
     return path
 
 
+def wait_while_progressing(page, done_selector: str, done_text: str, watch: str, stall_ms: int = 120_000,
+                           poll_ms: int = 500) -> None:
+    """Wait until ``done_selector``'s text contains ``done_text``, as long as the work shows progress:
+    fail only when the text of ``watch`` (a results area and its progress bar's description and
+    percentage) did not change for ``stall_ms``. A long run on a loaded machine still passes;
+    a hung one does not."""
+    import time
+
+    read = """([done, watch]) => {
+        const d = document.querySelector(done);
+        const parts = [...document.querySelectorAll(watch)].map(el => el.innerText);
+        return [d ? d.innerText : '', parts.join('|')];
+    }"""
+    last, moved_at = None, time.monotonic()
+    while True:
+        text, progress = page.evaluate(read, [done_selector, watch])
+        if done_text in text:
+            return
+        if progress != last:
+            last, moved_at = progress, time.monotonic()
+        elif (time.monotonic() - moved_at) * 1000 > stall_ms:
+            raise AssertionError(f"no progress for {stall_ms / 1000:.0f} s; last seen: {progress[:300]!r}")
+        page.wait_for_timeout(poll_ms)
+
+
 def toast_text(page) -> str:
     page.wait_for_selector(".toast-message-text", timeout=15_000)
     return " ".join(page.locator(".toast-message-text").all_inner_texts())

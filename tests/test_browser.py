@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import DESKTOP, PHONE, no_horizontal_overflow, open_tab, screenshot, toast_text
+from tests.browser import (DESKTOP, PHONE, no_horizontal_overflow, open_tab, screenshot, toast_text,
+                           wait_while_progressing)
 
 TABS = ("base_vs_instruct", "tokenizers", "quantization", "techniques", "image_prompting", "about")
 LONG = 120_000  # ms: the first click of a tab may load a tiny model
@@ -54,7 +55,10 @@ def test_quantization_weights_planner_and_live(page):
     assert "14.48" in page.inner_text("#quant-p-table")  # Mistral 7B in 16 bits
     page.click("#quant-live-button")
     page.click("#quant-l-run")
-    page.wait_for_function("document.querySelector('#quant-l-status').innerText.includes('measured')", timeout=LONG)
+    # done when the status says "measured"; a stall is when neither the status (one more precision
+    # measured) nor the progress bar (load / generate / perplexity of the current one) moves
+    wait_while_progressing(page, "#quant-l-status", "measured",
+                           watch="#quant-l-status, #quant-live .progress-level-inner", stall_ms=LONG)
     table = page.inner_text("#quant-l-table")
     for precision in ("fp32", "int8", "nf4"):
         assert precision in table, precision
