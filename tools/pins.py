@@ -40,7 +40,7 @@ def read_freeze(path: Path) -> dict[str, str]:
 
 def main(closure: str, runtime: str, everything: str, out: str) -> None:
     torch_closure = {norm(n) for n in Path(closure).read_text().split()}
-    torch_only = {n for n in torch_closure if n in TORCH_ONLY or n.startswith("nvidia-") or n.startswith("cuda-")}
+    torch_only = TORCH_ONLY | {n for n in torch_closure if n.startswith(("nvidia-", "cuda-"))}
     run = read_freeze(Path(runtime))
     allp = read_freeze(Path(everything))
     runtime_lines = ["torch>=2.5,<3"] + sorted((allp.get(k, v) for k, v in run.items() if k not in torch_only), key=str.lower)

@@ -20,7 +20,9 @@ py="$work/venv/bin/python"
 "$py" -m pip install -q --upgrade pip
 "$py" -m pip install -q torch==2.13.0
 "$py" -m pip freeze | sed 's/[=@ ].*//' | tr 'A-Z_' 'a-z-' | sort -u > "$work/torch-closure"
-"$py" -m pip install -q --upgrade -r requirements.in
+# --upgrade would also move torch (to a multi-GB CUDA build): keep the one installed above
+grep -v '^torch\b' requirements.in > "$work/requirements.in"
+"$py" -m pip install -q --upgrade -r "$work/requirements.in"
 "$py" -m pip freeze > "$work/runtime.freeze"
 "$py" -m pip install -q --upgrade -r requirements-test.in
 "$py" -m pip freeze > "$work/all.freeze"
