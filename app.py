@@ -142,9 +142,11 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("app").warning("Hugging Face Hub not reachable: offline mode, only cached models load")
     ctx = make_context(args.profile, settings={**vars(args), "offline": offline})
     if ctx.hardware.zerogpu:  # ZeroGPU moves what is on CUDA at launch into every GPU worker
-        from engine.preload import preload
+        from engine.models import has_token
+        from engine.preload import prefetch, preload
 
         preload(ctx.manager, ctx.catalog)
+        prefetch(ctx.catalog, has_token())
     demo = configure_queue(build_app(ctx))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, i18n=build_i18n(),
                 css=load_css(), head=load_head(), theme=gr.themes.Soft(), show_error=True)

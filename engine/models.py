@@ -137,7 +137,7 @@ class ModelManager:
                 if entry is not None:
                     self._entries.move_to_end(spec.key)
                     return entry.obj
-            if spec.gated and not spec.is_tiny and not _has_token():
+            if spec.gated and not spec.is_tiny and not has_token():
                 raise UserError("err.gated", model=spec.id)
             need = self.check_fits(spec)
             self._make_room(need, keep=spec.key)
@@ -219,7 +219,7 @@ def _fast_path_status(obj: Any) -> str:
     return "plain decoding" if hasattr(obj, "model") else ""
 
 
-def _has_token() -> bool:
+def has_token() -> bool:
     import os
 
     if os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN"):

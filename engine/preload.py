@@ -10,6 +10,7 @@ evicted), and the others load on demand inside the call that needs them.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -70,3 +71,38 @@ def preload(manager, catalog: Catalog) -> list[tuple[str, float]]:
         log.info("resident: %s (%s) loaded in %.1f s", spec.id, spec.precision, seconds)
         done.append((spec.id, seconds))
     return done
+
+
+def download_patterns(spec: ModelSpec) -> list[str]:
+    """The files ``from_pretrained`` reads for ``spec`` (safetensors, configs, tokenizers), as
+    ``allow_patterns``: not the repositories' duplicate single-file or ``.bin`` checkpoints."""
+    if spec.kind == "causal_lm":
+        return ["*.json", "*.safetensors", "tokenizer.model"]
+    weights = "*/*.fp16.safetensors" if spec.kind == "sdxl" and spec.precision == "fp16" else "*/*.safetensors"
+    return ["model_index.json", "*/*.json", "*/*.txt", "*/*.model", weights]
+
+
+def prefetch(catalog: Catalog, has_token: bool) -> threading.Thread | None:
+    """Download — not load — the on-demand roles' files in the background, so that no GPU call
+    spends its time on the network. Gated models are skipped without a token."""
+    resident = {catalog.spec(role).key for role in catalog.resident}
+    specs = {spec.id: spec for spec in (catalog.spec(role) for role in ROLES)
+             if spec.key not in resident and not (spec.is_tiny or spec.endpoint or (spec.gated and not has_token))}
+    if not specs:
+        return None
+
+    def run() -> None:
+        from huggingface_hub import snapshot_download
+
+        for spec in specs.values():
+            try:
+                snapshot_download(spec.id, allow_patterns=download_patterns(spec))
+                if spec.vae:
+                    snapshot_download(spec.vae, allow_patterns=["*.json", "*.safetensors"])
+                log.info("on-demand model on disk: %s", spec.id)
+            except Exception as exc:  # noqa: BLE001 - it will be fetched (or explained) at first use
+                log.warning("could not download %s in advance: %s", spec.id, exc)
+
+    thread = threading.Thread(target=run, name="prefetch", daemon=True)
+    thread.start()
+    return thread

@@ -177,6 +177,28 @@ def test_zerogpu_profile_residents_fit_the_slice_with_room_for_the_rest():
     assert resident_bytes(rows) + largest_on_demand < SLICE_BYTES, "the biggest on-demand model must still fit"
 
 
+def test_on_demand_downloads_take_what_from_pretrained_reads_and_skip_duplicates():
+    from huggingface_hub.utils import filter_repo_objects
+
+    from engine.preload import download_patterns, prefetch
+
+    catalog = load_catalog("zerogpu", env={})
+
+    def kept(role: str, files: list[str]) -> set[str]:
+        return set(filter_repo_objects(files, allow_patterns=download_patterns(catalog.spec(role))))
+
+    flux = ["model_index.json", "flux1-schnell.safetensors", "ae.safetensors", "transformer/config.json",
+            "transformer/diffusion_pytorch_model-00001-of-00003.safetensors", "tokenizer_2/spiece.model",
+            "tokenizer/vocab.json", "tokenizer/merges.txt", "README.md"]
+    assert kept("flux_schnell", flux) == set(flux) - {"flux1-schnell.safetensors", "ae.safetensors", "README.md"}
+    sdxl = ["unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
+            "sd_xl_base_1.0.safetensors", "unet/config.json"]
+    assert kept("sdxl_base", sdxl) == {"unet/diffusion_pytorch_model.fp16.safetensors", "unet/config.json"}
+    llm = ["model-00001-of-00002.safetensors", "pytorch_model-00001-of-00002.bin", "tokenizer.model", "config.json"]
+    assert kept("base_llm", llm) == {"model-00001-of-00002.safetensors", "tokenizer.model", "config.json"}
+    assert prefetch(load_catalog("tiny", env={}), has_token=True) is None  # nothing to download for tiny models
+
+
 def test_on_a_zerogpu_space_a_cpu_torch_stays_on_cpu_and_nothing_compiles(monkeypatch):
     from engine import fastpath
 
