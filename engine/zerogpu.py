@@ -47,9 +47,6 @@ def gpu(duration: int | Callable[..., float]) -> Callable[[F], F]:
 class Heartbeat:
     """Yielded by a worker that has nothing new, so that a stop from the caller reaches it."""
 
-    def __reduce__(self):
-        return (Heartbeat, ())
-
 
 class Coalesced:
     """Base of events where only the latest matters (a progress bar, the state of a stream)."""

@@ -32,6 +32,9 @@ from tests.conftest import ROOT, free_port, wait_http
 from tests.zerogpu_stub import BOOTSTRAP, DeviceAPIStub, zerogpu_env
 
 PROMPT = "Explique la photosynthèse."
+# What a Space's proxy adds to each visitor's requests: spaces forwards it to /schedule, so that
+# the GPU time counts against that visitor's quota (header.payload.signature, payload in base64).
+VISITOR_TOKEN = "e30.eyJzdWIiOiAic3R1ZGVudCJ9.c2ln"
 
 
 # ============================================================================ the pieces
@@ -242,7 +245,7 @@ def space(tiny_llms, tiny_dir, tmp_path_factory):
         raise RuntimeError(f"app did not start; log:\n{log.read_text()[-4000:]}")
     from gradio_client import Client
 
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False), stub, log
+    yield Client(f"http://127.0.0.1:{port}/", verbose=False, headers={"X-IP-Token": VISITOR_TOKEN}), stub, log
     proc.terminate()
     try:
         proc.wait(timeout=20)
@@ -256,6 +259,8 @@ def one_gpu_call(stub: DeviceAPIStub, mark: int) -> list:
     paths = [c.path for c in calls]
     assert paths.count("/schedule") == 1 and paths.count("/release") == 1, paths
     assert paths.index("/schedule") < paths.index("/release")
+    schedule = calls[paths.index("/schedule")]
+    assert schedule.params.get("token") == VISITOR_TOKEN  # the visitor's quota, not the Space's
     return calls
 
 
