@@ -116,6 +116,28 @@ def test_streamed_sends_the_latest_state_keeps_order_and_closes_the_body():
     assert closed == [True]
 
 
+def test_on_zerogpu_a_call_stops_itself_before_its_duration_ends(monkeypatch):
+    from engine.gpu_tasks import tasks
+    from engine.stopping import NEVER
+
+    monkeypatch.setenv("SPACE_ID", "u/s")
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setattr(tasks, "_served", 0)  # a fresh worker: its set-up took part of the duration
+
+    def body(job, signal, emit):
+        while not signal.is_set():
+            time.sleep(0.01)
+        yield "partial result"
+
+    started = time.monotonic()
+    events = list(tasks._run(body, None, NEVER, durations.OVERHEAD_S + 0.3))
+    assert events == ["partial result", gpu_tasks.TimeLimit(durations.OVERHEAD_S + 0.3)]
+    assert time.monotonic() - started < 5
+    started = time.monotonic()  # the worker's next call: only the margin is kept
+    assert list(tasks._run(body, None, NEVER, durations.MARGIN_S + 0.3))[-1] == gpu_tasks.TimeLimit(
+        durations.MARGIN_S + 0.3)
+
+
 def test_gpu_calls_carry_only_plain_data(manager):
     from engine.techniques import tasks as task_sets
     from engine.techniques.techniques import Settings

@@ -25,7 +25,7 @@ from engine.gpu_tasks.jobs import BenchmarkJob, CompareJob, ImagesJob, QuantizeJ
 Resident = Callable[[ModelSpec], bool]  # is this model already loaded (on ZeroGPU: placed on CUDA at start-up)?
 
 OVERHEAD_S = 10.0  # a fresh worker: fork, CUDA set-up, resident weights copied to the GPU; prefill
-MARGIN_S = 3.0  # the call stops itself this long before its duration ends
+MARGIN_S = 3.0  # the call stops itself this long before its duration ends (OVERHEAD_S in a fresh worker)
 MAX_S = 300.0  # the longest call the app requests
 LLM_STEP_S = 0.04  # one decode step of one 7B bf16 model (25 tok/s)
 BATCH_ROW = 0.2  # each extra row in a batch adds this share of a step (memory-bound decoding)
