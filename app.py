@@ -10,6 +10,10 @@ import logging
 import os
 from pathlib import Path
 
+try:  # on a ZeroGPU Space this patches torch: it must come before anything touches CUDA
+    import spaces  # noqa: F401
+except ImportError:  # pragma: no cover - listed in requirements.txt; off-Space it does nothing
+    pass
 import gradio as gr
 
 from engine.catalog import PROFILES, load_catalog
@@ -45,9 +49,11 @@ def make_context(profile: str = "auto", settings: dict | None = None) -> AppCont
     catalog = load_catalog(resolved)
     budget = os.environ.get("GENAI_MEMORY_BUDGET_GB")
     manager = ModelManager(catalog, hardware, budget_bytes=int(float(budget) * 1e9) if budget else None)
-    from engine import generation
+    from engine import generation, gpu_tasks
+    from ui.i18n import t
 
     generation.set_inline(hardware.zerogpu)
+    gpu_tasks.bind(manager, translate=t)
     settings = dict(settings or {})
     settings.setdefault("engine_stats", engine_stats_markdown)
     return AppContext(manager=manager, catalog=catalog, hardware=hardware, settings=settings)
@@ -135,6 +141,12 @@ def main(argv: list[str] | None = None) -> None:
     if offline:
         logging.getLogger("app").warning("Hugging Face Hub not reachable: offline mode, only cached models load")
     ctx = make_context(args.profile, settings={**vars(args), "offline": offline})
+    if ctx.hardware.zerogpu:  # ZeroGPU moves what is on CUDA at launch into every GPU worker
+        from engine.models import has_token
+        from engine.preload import prefetch, preload
+
+        preload(ctx.manager, ctx.catalog)
+        prefetch(ctx.catalog, has_token())
     demo = configure_queue(build_app(ctx))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, i18n=build_i18n(),
                 css=load_css(), head=load_head(), theme=gr.themes.Soft(), show_error=True)

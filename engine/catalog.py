@@ -63,6 +63,7 @@ class Catalog:
     choices: dict[str, list[str]] = field(default_factory=dict)
     stand_in: bool = False
     noise: bool = False
+    resident: tuple[str, ...] = ()  # roles loaded at start-up on ZeroGPU (the others load on demand)
 
     def spec(self, role: str) -> ModelSpec:
         return self.specs[role]
@@ -123,4 +124,12 @@ def load_catalog(profile: str, env: dict[str, str] | None = None) -> Catalog:
         choices={k: list(v) for k, v in raw.get("choices", {}).items()},
         stand_in=bool(prof.get("stand_in", False)),
         noise=bool(prof.get("noise", False)),
+        resident=_resident_roles(profile, prof.get("resident", [])),
     )
+
+
+def _resident_roles(profile: str, roles: list[str]) -> tuple[str, ...]:
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"profile {profile!r}: unknown resident roles {sorted(unknown)}")
+    return tuple(roles)

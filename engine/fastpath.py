@@ -24,8 +24,15 @@ BUCKETS = (1024, 4096)
 
 
 def mode(device: str) -> str:
-    """"compile" (CUDA), "eager" (forced, for tests) or "off"."""
+    """"compile" (CUDA), "eager" (forced, for tests) or "off".
+
+    Never "compile" on ZeroGPU: it does not support ``torch.compile`` (each call runs in a
+    short-lived forked worker, and the models are loaded before any GPU exists)."""
+    from engine.zerogpu import on_zerogpu
+
     forced = os.environ.get("GENAI_FAST_PATH", "").lower()
+    if on_zerogpu():
+        return "eager" if forced == "eager" else "off"
     if forced in ("off", "eager", "compile"):
         return forced
     return "compile" if device == "cuda" else "off"

@@ -55,8 +55,9 @@ def detect(env: dict[str, str] | None = None) -> Hardware:
     gpu_name, gpu_bytes, bf16 = None, 0, False
     space_id = env.get("SPACE_ID") or None
     zerogpu = bool(space_id) and _zerogpu_present(env)
-    if zerogpu:
-        # On ZeroGPU the GPU is attached only inside @spaces.GPU calls: a slice of an H200.
+    if zerogpu and torch.cuda.is_available():
+        # On ZeroGPU the GPU is attached only inside @spaces.GPU calls: a slice of an H200. The
+        # package's patched torch answers True here; a CPU build (the wrapper test) stays on CPU.
         gpu_name, gpu_bytes, bf16 = "ZeroGPU (H200 slice)", 70 * GB, True
     elif torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)

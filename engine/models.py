@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -44,7 +46,14 @@ class ModelManager:
         self._lock = threading.RLock()
         self._key_locks: dict[str, threading.Lock] = {}
         self._estimates: dict[str, int] = {}
+        self._pinned: set[str] = set()  # never evicted (on ZeroGPU: placed on CUDA at start-up)
         self.events: list[str] = []  # human-readable log of loads / evictions (About panel)
+        ref = weakref.ref(self)  # a forked ZeroGPU worker must not inherit a lock held by another thread
+        os.register_at_fork(after_in_child=lambda: (m := ref()) is not None and m._reset_locks())
+
+    def _reset_locks(self) -> None:
+        self._lock = threading.RLock()
+        self._key_locks = {}
 
     @property
     def device(self) -> str:
@@ -128,7 +137,7 @@ class ModelManager:
                 if entry is not None:
                     self._entries.move_to_end(spec.key)
                     return entry.obj
-            if spec.gated and not spec.is_tiny and not _has_token():
+            if spec.gated and not spec.is_tiny and not has_token():
                 raise UserError("err.gated", model=spec.id)
             need = self.check_fits(spec)
             self._make_room(need, keep=spec.key)
@@ -148,22 +157,30 @@ class ModelManager:
             log.info("loaded %s in %.1fs", spec.key, seconds)
             return obj
 
+    def pin(self, spec: ModelSpec) -> None:
+        """Keep a loaded model for good: eviction skips it (the ZeroGPU start-up preload)."""
+        with self._lock:
+            self._pinned.add(spec.key)
+
+    def is_pinned(self, spec: ModelSpec) -> bool:
+        return spec.key in self._pinned
+
     def used_bytes(self) -> int:
         with self._lock:
             return sum(e.bytes for e in self._entries.values())
 
     def _make_room(self, need: int, keep: str) -> None:
         with self._lock:
-            while self._entries and self.used_bytes() + need > self.budget:
-                key, entry = next(iter(self._entries.items()))
-                if key == keep:
+            while self.used_bytes() + need > self.budget:
+                key, entry = next(((k, e) for k, e in self._entries.items() if k not in self._pinned), (None, None))
+                if key is None or key == keep:
                     break
                 self._drop(key)
                 self.events.append(f"evicted {entry.spec.id} ({entry.spec.precision}) to make room")
 
     def release(self, spec: ModelSpec) -> None:
         with self._lock:
-            if spec.key in self._entries:
+            if spec.key in self._entries and spec.key not in self._pinned:
                 self._drop(spec.key)
 
     def clear(self) -> None:
@@ -202,7 +219,7 @@ def _fast_path_status(obj: Any) -> str:
     return "plain decoding" if hasattr(obj, "model") else ""
 
 
-def _has_token() -> bool:
+def has_token() -> bool:
     import os
 
     if os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN"):

@@ -8,6 +8,7 @@ from engine.catalog import ROLES
 from engine.hub_cache import is_cached, offline_estimate_bytes
 from ui.context import AppContext
 from ui.i18n import I18N, request_lang, t
+from ui.zerogpu import residency_markdown
 
 
 def roles_table(ctx: AppContext, lang: str = "en") -> pd.DataFrame:
@@ -36,6 +37,7 @@ def overview_markdown(ctx: AppContext, lang: str = "en") -> str:
     budget = ctx.manager.budget / 1e9
     used = ctx.manager.used_bytes() / 1e9
     engine_lines = ""
+    gpu_section = residency_markdown(ctx, lang)
     stats_fn = ctx.settings.get("engine_stats")
     if callable(stats_fn):
         engine_lines = "\n\n### " + t("about.engine", lang) + "\n" + stats_fn()
@@ -45,7 +47,8 @@ def overview_markdown(ctx: AppContext, lang: str = "en") -> str:
         f"{t('about.offline' if ctx.settings.get('offline') else 'about.online', lang)}\n\n"
         f"### {t('about.loaded', lang)} ({used:.2f} / {budget:.1f} GB)\n{loaded_lines}"
         f"{engine_lines}\n\n"
-        f"### {t('about.how_to_change', lang)}\n{t('about.how_to_change_body', lang)}"
+        + (f"{gpu_section}\n\n" if gpu_section else "")
+        + f"### {t('about.how_to_change', lang)}\n{t('about.how_to_change_body', lang)}"
     )
 
 

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import json
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import gradio as gr
 
+from engine import gpu_tasks
 from engine.cards import CardContent, PaneResult, render_markdown, render_png
-from engine.compare import PaneState, compare_stream
+from engine.compare import PaneState
+from ui import zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
@@ -18,8 +18,6 @@ from ui.token_probs import render_output
 from ui.widgets import model_picker, sampling_controls, spec_for, to_params
 
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets" / "base_vs_instruct.json"
-STREAM_INTERVAL_S = 0.05
-_stops: dict[str, threading.Event] = {}
 
 
 def load_presets() -> list[dict]:
@@ -35,13 +33,6 @@ def preset_choices() -> list[tuple[str, str]]:
             label = f"{lang.upper()} · {text.splitlines()[0][:70]}"
             out.append((label, text))
     return out
-
-
-def _stop_for(request: gr.Request | None) -> threading.Event:
-    key = getattr(request, "session_hash", None) or "default"
-    event = threading.Event()
-    _stops[key] = event
-    return event
 
 
 def pane_header(title_key: str, model: str, lang: str) -> str:
@@ -143,7 +134,6 @@ def build(ctx: AppContext) -> None:
 
     preset.change(lambda text: text, inputs=preset, outputs=prompt, api_name=False, queue=False)
 
-    @ctx.gpu(duration_s=120)
     @guard
     def compare(prompt: str, system_prompt: str = "", base_model: str = "", instruct_model: str = "",
                 template_on_base: bool = False, show_probabilities: bool = False,
@@ -155,27 +145,17 @@ def build(ctx: AppContext) -> None:
             warn("err.empty_prompt", request)
             return
         params = to_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, greedy, seed)
-        stop_event = _stop_for(request)
-        last = 0.0
-        panes = None
         meta = {"prompt": prompt, "settings": settings_text(params)}
-        for panes in compare_stream(
-            ctx.manager, spec_for(ctx, "base_llm", base_model), spec_for(ctx, "instruct_llm", instruct_model),
-            prompt, params, system=system_prompt or "", template_on_base=bool(template_on_base),
-            top_probs=5 if show_probabilities else 0, stop=stop_event,
-            progress=lambda frac, desc: progress(frac, desc=desc),
-        ):
-            now = time.perf_counter()
-            if now - last >= STREAM_INTERVAL_S:
-                last = now
-                yield _outputs(panes, bool(show_probabilities), lang, meta)
-        if panes is not None:
+        job = gpu_tasks.CompareJob(spec_for(ctx, "base_llm", base_model), spec_for(ctx, "instruct_llm", instruct_model),
+                                   prompt, params, system=system_prompt or "", template_on_base=bool(template_on_base),
+                                   top_probs=5 if show_probabilities else 0)
+        for panes in gpu_tasks.call(gpu_tasks.compare, job, zerogpu.stop_key(request, "compare"),
+                                    on_progress=zerogpu.progress_to(progress, lang),
+                                    on_notice=zerogpu.warn_notice(lang)):
             yield _outputs(panes, bool(show_probabilities), lang, meta)
 
     def stop_generation(request: gr.Request):
-        event = _stops.get(getattr(request, "session_hash", None) or "default")
-        if event is not None:
-            event.set()
+        zerogpu.stop(request, "compare")
 
     @guard
     def comparison_card(result: dict | None, request: gr.Request = None):

@@ -3,24 +3,23 @@ from __future__ import annotations
 
 import json
 import tempfile
-import threading
 from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
-from engine import imagegen
+from engine import gpu_tasks, imagegen
 from engine.catalog import IMAGE_ROLES
-from engine.errors import UserError, as_user_error
+from engine.errors import UserError
 from engine.prompt_recipe import FIELDS, STYLE_PRESETS, apply_preset, assemble
 from engine.tokenizers import t5_count
+from ui import zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
 
 EXERCISE = json.loads((Path(__file__).resolve().parent.parent / "assets" / "image_exercise.json").read_text("utf-8"))["steps"]
-_stops: dict[str, threading.Event] = {}
 
 
 def model_choices() -> list[tuple[str, str]]:
@@ -135,34 +134,20 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         reuse_note = gr.Markdown()
 
     # ---------------------------------------------------------------- handlers
-    def make_images(specs_settings, progress, stop_event, lang):
-        """Generate each (spec, settings) in turn; skip (with a warning) what cannot load."""
+    def make_images(specs_settings, progress, lang, request) -> list[imagegen.ImageResult]:
+        """One GPU call for every (spec, settings); a model that cannot run is skipped with a warning."""
         results, folder = [], Path(tempfile.mkdtemp(prefix="images-"))
-        total = len(specs_settings)
-        for i, (spec, settings) in enumerate(specs_settings):
-            if stop_event.is_set():
-                break
-            try:
-                pipe = ctx.manager.pipeline(spec, lambda f, d: progress(i / total, desc=f"{spec.id}: {d}"))
-            except Exception as exc:  # noqa: BLE001 - one model failing must not stop the grid
-                err = as_user_error(exc, spec.id)
-                if err is None:
-                    raise
-                gr.Warning(t("img.skipped", lang, model=imagegen.DEFAULTS[spec.role].title,
-                             reason=t(err.key, lang, **err.params)))
-                continue
 
-            def on_step(step, steps, i=i, spec=spec):
-                progress((i + step / steps) / total, desc=t("img.progress", lang, model=imagegen.DEFAULTS[spec.role].title,
-                                                            step=step, steps=steps, i=i + 1, n=total))
+        def skipped(event: gpu_tasks.Skipped) -> str:
+            return t("img.skipped", lang, model=imagegen.DEFAULTS[event.role].title,
+                     reason=t(event.key, lang, **event.params))
 
-            try:
-                result = ctx.gpu(duration_s=120)(imagegen.generate)(pipe, settings, on_step=on_step, stop=stop_event)
-            except UserError as err:  # out of memory on this image: say so, keep the others
-                gr.Warning(t("img.skipped", lang, model=imagegen.DEFAULTS[spec.role].title,
-                             reason=t(err.key, lang, **err.params)))
-                continue
-            imagegen.save_png(result, folder, f"{i:02d}-{spec.role}")
+        job = gpu_tasks.ImagesJob(tuple(gpu_tasks.ImageItem(spec, s) for spec, s in specs_settings))
+        for done in gpu_tasks.call(gpu_tasks.images, job, zerogpu.stop_key(request, "images"),
+                                   on_progress=zerogpu.progress_to(progress, lang),
+                                   on_notice=zerogpu.warn_notice(lang, skipped)):
+            result = imagegen.ImageResult(image=done.image, settings=done.settings, seconds=done.seconds)
+            imagegen.save_png(result, folder, f"{done.index:02d}-{done.settings.role}")
             results.append(result)
         return results
 
@@ -180,8 +165,6 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         if not roles:
             warn("img.err.no_models", request)
             return None, []
-        stop_event = threading.Event()
-        _stops[getattr(request, "session_hash", None) or "default"] = stop_event
         jobs = []
         for p in prompts:
             for role in roles:
@@ -191,7 +174,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
                                                          steps=int(steps) if custom else None,
                                                          guidance=float(guidance) if custom else None,
                                                          size=int(size) if custom else None, tiny=tiny)))
-        results = make_images(jobs, progress, stop_event, lang)
+        results = make_images(jobs, progress, lang, request)
         if not results:
             return None, []
         columns = len(roles) if len(prompts) > 1 else min(4, len(results))
@@ -224,9 +207,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
                 if tiny:
                     s = replace(s, steps=min(s.steps, imagegen.TINY_MAX_STEPS))
                 jobs.append((spec, s))
-        stop_event = threading.Event()
-        _stops[getattr(request, "session_hash", None) or "default"] = stop_event
-        results = make_images(jobs, progress, stop_event, lang)
+        results = make_images(jobs, progress, lang, request)
         if not results:
             return None, []
         image = imagegen.grid([r.image for r in results], [f"{r.seconds:.1f} s" for r in results], columns=len(xs),
@@ -250,9 +231,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         return focus_controls(role, request_lang(request), tiny=tiny, with_values=False) + (negative_state([role]),)
 
     def stop_images(request: gr.Request):
-        event = _stops.get(getattr(request, "session_hash", None) or "default")
-        if event is not None:
-            event.set()
+        zerogpu.stop(request, "images")
 
     def show_step(step_id: str | None, request: gr.Request):
         lang = request_lang(request)
@@ -289,7 +268,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     sweep_run.click(image_grid_sweep, inputs=[prompt, sweep_model, x_param, x_values, y_param, y_values, seed, negative],
                     outputs=[grid_out, gallery], api_name="image_grid_sweep",
                     concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1)
-    stop.click(stop_images, api_name=False, queue=False)
+    stop.click(stop_images, api_name="stop_images", queue=False)
     reuse_file.upload(read_png_settings, inputs=reuse_file,
                       outputs=[prompt, negative, models, seed, use_defaults, focus, steps, guidance, size, reuse_note],
                       api_name="read_png_settings", concurrency_limit=None

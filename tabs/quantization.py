@@ -8,8 +8,10 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from engine import gpu_tasks
 from engine.errors import UserError
 from engine.quantization import live, planner, weights
+from ui import zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
@@ -304,7 +306,9 @@ def _build_live(ctx: AppContext, tiny: bool) -> None:
                                 allow_custom_value=True, filterable=True, elem_id="quant-l-model")
             max_tokens = gr.Slider(4, 512, value=default_tokens, step=1, label=I18N("quant.l_max_tokens"),
                                    elem_id="quant-l-tokens")
-            run = gr.Button(I18N("quant.l_run"), variant="primary", elem_id="quant-l-run")
+            with gr.Row():
+                run = gr.Button(I18N("quant.l_run"), variant="primary", elem_id="quant-l-run", scale=3)
+                stop = gr.Button(I18N("common.stop"), variant="stop", elem_id="quant-l-stop", scale=1, min_width=90)
     status = gr.Markdown(elem_id="quant-l-status")
     table = gr.Dataframe(label=I18N("quant.l_table"), interactive=False, wrap=False, elem_id="quant-l-table")
     with gr.Row():
@@ -318,7 +322,6 @@ def _build_live(ctx: AppContext, tiny: bool) -> None:
         outputs_box = gr.HTML(elem_id="quant-l-outputs")
     csv_file = gr.File(label=I18N("quant.l_csv"), interactive=False, elem_id="quant-l-csv")
 
-    @ctx.gpu(duration_s=300)
     @guard
     def quantize_compare(model: str = "", precisions: list[str] | None = None, prompt: str = DEFAULT_PROMPT,
                          max_new_tokens: float = 24, request: gr.Request = None, progress=gr.Progress()):
@@ -331,9 +334,6 @@ def _build_live(ctx: AppContext, tiny: bool) -> None:
         total = len(live.ordered(chosen))
         passages = live.load_passages()["passages"]
 
-        def explain(err: UserError) -> str:
-            return t(err.key, lang, **err.params)
-
         def emit(rows: list[live.Row], csv_path: str | None, finished: bool):
             memory, speed, ppl = live_charts(rows)
             order = [r.precision for r in rows if r.status == "ok"]
@@ -343,9 +343,10 @@ def _build_live(ctx: AppContext, tiny: bool) -> None:
 
         rows: list[live.Row] = []
         progress(0.0, desc=spec.id)
-        for rows in live.compare(ctx.manager, spec, chosen, prompt, max_new_tokens=int(max_new_tokens or 24),
-                                 passages=passages, explain=explain,
-                                 progress=lambda frac, desc: progress(frac, desc=desc)):
+        job = gpu_tasks.QuantizeJob(spec, tuple(live.ordered(chosen)), prompt, int(max_new_tokens or 24),
+                                    passages=tuple(passages.items()), lang=lang)
+        for rows in gpu_tasks.call(gpu_tasks.quantize, job, zerogpu.stop_key(request, "quantize"),
+                                   on_progress=zerogpu.progress_to(progress, lang), on_notice=zerogpu.warn_notice(lang)):
             yield emit(rows, None, False)
         path = Path(tempfile.mkdtemp(prefix="quant-")) / "quantization-results.csv"
         live.write_csv(rows, path)
@@ -355,3 +356,8 @@ def _build_live(ctx: AppContext, tiny: bool) -> None:
     run.click(quantize_compare, inputs=[model, precisions, prompt, max_tokens],
               outputs=[status, table, mem_plot, speed_plot, ppl_plot, outputs_box, csv_file],
               api_name="quantize_compare", concurrency_id="quant-live", concurrency_limit=1)
+
+    def stop_quantize_compare(request: gr.Request):
+        zerogpu.stop(request, "quantize")
+
+    stop.click(stop_quantize_compare, api_name="stop_quantize_compare", queue=False)

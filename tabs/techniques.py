@@ -3,20 +3,20 @@ from __future__ import annotations
 
 import html
 import tempfile
-import threading
-from typing import Any
 
 import gradio as gr
 import pandas as pd
 
+from engine import gpu_tasks
 from engine.catalog import ModelSpec
 from engine.generation import SamplingParams
 from engine.techniques import tasks as task_sets
-from engine.techniques.benchmark import BenchmarkResult, benchmark
+from engine.techniques.benchmark import BenchmarkResult
 from engine.techniques.extraction import format_number
 from engine.techniques.tasks import CUSTOM, Task
-from engine.techniques.techniques import TECHNIQUES, Call, EngineGenerator, Run, Settings, run_technique as run_flow
+from engine.techniques.techniques import TECHNIQUES, Call, Run, Settings
 from engine.errors import UserError
+from ui import zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
@@ -26,7 +26,6 @@ DEFAULT_PROBLEM = "arith-09"
 DEFAULT_LANG = "fr"
 DEFAULT_BENCH = ["zero_shot", "explicit", "few_shot", "zero_shot_cot", "self_consistency"]
 STATUS_COLORS = ("#2e7d32", "#f9a825", "#90a4ae")  # winner, tied (lost the tie-break), other
-_stops: dict[tuple[str, str], threading.Event] = {}
 
 
 # =============================================================================== inputs
@@ -69,23 +68,9 @@ def model_spec(ctx: AppContext, model: str) -> ModelSpec:
     return spec_for(ctx, "instruct_llm", model)
 
 
-def load_model(ctx: AppContext, model: str, lang: str, progress) -> Any:
-    """The chosen model through the engine's manager, its loading shown in the Gradio progress bar."""
-    spec = model_spec(ctx, model)
-    progress(0.0, desc=t("common.loading", lang, model=spec.id, precision=spec.precision))
-    return ctx.manager.llm(spec, progress=lambda frac, desc: progress(frac, desc=desc))
-
-
 def check_technique(technique: str) -> None:
     if technique not in TECHNIQUES:
         raise UserError("tech.err_unknown_technique", technique=technique, choices=", ".join(TECHNIQUES))
-
-
-def _stop_event(request: gr.Request | None, kind: str, fresh: bool) -> threading.Event:
-    key = (getattr(request, "session_hash", None) or "default", kind)
-    if fresh or key not in _stops:
-        _stops[key] = threading.Event()
-    return _stops[key]
 
 
 # =============================================================================== rendering
@@ -378,7 +363,6 @@ def build(ctx: AppContext) -> None:
     question.input(edited_question, outputs=problem, api_name=False, queue=False)
 
     # ------------------------------------------------------------------ run one technique
-    @ctx.gpu(duration_s=180)
     @guard
     def run_technique(technique: str = "zero_shot", language: str = DEFAULT_LANG, problem: str = DEFAULT_PROBLEM,
                       question: str = "", expected_answer: str = "", answer_type: str = "number",
@@ -397,14 +381,15 @@ def build(ctx: AppContext) -> None:
                                 greedy=bool(greedy), seed=int(seed or 0))
         settings = make_settings(k_examples, shuffle_examples, shuffle_seed, n_samples, sample_temperature,
                                  refine_rounds, k_thoughts, depth, params)
-        stop = _stop_event(request, "run", fresh=True)
-        handle = load_model(ctx, model, lang, progress)
-        generator = EngineGenerator(handle, on_step=lambda done, total: progress(done / max(1, total)))
-        for run in run_flow(technique, task, generator, settings, stop=stop):
+        spec = model_spec(ctx, model)
+        progress(0.0, desc=t("common.loading", lang, model=spec.id, precision=spec.precision))
+        job = gpu_tasks.TechniqueJob(spec, technique, task, settings)
+        for run in gpu_tasks.call(gpu_tasks.technique, job, zerogpu.stop_key(request, "technique"),
+                                  on_progress=zerogpu.progress_to(progress, lang), on_notice=zerogpu.warn_notice(lang)):
             yield run_outputs(run, lang)
 
     def stop_technique(request: gr.Request):
-        _stop_event(request, "run", fresh=False).set()
+        zerogpu.stop(request, "technique")
 
     run_inputs = [technique, language, problem, question, expected, answer_type, k_examples, shuffle, shuffle_seed,
                   n_samples, sample_temperature, rounds, k_thoughts, depth, model, max_new_tokens, temperature,
@@ -415,7 +400,6 @@ def build(ctx: AppContext) -> None:
     stop_btn.click(stop_technique, api_name="stop_technique", queue=False)
 
     # ------------------------------------------------------------------ benchmark
-    @ctx.gpu(duration_s=300)
     @guard
     def benchmark_techniques(techniques: list[str] | None = None, language: str = DEFAULT_LANG,
                              task_kinds: list[str] | None = None, n_problems: float = default_bench_n,
@@ -437,24 +421,31 @@ def build(ctx: AppContext) -> None:
         params = SamplingParams(max_new_tokens=max(1, int(max_new_tokens or 1)), greedy=True, seed=int(seed or 0))
         settings = make_settings(k_examples, shuffle_examples, shuffle_seed, n_samples, sample_temperature,
                                  refine_rounds, k_thoughts, depth, params)
-        stop = _stop_event(request, "bench", fresh=True)
-        handle = load_model(ctx, model, lang, progress)
+        spec = model_spec(ctx, model)
+        progress(0.0, desc=t("common.loading", lang, model=spec.id, precision=spec.precision))
 
-        def on_progress(done: int, total: int, name: str) -> None:
-            progress(done / max(1, total), desc=t("tech.bench_progress", lang, technique=t(f"tech.name.{name}", lang),
-                                                  done=done, total=total))
+        def progress_text(event: gpu_tasks.Progress) -> str | None:
+            if event.key != "tech.bench_progress":
+                return None
+            p = event.params
+            return t("tech.bench_progress", lang, technique=t(f"tech.name.{p['technique']}", lang),
+                     done=p["done"], total=p["total"])
 
+        job = gpu_tasks.BenchmarkJob(spec, tuple(chosen), tuple(problems), settings)
         outcome = None
-        for outcome in benchmark(EngineGenerator(handle), chosen, problems, settings, stop=stop,
-                                 on_progress=on_progress):
+        for outcome in gpu_tasks.call(gpu_tasks.benchmark, job, zerogpu.stop_key(request, "benchmark"),
+                                      on_progress=zerogpu.progress_to(progress, lang, progress_text),
+                                      on_notice=zerogpu.warn_notice(lang)):
             if not outcome.done:
                 yield bench_outputs(outcome, lang, None)
+        if outcome is None:
+            return
         folder = tempfile.mkdtemp(prefix="techniques-")
         files = [str(p) for p in outcome.write_csv(folder)]
         yield bench_outputs(outcome, lang, files)
 
     def stop_benchmark(request: gr.Request):
-        _stop_event(request, "bench", fresh=False).set()
+        zerogpu.stop(request, "benchmark")
 
     bench_inputs = [bench_techniques, language, bench_kinds, bench_n, k_examples, shuffle, shuffle_seed, n_samples,
                     sample_temperature, rounds, k_thoughts, depth, model, max_new_tokens, seed]

@@ -159,20 +159,6 @@ def test_strings_are_complete_in_both_languages():
     assert request_lang(None) == "en"
 
 
-def test_zerogpu_wrapper_keeps_functions_working():
-    from engine.zerogpu import gpu_decorator
-
-    @gpu_decorator(True, duration=30)
-    def double(x):
-        return 2 * x
-
-    @gpu_decorator(True, duration=30)
-    def count(n):
-        yield from range(n)
-
-    assert double(21) == 42 and list(count(3)) == [0, 1, 2]
-
-
 def test_served_app_has_all_tabs_and_answers_the_api(app_url, client):
     with urllib.request.urlopen(app_url + "config", timeout=10) as resp:
         config = json.load(resp)

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 from engine.catalog import Catalog, ModelSpec
 from engine.hardware import Hardware
 from engine.models import ModelManager
-from engine.zerogpu import gpu_decorator
 
 
 @dataclass
@@ -16,10 +14,6 @@ class AppContext:
     catalog: Catalog
     hardware: Hardware
     settings: dict = field(default_factory=dict)
-
-    def gpu(self, duration_s: int = 60) -> Callable:
-        """``@spaces.GPU(duration=…)`` on a ZeroGPU Space, identity elsewhere."""
-        return gpu_decorator(self.hardware.zerogpu, duration_s)
 
     @property
     def llm_concurrency(self) -> int:

@@ -16,6 +16,7 @@ import gc
 import json
 import logging
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -211,18 +212,19 @@ def prompt_for(handle, text: str):
     return handle.prepare_raw(text)
 
 
-def run_greedy(handle, prompt_text: str, max_new_tokens: int):
+def run_greedy(handle, prompt_text: str, max_new_tokens: int, stop: threading.Event | None = None):
     """(token ids, text, ttft s, total s, tokens/s) of one greedy generation.
 
     Runs on a private inline engine: the timing is this model's alone (not shared with other
     users' rows), and nothing keeps a reference to the variant once it is freed.
     """
     from engine.generation import DecodeEngine, SamplingParams, stream
+    from engine.stopping import LinkedStop
 
     params = SamplingParams(max_new_tokens=max_new_tokens, greedy=True, temperature=0.0)
     prompt = prompt_for(handle, prompt_text)
     last = None
-    for last in stream(handle, prompt, params, eng=DecodeEngine(background=False)):
+    for last in stream(handle, prompt, params, stop=LinkedStop(stop), eng=DecodeEngine(background=False)):
         if last.error is not None:
             raise last.error
     if last is None:
@@ -333,7 +335,8 @@ def ordered(variants: Sequence[str]) -> list[str]:
 
 
 def measure_variant(manager, spec: ModelSpec, variant: str, prompt: str, max_new_tokens: int,
-                    passages: dict, progress: ProgressFn | None = None) -> tuple[Row, object]:
+                    passages: dict, progress: ProgressFn | None = None,
+                    stop: threading.Event | None = None) -> tuple[Row, object]:
     """Load (or reuse), measure and return the row; the caller frees the handle."""
     v = VARIANTS[variant]
     row = Row(precision=variant, method=v.method, bits=v.bits)
@@ -351,8 +354,8 @@ def measure_variant(manager, spec: ModelSpec, variant: str, prompt: str, max_new
     row.hf_footprint_mb = round(handle.model.get_memory_footprint() / 1e6, 3)
     if progress:
         progress(0.6, "generate")
-    run_greedy(handle, prompt, min(WARMUP_TOKENS, max_new_tokens))  # first-call kernel set-up is not speed
-    ids, text, ttft, total, tps = run_greedy(handle, prompt, max_new_tokens)
+    run_greedy(handle, prompt, min(WARMUP_TOKENS, max_new_tokens), stop)  # first-call kernel set-up is not speed
+    ids, text, ttft, total, tps = run_greedy(handle, prompt, max_new_tokens, stop)
     row.token_ids, row.output = ids, text
     row.tokens, row.seconds = len(ids), round(total, 4)
     row.ttft_s, row.tok_per_s = round(ttft, 4), round(tps, 3)
@@ -381,8 +384,11 @@ def _fill_relative(rows: list[Row]) -> None:
 
 def compare(manager, spec: ModelSpec, variants: Sequence[str], prompt: str, *, max_new_tokens: int = 32,
             passages: dict | None = None, explain: Callable[[UserError], str] | None = None,
-            progress: ProgressFn | None = None) -> Iterator[list[Row]]:
-    """Measure each variant in turn; yield the rows so far after each one (skipped ones included)."""
+            progress: ProgressFn | None = None, stop: threading.Event | None = None) -> Iterator[list[Row]]:
+    """Measure each variant in turn; yield the rows so far after each one (skipped ones included).
+
+    ``stop`` ends the comparison: the variant being measured is left out (its figures would be
+    those of an interrupted run) and the rows so far stand."""
     if not (prompt or "").strip():
         raise UserError("err.empty_prompt")
     keys = ordered(variants)
@@ -393,6 +399,8 @@ def compare(manager, spec: ModelSpec, variants: Sequence[str], prompt: str, *, m
     rows: list[Row] = []
     n = len(keys)
     for i, key in enumerate(keys):
+        if stop is not None and stop.is_set():
+            return
         v = VARIANTS[key]
 
         def sub(frac: float, desc: str, i=i, key=key) -> None:
@@ -415,7 +423,7 @@ def compare(manager, spec: ModelSpec, variants: Sequence[str], prompt: str, *, m
         was_loaded = spec_v is not None and manager.is_loaded(spec_v)
         handle = None
         try:
-            row, handle = measure_variant(manager, spec, key, prompt, max_new_tokens, passages, sub)
+            row, handle = measure_variant(manager, spec, key, prompt, max_new_tokens, passages, sub, stop)
         except Exception as exc:  # noqa: BLE001 - one variant failing must not stop the others
             user = as_user_error(exc, spec.id) or UserError("quant.why_failed", detail=f"{type(exc).__name__}: {exc}"[:240])
             row = Row(precision=key, method=v.method, bits=v.bits, status="failed", note=explain(user))
@@ -424,6 +432,8 @@ def compare(manager, spec: ModelSpec, variants: Sequence[str], prompt: str, *, m
             if spec_v is not None and not was_loaded:
                 manager.release(spec_v)
             free_memory()
+        if stop is not None and stop.is_set():
+            return
         rows.append(row)
         _fill_relative(rows)
         sub(1.0, "done")

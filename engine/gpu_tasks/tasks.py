@@ -1,0 +1,195 @@
+"""The GPU work of every tab: a few module-level functions, decorated once at import.
+
+Each is a ``@spaces.GPU`` generator taking ``(job, stop, seconds)`` — a plain-data request, a
+:class:`~engine.stopping.StopToken` and the GPU duration requested for it — and yielding plain
+data: :class:`~engine.gpu_tasks.jobs.Snapshot` (the current state of a streamed result),
+:class:`Progress`, :class:`ImageDone`, :class:`Skipped`, :class:`Failed` (the call's error as a
+translatable key: ``spaces`` would only pass a ``gr.Error`` through), :class:`TimeLimit`.
+The models are looked up inside, in the process-wide :class:`~engine.models.ModelManager`
+given to :func:`bind` at start-up (a forked ZeroGPU worker inherits it with the models that
+were placed on CUDA before launch).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import replace
+from typing import Any, Callable, Iterator
+
+from engine.errors import UserError, as_user_error
+from engine.gpu_tasks.durations import MARGIN_S, OVERHEAD_S
+from engine.gpu_tasks.jobs import (BenchmarkJob, CompareJob, Failed, ImageDone, ImagesJob, Progress, QuantizeJob,
+                                   Skipped, Snapshot, TechniqueJob, TimeLimit)
+from engine.stopping import StopSignal, StopToken
+from engine.zerogpu import Emit, gpu, on_zerogpu, streamed
+
+log = logging.getLogger(__name__)
+Translate = Callable[..., str]  # (key, lang, **params) -> text
+_manager = None
+_translate: Translate | None = None
+_served = 0  # calls this process has run (a forked ZeroGPU worker starts from 0)
+
+
+def bind(manager, translate: Translate | None = None) -> None:
+    """The app's model manager (and its translator, for texts made during the work)."""
+    global _manager, _translate
+    _manager, _translate = manager, translate
+
+
+def manager():
+    if _manager is None:
+        raise RuntimeError("engine.gpu_tasks.bind(manager) must be called at start-up")
+    return _manager
+
+
+def _requested(job: Any, stop: StopToken, seconds: float) -> float:
+    """The duration ZeroGPU is asked for: computed by the caller from the request."""
+    return seconds
+
+
+def _deadline(seconds: float) -> float | None:
+    """On ZeroGPU, when the work must stop to end within the requested duration. A fresh worker
+    (its first call) has already spent part of it copying the resident weights to its GPU."""
+    global _served
+    if not on_zerogpu():
+        return None
+    fresh, _served = _served == 0, _served + 1
+    return time.monotonic() + seconds - (OVERHEAD_S if fresh else MARGIN_S)
+
+
+def _run(body: Callable[[Any, StopSignal, Emit], Iterator[Any]], job: Any, stop: StopToken,
+         seconds: float) -> Iterator[Any]:
+    """Run ``body`` (its callbacks streamed too); errors become :class:`Failed`."""
+    signal = StopSignal(stop, _deadline(seconds))
+    try:
+        yield from streamed(lambda emit: body(job, signal, emit), on_close=signal.set)
+    except Exception as exc:  # noqa: BLE001 - every error reaches the UI as a message
+        yield _failed(exc)
+    if signal.timed_out:
+        yield TimeLimit(seconds)
+
+
+def _failed(exc: BaseException) -> Failed:
+    user = as_user_error(exc)
+    if user is None:
+        log.exception("GPU task failed", exc_info=exc)
+        user = UserError("err.unexpected", detail=f"{type(exc).__name__}: {exc}"[:300])
+    return Failed(user.key, dict(user.params))
+
+
+def _portable_error(exc: BaseException | None) -> UserError | None:
+    if exc is None or isinstance(exc, UserError):
+        return exc
+    return as_user_error(exc) or UserError("err.unexpected", detail=f"{type(exc).__name__}: {exc}"[:300])
+
+
+def _loading(emit: Emit, lo: float = 0.0, hi: float = 1.0) -> Callable[[float, str], None]:
+    return lambda frac, desc: emit(Progress(lo + (hi - lo) * frac, text=desc))
+
+
+# ------------------------------------------------------------------------------ Base vs Instruct
+def _compare_body(job: CompareJob, signal: StopSignal, emit: Emit) -> Iterator[Any]:
+    from engine.compare import compare_stream
+
+    for panes in compare_stream(manager(), job.base, job.instruct, job.prompt, job.params, system=job.system,
+                                template_on_base=job.template_on_base, top_probs=job.top_probs, stop=signal,
+                                progress=_loading(emit)):
+        yield Snapshot(tuple(replace(p, update=replace(p.update, error=_portable_error(p.update.error)))
+                             for p in panes))
+
+
+@gpu(duration=_requested)
+def compare(job: CompareJob, stop: StopToken, seconds: float) -> Iterator[Any]:
+    """Both panes of Base vs Instruct, streamed: ``Snapshot((base PaneState, instruct PaneState))``."""
+    yield from _run(_compare_body, job, stop, seconds)
+
+
+# ------------------------------------------------------------------------------ Prompt techniques
+def _technique_body(job: TechniqueJob, signal: StopSignal, emit: Emit) -> Iterator[Any]:
+    from engine.techniques.techniques import EngineGenerator, run_technique
+
+    handle = manager().llm(job.model, _loading(emit))
+    generator = EngineGenerator(handle, on_step=lambda done, total: emit(Progress(done / max(1, total))))
+    for run in run_technique(job.technique, job.task, generator, job.settings, stop=signal):
+        yield Snapshot(copy.deepcopy(run))
+
+
+@gpu(duration=_requested)
+def technique(job: TechniqueJob, stop: StopToken, seconds: float) -> Iterator[Any]:
+    """One technique on one task: ``Snapshot(Run)`` after each batch of model calls."""
+    yield from _run(_technique_body, job, stop, seconds)
+
+
+def _benchmark_body(job: BenchmarkJob, signal: StopSignal, emit: Emit) -> Iterator[Any]:
+    from engine.techniques.benchmark import benchmark as run_benchmark
+    from engine.techniques.techniques import EngineGenerator
+
+    handle = manager().llm(job.model, _loading(emit))
+
+    def on_progress(done: int, total: int, name: str) -> None:
+        emit(Progress(done / max(1, total), key="tech.bench_progress",
+                      params={"technique": name, "done": done, "total": total}))
+
+    for result in run_benchmark(EngineGenerator(handle), list(job.techniques), list(job.tasks), job.settings,
+                                stop=signal, on_progress=on_progress):
+        yield Snapshot(copy.deepcopy(result))
+
+
+@gpu(duration=_requested)
+def benchmark(job: BenchmarkJob, stop: StopToken, seconds: float) -> Iterator[Any]:
+    """Techniques × problems: ``Snapshot(BenchmarkResult)`` after each technique's batch."""
+    yield from _run(_benchmark_body, job, stop, seconds)
+
+
+# ------------------------------------------------------------------------------ Quantization (live)
+def _quantize_body(job: QuantizeJob, signal: StopSignal, emit: Emit) -> Iterator[Any]:
+    from engine.quantization import live
+
+    lang = job.lang
+
+    def explain(err: UserError) -> str:
+        return _translate(err.key, lang, **err.params) if _translate else f"{err.key}: {err.params}"
+
+    for rows in live.compare(manager(), job.model, list(job.variants), job.prompt,
+                             max_new_tokens=job.max_new_tokens, passages=dict(job.passages) or None,
+                             explain=explain, progress=_loading(emit), stop=signal):
+        yield Snapshot(copy.deepcopy(rows))
+
+
+@gpu(duration=_requested)
+def quantize(job: QuantizeJob, stop: StopToken, seconds: float) -> Iterator[Any]:
+    """One model at several precisions: ``Snapshot(list[Row])`` after each precision."""
+    yield from _run(_quantize_body, job, stop, seconds)
+
+
+# ------------------------------------------------------------------------------ Images
+def _images_body(job: ImagesJob, signal: StopSignal, emit: Emit) -> Iterator[Any]:
+    from engine import imagegen
+
+    n = len(job.items)
+    for i, item in enumerate(job.items):
+        if signal.is_set():
+            break
+        title = imagegen.DEFAULTS[item.spec.role].title
+        try:
+            pipe = manager().pipeline(item.spec, _loading(emit, i / n, (i + 1) / n))
+
+            def on_step(step: int, steps: int, i: int = i, title: str = title) -> None:
+                emit(Progress((i + step / steps) / n, key="img.progress",
+                              params={"model": title, "step": step, "steps": steps, "i": i + 1, "n": n}))
+
+            result = imagegen.generate(pipe, item.settings, on_step=on_step, stop=signal)
+        except Exception as exc:  # noqa: BLE001 - one model failing (missing, out of memory) keeps the others
+            err = as_user_error(exc, item.spec.id)
+            if err is None:
+                raise
+            yield Skipped(i, item.spec.role, err.key, dict(err.params))
+            continue
+        yield ImageDone(i, result.image, result.settings, result.seconds)
+
+
+@gpu(duration=_requested)
+def images(job: ImagesJob, stop: StopToken, seconds: float) -> Iterator[Any]:
+    """Each image as soon as it is done (``ImageDone``), denoising steps as ``Progress``."""
+    yield from _run(_images_body, job, stop, seconds)
