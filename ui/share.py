@@ -182,7 +182,8 @@ class Registry:
             if name in exp.outputs:
                 try:
                     updates[comp._id] = codec.decode_output(comp, exp.outputs[name], self.sharing.store)
-                except UserError:      # an image file removed by hand: show the rest
+                except Exception:  # noqa: BLE001 - e.g. an image file removed by hand: show the rest
+                    log.warning("could not restore output %s of %s", name, exp.id, exc_info=True)
                     skipped.append(name)
         self._after_restore(spec, {**self._defaults(spec), **decoded}, lang, updates)
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(exp.created))
@@ -223,7 +224,7 @@ class Registry:
                 if comp is None:
                     raise ValueError("unknown input")
                 decoded[name] = updates[comp._id] = codec.decode_input(comp, raw)
-            except (ValueError, TypeError):
+            except Exception:  # noqa: BLE001 - one bad value never stops the others from being restored
                 skipped.append(name)
         return decoded, skipped
 
@@ -399,7 +400,7 @@ def install(demo: gr.Blocks, ctx: AppContext) -> Registry:
     if not reg.room_box.is_rendered:
         reg.room_box.render(), reg.name_box.render()   # no wall tab: the fields still exist (hidden)
         reg.room_box.visible = reg.name_box.visible = False
-    demo.load(reg.restore, inputs=reg.browser, outputs=reg.outputs(), api_name=False, show_progress="hidden"
+    demo.load(guard(reg.restore), inputs=reg.browser, outputs=reg.outputs(), api_name=False, show_progress="hidden"
               ).then(None, js=STRIP_TEACHER_JS)
     gr.set_static_paths([str(reg.sharing.store.images_dir)])   # wall thumbnails; the database is never served
 

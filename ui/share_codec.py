@@ -16,6 +16,7 @@ import base64
 import io
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -81,6 +82,14 @@ def _to_pil(item: Any):
         return img.copy()
 
 
+def _image_item(item: Any):
+    """A PNG file's own bytes (its text chunks, e.g. the image tab's settings, kept), else a PIL image."""
+    path = getattr(item, "path", None) or item
+    if isinstance(path, (str, Path)) and str(path).lower().endswith(".png") and Path(path).is_file():
+        return Path(path).read_bytes()
+    return _to_pil(item)
+
+
 def encode_output(component: gr.components.Component, value: Any) -> dict | None:
     """A result component's value (as its event handler receives it) → a record; None when empty."""
     kind = output_kind(component)
@@ -119,9 +128,9 @@ def encode_output(component: gr.components.Component, value: Any) -> dict | None
             img.load()
             return {"type": "plot", "images": [img.copy()]}
     if kind == "image":
-        return {"type": "image", "images": [_to_pil(value)]}
+        return {"type": "image", "images": [_image_item(value)]}
     items = [(item, None) if not isinstance(item, (tuple, list)) else (item[0], item[1]) for item in value]
-    return {"type": "gallery", "images": [_to_pil(i) for i, _ in items],
+    return {"type": "gallery", "images": [_image_item(i) for i, _ in items],
             "captions": [None if c is None else str(c)[:300] for _, c in items]}
 
 
@@ -167,17 +176,16 @@ def decode_output(component: gr.components.Component, record: Any, store: Store)
         return frame
     if kind == "chart":
         return pd.DataFrame(record["data"], columns=record["columns"])
-    images = [_to_pil(store.image_path(rel)) for rel in record["files"]]
+    paths = [str(store.image_path(rel)) for rel in record["files"]]     # served as they are: a static path
     if kind == "plot":
         from gradio.components.plot import PlotData
 
-        buf = io.BytesIO()
-        images[0].save(buf, format="PNG")
-        return PlotData(type="matplotlib", plot="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
+        png = base64.b64encode(Path(paths[0]).read_bytes()).decode()
+        return PlotData(type="matplotlib", plot="data:image/png;base64," + png)
     if kind == "image":
-        return images[0] if images else None
-    captions = record.get("captions") or [None] * len(images)
-    return list(zip(images, captions))
+        return paths[0] if paths else None
+    captions = record.get("captions") or [None] * len(paths)
+    return list(zip(paths, captions))
 
 
 # ============================================================================ inputs
@@ -205,6 +213,7 @@ def _number(component: Any, value: Any) -> float | int:
     low, high = getattr(component, "minimum", None), getattr(component, "maximum", None)
     number = max(low, number) if low is not None else number
     number = min(high, number) if high is not None else number
+    number = float(number)
     integral = (isinstance(component, gr.Number) and component.precision == 0) or \
         (isinstance(component, gr.Slider) and float(component.step or 1).is_integer() and number.is_integer())
     return int(round(number)) if integral else number

@@ -79,7 +79,7 @@ class StoreLimits:
 @dataclass
 class Experiment:
     """One tab's inputs and result. ``outputs`` maps a name to a typed record (see ui/share_codec.py);
-    a record holding ``"images"`` (PIL images) gets them written as files, replaced by ``"files"``."""
+    a record holding ``"images"`` (PIL images or PNG bytes) gets them written as files, replaced by ``"files"``."""
 
     kind: str                     # the tab action's API name, e.g. "compare", "tokenize"
     tab: str                      # the top-level tab id, e.g. "base_vs_instruct"
@@ -209,6 +209,18 @@ class Store:
 
 
 def encode_png(image) -> bytes:
+    """PNG bytes of a PIL image; PNG bytes given as such are checked and kept (with their text chunks)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, (bytes, bytearray)):
+        try:
+            with Image.open(io.BytesIO(image)) as img:
+                if img.format != "PNG":
+                    raise UserError("share.err.bad_image")
+                img.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            raise UserError("share.err.bad_image") from exc
+        return bytes(image)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
@@ -218,6 +230,10 @@ def encode_thumbnail(image) -> bytes:
     """A JPEG at most THUMB_SIDE pixels wide/high (transparent parts on white): what the wall shows."""
     from PIL import Image
 
+    if isinstance(image, (bytes, bytearray)):
+        with Image.open(io.BytesIO(image)) as img:
+            img.load()
+            image = img.copy()
     thumb = image.copy()
     thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
     if thumb.mode in ("RGBA", "LA", "P"):
