@@ -168,6 +168,18 @@ def test_links_restore_inputs_and_results_in_the_browser(browser, app_url):
         assert len(checked) == 1 and "CLIP" in checked[0]
         assert "oops" in page.locator("#share-banner-text").inner_text()          # what the link could not set
         page.wait_for_function("document.querySelector('#tok-views').innerText.includes('49406')", timeout=LONG)
+        assert page.locator("#tok-views .tokview").count() == 1                     # CLIP's view only, with ids
+
+        # the technique tab's own events (language → problem list → question) must not undo the link
+        tech = context.new_page()
+        tech.goto(app_url + "?tab=techniques&language=en&problem=arith-04&k_examples=1")
+        tech.wait_for_selector("#share-banner", state="visible", timeout=LONG)
+        tech.wait_for_function("document.querySelector('#tech-problem input').value.startsWith('arith-04')",
+                               timeout=LONG)
+        tech.wait_for_timeout(1500)
+        assert tech.locator("#tech-problem input").input_value().startswith("arith-04")
+        assert "Four friends" in _text(tech, "#tech-question")
+        tech.close()
 
         # a result made in the page → "Copy link" → opened elsewhere: inputs and the saved result at once
         open_tab(page, "base_vs_instruct")
@@ -201,6 +213,10 @@ def test_links_restore_inputs_and_results_in_the_browser(browser, app_url):
 
 
 # ============================================================================ the wall
+def _cards(page) -> int:
+    return page.locator("#wall-cards .wall-card").count()
+
+
 def test_students_cannot_moderate_and_their_text_stays_text_on_the_wall(browser, app_url, client):
     room = client.predict("", api_name="/wall_open_room")
     code, token = room["room"], room["teacher_token"]
@@ -215,24 +231,39 @@ def test_students_cannot_moderate_and_their_text_stays_text_on_the_wall(browser,
     assert client.predict(code, api_name="/wall")["entries"][0]["hidden"] is False
 
     dialogs = []
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    context.on("page", lambda pg: pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss())))
     try:
-        page.goto(app_url + f"?room={code}")
-        page.wait_for_selector("#wall-cards .wall-card", timeout=LONG)
-        card = page.locator("#wall-cards .wall-card").first
+        pupil = context.new_page()
+        pupil.goto(app_url + f"?room={code}")
+        pupil.wait_for_selector("#wall-cards .wall-card", timeout=LONG)
+        card = pupil.locator("#wall-cards .wall-card").first
         assert XSS_NAME in card.inner_text() and "<script>alert('wall')</script>" in card.inner_text()
-        assert page.locator("#wall-cards script, #wall-cards img, #wall-cards [onerror]").count() == 0
-        assert not page.locator("#wall-hide").is_visible()                          # no teacher controls
-        assert page.locator(".wall-code").inner_text() == code
-        page.wait_for_timeout(500)
+        assert pupil.locator("#wall-cards script, #wall-cards img, #wall-cards [onerror]").count() == 0
+        assert not pupil.locator("#wall-hide").is_visible()                          # no teacher controls
+        assert pupil.locator(".wall-code").inner_text() == code
+
+        teacher = context.new_page()
+        teacher.goto(app_url + f"?tab=wall&room={code}&teacher={token}")
+        teacher.wait_for_selector("#wall-hide", state="visible", timeout=LONG)
+        assert "teacher=" not in teacher.url                                         # the secret leaves the address bar
+        more = client.predict("tokenize", {"text": "second"}, None, api_name="/share_experiment")
+        client.predict(code, "Ben", more["id"], api_name="/wall_post")
+        for pg in (pupil, teacher):                                                  # the wall refreshes itself
+            pg.wait_for_function("document.querySelectorAll('#wall-cards .wall-card').length == 2", timeout=LONG)
+        teacher.locator("#wall-entry input").click()
+        teacher.locator("[role=option]", has_text="#1 ·").click()
+        teacher.click("#wall-hide")
+        teacher.wait_for_selector("#wall-cards .wall-card.wall-hidden", timeout=LONG)  # still listed for the teacher
+        pupil.wait_for_function("document.querySelectorAll('#wall-cards .wall-card').length == 1", timeout=LONG)
+        assert "Ben" in pupil.locator("#wall-cards").inner_text()
         assert dialogs == []
     finally:
-        page.context.close()
+        context.close()
     export = client.predict(code, token, "", api_name="/wall_export")
     with zipfile.ZipFile(export) as zf:
         md = zf.read("wall.md").decode()
-    assert "&lt;img src=x onerror=alert\\(1\\)&gt;" in md and XSS_TEXT in md       # name escaped, prompt fenced
+    assert "&lt;img src=x onerror=alert\\(1\\)&gt;" in md and XSS_TEXT in md    # name escaped, prompt fenced
 
 
 def test_thirty_students_send_at_once_and_the_wall_survives_a_restart(tiny_llms, tiny_dir, tmp_path):

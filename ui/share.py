@@ -3,22 +3,20 @@
 Each tab calls :func:`share_row` once, at the end of its ``build()``::
 
     share_row(ctx, "tokenizers", api="tokenize", outputs={"views": views, "stats": stats},
-              card={"tok.stats": "stats"}, title="text")
+              card={"share.card.counts": "stats"}, title="text")
 
 ``api`` names the tab's action: its inputs (and their names, the API's parameter names) are read from
 that event, so a link restores exactly what the action reads and ``/open_experiment`` returns
 arguments ready for ``client.predict(**inputs, api_name=...)``. The enclosing ``gr.Tab``s are found
 from where the row is built, so opening a link selects the tab (and a sub-tab) with no extra wiring.
 
-``app.py`` calls :func:`restore_banner` above the tabs and :func:`install` after them: one
-``demo.load`` reads ``?x=<id>`` (a stored experiment) or ``?tab=<tab or action>&<input>=<value>…``
-(hand-written links) and ``?room=`` / ``?teacher=`` (the class wall).
+``app.py`` calls :func:`restore_banner` above the tabs and :func:`install` after them: ``demo.load``
+reads ``?x=<id>`` (a stored experiment) or ``?tab=<tab or action>&<input>=<value>…`` (hand-written
+links) and ``?room=`` / ``?teacher=`` (the class wall); see ui/share_restore.py.
 """
 from __future__ import annotations
 
-import logging
 import secrets
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -35,9 +33,8 @@ from ui import share_codec as codec
 from ui.context import AppContext
 from ui.feedback import guard
 from ui.i18n import I18N, request_lang, t
+from ui.share_restore import Restorer
 
-log = logging.getLogger(__name__)
-RESERVED = {"x", "tab", "room", "teacher", "lang", "view"}
 # "?x=<id>" from the server → the full link as this browser sees the app (works behind --share and on Spaces)
 LINK_JS = """(query) => {
   if (!query || !query.startsWith('?')) return query;
@@ -51,6 +48,7 @@ STRIP_TEACHER_JS = """() => {
   if (url.searchParams.has('teacher')) { url.searchParams.delete('teacher'); history.replaceState(null, '', url); }
 }"""
 RUN_AGAIN_JS = "(target) => { const b = document.getElementById(target); if (b) { b.scrollIntoView({block: 'center'}); b.click(); } return target; }"
+AUTO_RUN_JS = "(target) => { if (target) { const b = document.getElementById(target); if (b) b.click(); } }"
 
 
 @dataclass
@@ -67,6 +65,7 @@ class ShareSpec:
     title: Callable[[dict], str]
     run_elem_id: str | None
     on_restore: tuple[Callable[[dict, str], tuple], list[gr.components.Component]] | None = None
+    live: bool = False                          # the tab recomputes the result when an input changes
 
     @property
     def components(self) -> list[gr.components.Component]:
@@ -132,134 +131,6 @@ class Registry:
             exp = self.sharing.store.put_experiment(spec.experiment(values))
         title = spec.title(exp.inputs)
         return self.sharing.wall.add_entry(room_obj.code, name, exp.id, spec.tab, title, spec.card_for(exp))
-
-    # ------------------------------------------------------------------ restoring
-    def outputs(self) -> list:
-        comps: list = [self.browser, self.room_box, self.name_box]
-        for spec in self.specs.values():
-            comps += [tabs for tabs, _ in spec.path] + spec.components + (spec.on_restore[1] if spec.on_restore else [])
-        comps += [self.banner[k] for k in ("row", "text", "target", "run")]
-        comps += self.wall_hook[1] if self.wall_hook else []
-        unique, seen = [], set()
-        for c in comps:
-            if c is not None and c._id not in seen:
-                seen.add(c._id)
-                unique.append(c)
-        return unique
-
-    def restore(self, request: gr.Request, state: dict | None) -> list:
-        lang = request_lang(request)
-        params = request.query_params if request is not None else {}
-        updates: dict[int, Any] = {}
-        state = dict(state or {})
-        selected = None
-        if params.get("x"):
-            selected = self._restore_link(params["x"], lang, updates)
-        elif params.get("tab"):
-            selected = self._restore_params(params, lang, updates)
-        room = params.get("room") or state.get("room") or ""
-        teacher = params.get("teacher") or (state.get("teacher") if state.get("teacher_room") == room else "")
-        if params.get("room") and selected is None:
-            selected = self._select_top("wall", updates)
-        updates[self.room_box._id] = room
-        updates[self.name_box._id] = state.get("name", "")
-        if params.get("teacher"):
-            updates[self.browser._id] = {**state, "room": room, "teacher": teacher, "teacher_room": room}
-        if self.wall_hook:
-            fn, comps = self.wall_hook
-            for comp, value in zip(comps, fn(room, teacher, lang, selected == "wall")):
-                updates[comp._id] = value
-        return [updates.get(c._id, gr.skip()) for c in self.outputs()]
-
-    def _restore_link(self, exp_id: str, lang: str, updates: dict) -> str | None:
-        exp = self.sharing.store.get_experiment(exp_id)
-        spec = self.specs.get(exp.kind) if exp else None
-        if spec is None:
-            self._show_banner(updates, t("share.err.link_not_found", lang), None)
-            return None
-        decoded, skipped = self._apply_inputs(spec, exp.inputs, updates)
-        for name, comp in spec.outputs.items():
-            if name in exp.outputs:
-                try:
-                    updates[comp._id] = codec.decode_output(comp, exp.outputs[name], self.sharing.store)
-                except Exception:  # noqa: BLE001 - e.g. an image file removed by hand: show the rest
-                    log.warning("could not restore output %s of %s", name, exp.id, exc_info=True)
-                    skipped.append(name)
-        self._after_restore(spec, {**self._defaults(spec), **decoded}, lang, updates)
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(exp.created))
-        text = t("share.restored", lang, tab=self._tab_label(spec, lang), when=when)
-        if skipped:
-            text += "\n\n" + t("share.ignored", lang, names=", ".join(skipped))
-        self._show_banner(updates, text, spec.run_elem_id)
-        return spec.tab
-
-    def _restore_params(self, params, lang: str, updates: dict) -> str | None:
-        name = params.get("tab", "")
-        spec = self.find(name)
-        if spec is None:
-            return self._select_top(name, updates)
-        given = {}
-        for key in params.keys():
-            if key in spec.inputs:
-                comp = spec.inputs[key]
-                multi = isinstance(comp, gr.CheckboxGroup) or getattr(comp, "multiselect", False)
-                given[key] = params.getlist(key) if multi and len(params.getlist(key)) > 1 else params.get(key)
-        decoded, skipped = self._apply_inputs(spec, given, updates)
-        skipped += [k for k in params.keys() if k not in spec.inputs and k not in RESERVED and not k.startswith("__")]
-        self._after_restore(spec, {**self._defaults(spec), **decoded}, lang, updates)
-        text = t("share.from_params", lang, tab=self._tab_label(spec, lang))
-        if skipped:
-            text += "\n\n" + t("share.ignored", lang, names=", ".join(sorted(set(skipped))))
-        self._show_banner(updates, text, spec.run_elem_id)
-        return spec.tab
-
-    def _apply_inputs(self, spec: ShareSpec, values: Mapping, updates: dict) -> tuple[dict, list[str]]:
-        """Select the spec's tabs and set each valid input; return (decoded values, names skipped)."""
-        for tabs, tab_id in spec.path:
-            updates[tabs._id] = gr.Tabs(selected=tab_id)
-        decoded, skipped = {}, []
-        for name, raw in values.items():
-            comp = spec.inputs.get(name)
-            try:
-                if comp is None:
-                    raise ValueError("unknown input")
-                decoded[name] = updates[comp._id] = codec.decode_input(comp, raw)
-            except Exception:  # noqa: BLE001 - one bad value never stops the others from being restored
-                skipped.append(name)
-        return decoded, skipped
-
-    def _after_restore(self, spec: ShareSpec, inputs: Mapping, lang: str, updates: dict) -> None:
-        if spec.on_restore is None:
-            return
-        fn, comps = spec.on_restore
-        try:
-            values = fn(dict(inputs), lang)
-        except Exception:  # noqa: BLE001 - a cosmetic follow-up must not lose the restored values
-            log.exception("on_restore of %s failed", spec.kind)
-            return
-        for comp, value in zip(comps, values):
-            updates[comp._id] = value
-
-    def _defaults(self, spec: ShareSpec) -> dict:
-        return {name: comp.value for name, comp in spec.inputs.items()}
-
-    def _select_top(self, tab_id: str, updates: dict) -> str | None:
-        for spec in self.specs.values():
-            tabs = spec.path[0][0] if spec.path else None
-            if tabs is not None and any(getattr(c, "id", None) == tab_id for c in tabs.children):
-                updates[tabs._id] = gr.Tabs(selected=tab_id)
-                return tab_id
-        return None
-
-    def _show_banner(self, updates: dict, text: str, target: str | None) -> None:
-        updates[self.banner["row"]._id] = gr.Row(visible=True)
-        updates[self.banner["text"]._id] = text
-        updates[self.banner["target"]._id] = target or ""
-        updates[self.banner["run"]._id] = gr.Button(visible=bool(target))
-
-    @staticmethod
-    def _tab_label(spec: ShareSpec, lang: str) -> str:
-        return " · ".join(t(key, lang) for key in spec.labels) or spec.tab
 
 
 # ============================================================================ helpers
@@ -366,6 +237,18 @@ def share_row(ctx: AppContext, tab_id: str, *, api: str,
     return spec
 
 
+def _mark_live(reg: Registry) -> None:
+    """A spec is live when an input's ``.change`` event writes one of its results (tokenizers, weights)."""
+    fns = Context.root_block.default_config.fns.values()
+    for spec in reg.specs.values():
+        inputs = {c._id for c in spec.inputs.values()}
+        outputs = {c._id for c in spec.outputs.values()}
+        spec.live = any((target[0] if isinstance(target, (tuple, list)) else target) in inputs
+                        and (target[1] if isinstance(target, (tuple, list)) else "") == "change"
+                        and outputs & {o._id for o in fn.outputs}
+                        for fn in fns for target in (fn.targets or []))
+
+
 def _button_id(event) -> str | None:
     """The elem_id of the button that runs the action ("Run again" clicks it, as a student would)."""
     blocks = Context.root_block.default_config.blocks
@@ -385,7 +268,8 @@ def restore_banner() -> None:
                         elem_id="share-run-again")
         close = gr.Button("✕", size="sm", scale=0, min_width=40, elem_id="share-banner-close")
         target = gr.Textbox(visible=False, elem_id="share-run-target")
-    Context.root_block._genai_share_banner = {"row": row, "text": text, "run": run, "target": target}
+        auto = gr.Textbox(visible=False, elem_id="share-auto-run")
+    Context.root_block._genai_share_banner = {"row": row, "text": text, "run": run, "target": target, "auto": auto}
     run.click(lambda _target: gr.Row(visible=False), inputs=target, outputs=row, js=RUN_AGAIN_JS, api_name=False, queue=False)
     close.click(lambda: gr.Row(visible=False), outputs=row, api_name=False, queue=False)
 
@@ -400,8 +284,13 @@ def install(demo: gr.Blocks, ctx: AppContext) -> Registry:
     if not reg.room_box.is_rendered:
         reg.room_box.render(), reg.name_box.render()   # no wall tab: the fields still exist (hidden)
         reg.room_box.visible = reg.name_box.visible = False
-    demo.load(guard(reg.restore), inputs=reg.browser, outputs=reg.outputs(), api_name=False, show_progress="hidden"
-              ).then(None, js=STRIP_TEACHER_JS)
+    _mark_live(reg)
+    restorer = Restorer(reg, demo)
+    outputs = restorer.outputs()
+    demo.load(guard(restorer.restore), inputs=reg.browser, outputs=outputs, api_name=False, show_progress="hidden"
+              ).then(guard(restorer.settle), inputs=reg.browser, outputs=outputs, api_name=False,
+                     show_progress="hidden", concurrency_limit=None
+              ).then(None, inputs=reg.banner["auto"], js=AUTO_RUN_JS).then(None, js=STRIP_TEACHER_JS)
     gr.set_static_paths([str(reg.sharing.store.images_dir)])   # wall thumbnails; the database is never served
 
     @guard
@@ -411,7 +300,7 @@ def install(demo: gr.Blocks, ctx: AppContext) -> Registry:
         spec = reg.specs.get(kind)
         if spec is None:
             raise UserError("share.err.unknown_kind", kind=kind, kinds=", ".join(reg.specs))
-        decoded, skipped = reg._apply_inputs(spec, inputs or {}, {})
+        decoded, skipped = restorer.apply_inputs(spec, inputs or {})
         if skipped:
             raise UserError("share.err.bad_inputs", names=", ".join(skipped))
         stored_inputs = {name: codec.encode_input(value) for name, value in decoded.items()}
