@@ -51,7 +51,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
                                           elem_id="wall-student-link")
     with gr.Column(elem_id="wall-panel"):
         with gr.Row(equal_height=False):
-            banner = gr.HTML(room_banner(None, "en"), elem_id="wall-banner")
+            banner = gr.HTML(room_banner(None, "en"), elem_id="wall-banner", min_width=300)
             fullscreen = gr.Button(I18N("wall.fullscreen"), size="sm", scale=0, min_width=150, elem_id="wall-fullscreen")
         cards = gr.HTML(elem_id="wall-cards")
     with gr.Group(visible=False, elem_id="wall-controls") as controls:
