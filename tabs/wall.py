@@ -23,7 +23,7 @@ TEACHER_LINK_JS = """(room, key) => {
   url.search = '?room=' + encodeURIComponent(room);
   return [teacher, url.toString()];
 }"""
-FULLSCREEN_JS = "() => { const p = document.getElementById('wall-panel'); if (p && p.requestFullscreen) p.requestFullscreen(); }"
+FULLSCREEN_JS = "() => { document.getElementById('wall-panel')?.requestFullscreen?.(); }"
 BASE_URL_JS = "(room, key, base) => [room, key, window.location.origin + window.location.pathname]"
 
 
@@ -52,7 +52,8 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     with gr.Column(elem_id="wall-panel"):
         with gr.Row(equal_height=False):
             banner = gr.HTML(room_banner(None, "en"), elem_id="wall-banner", min_width=300)
-            fullscreen = gr.Button(I18N("wall.fullscreen"), size="sm", scale=0, min_width=150, elem_id="wall-fullscreen")
+            fullscreen = gr.Button(I18N("wall.fullscreen"), size="sm", scale=0, min_width=150,
+                                   elem_id="wall-fullscreen")
         cards = gr.HTML(elem_id="wall-cards")
     with gr.Group(visible=False, elem_id="wall-controls") as controls:
         with gr.Row(equal_height=True):
@@ -113,7 +114,8 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         lang = request_lang(request)
         code, token = wall.open_room(title, client_keys(request)[1])
         saved = {**(state or {}), "room": code, "teacher": token, "teacher_room": code}
-        return [code, token, t("wall.opened", lang, room=code), saved, gr.Timer(active=True)] + render(code, token, lang)
+        opened = t("wall.opened", lang, room=code)
+        return [code, token, opened, saved, gr.Timer(active=True)] + render(code, token, lang)
 
     def pick(room: str, key: str, num) -> Entry:
         if num is None:
@@ -149,7 +151,8 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         names = {s.tab: " · ".join(t(k, lang) for k in s.labels[:1]) for s in reg.specs.values()}
         labels = ExportLabels(title=t("wall.x_title", lang), exported=t("wall.x_exported", lang),
                               prompt=t("wall.x_prompt", lang), link=t("wall.x_link", lang),
-                              hidden=t("wall.x_hidden", lang), pinned=t("wall.x_pinned", lang))
+                              hidden=t("wall.x_hidden", lang), pinned=t("wall.x_pinned", lang),
+                              columns=tuple(t("wall.x_columns", lang).split(",")))
         folder = tempfile.mkdtemp(prefix="wall-export-")
         return str(export_zip(wall, room, teacher_token, folder, names, lambda key: t(key, lang), labels, base_url))
 

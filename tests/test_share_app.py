@@ -18,7 +18,7 @@ from PIL import Image
 
 from engine.share import Sharing
 from engine.share.sanitize import html_to_text, sanitize_html
-from tests.browser import open_tab
+from tests.browser import open_tab, screenshot
 from tests.conftest import start_app
 from ui import share_codec as codec
 
@@ -32,7 +32,8 @@ def test_codec_round_trips_every_kind_of_result(tmp_path):
     store = Sharing(tmp_path / "d").store
     png = io.BytesIO()
     Image.new("RGB", (40, 30), "teal").save(png, format="PNG")
-    plot = gr.components.plot.PlotData(type="matplotlib", plot="data:image/png;base64," + base64.b64encode(png.getvalue()).decode())
+    data_uri = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
+    plot = gr.components.plot.PlotData(type="matplotlib", plot=data_uri)
     gallery_file = tmp_path / "g.png"
     meta = Image.new("RGB", (20, 20), "red")
     from PIL.PngImagePlugin import PngInfo
@@ -126,8 +127,8 @@ def test_every_tab_round_trips_through_a_link(client):
     plan = {"model": "mistral-7b", "context_length": 8192, "batch_size": 2}
     summary, chart, _ = client.predict(**plan, api_name="/memory_plan")
     chart = chart.get("value", chart)                       # the handler returns a gr.BarPlot update
-    opened = share("memory_plan", plan, {"summary": {"type": "markdown", "value": summary},
-                                         "chart": {"type": "chart", "columns": chart["columns"], "data": chart["data"]}})
+    opened = share("memory_plan", plan, {"summary": {"type": "markdown", "value": summary}, "chart": {
+        "type": "chart", "columns": chart["columns"], "data": chart["data"]}})
     assert opened["outputs"]["chart"]["data"] == chart["data"]
     share("quantize_compare", {"model": "tiny/mistral-base", "precisions": ["fp32", "int8"], "prompt": "Il était",
                                "max_new_tokens": 8})
@@ -164,7 +165,8 @@ def test_links_restore_inputs_and_results_in_the_browser(browser, app_url):
         page.wait_for_selector("#share-banner", state="visible", timeout=LONG)
         assert _text(page, "#tok-text") == "Bonjour <b>les</b> amis"
         assert page.locator("#tok-show-ids input").is_checked()
-        checked = page.locator("#tok-select input:checked").evaluate_all("els => els.map(e => e.parentElement.innerText)")
+        checked = page.locator("#tok-select input:checked").evaluate_all(
+            "els => els.map(e => e.parentElement.innerText)")
         assert len(checked) == 1 and "CLIP" in checked[0]
         assert "oops" in page.locator("#share-banner-text").inner_text()          # what the link could not set
         page.wait_for_function("document.querySelector('#tok-views').innerText.includes('49406')", timeout=LONG)
@@ -258,6 +260,9 @@ def test_students_cannot_moderate_and_their_text_stays_text_on_the_wall(browser,
         pupil.wait_for_function("document.querySelectorAll('#wall-cards .wall-card').length == 1", timeout=LONG)
         assert "Ben" in pupil.locator("#wall-cards").inner_text()
         assert dialogs == []
+        teacher.locator("#presentation-toggle input").check()                       # as projected
+        teacher.wait_for_function("document.body.classList.contains('presentation')")
+        screenshot(teacher, "class_wall", focus="#wall-panel")
     finally:
         context.close()
     export = client.predict(code, token, "", api_name="/wall_export")

@@ -43,7 +43,8 @@ def sharing(tmp_path) -> Sharing:
 def experiment(prompt: str = "Bonjour", images: int = 0) -> Experiment:
     outputs = {"answer": {"type": "text", "value": "Réponse"}}
     if images:
-        outputs["grid"] = {"type": "image", "images": [Image.new("RGB", (96, 64), (200, 30, 30 + i)) for i in range(images)]}
+        pictures = [Image.new("RGB", (96, 64), (200, 30, 30 + i)) for i in range(images)]
+        outputs["grid"] = {"type": "image", "images": pictures}
     return Experiment("compare", "base_vs_instruct", {"prompt": prompt, "seed": 7}, outputs)
 
 
@@ -126,7 +127,8 @@ def test_sanitizer_drops_script_and_keeps_the_apps_own_html():
     from engine.generation import TokenInfo
     from ui.token_probs import render_output
 
-    for attack in ('<img src=x onerror="alert(1)">', "<script>alert(1)</script>", '<svg onload="alert(1)"><script>1</script></svg>',
+    for attack in ('<img src=x onerror="alert(1)">', "<script>alert(1)</script>",
+                   '<svg onload="alert(1)"><script>1</script></svg>',
                    '<a href="javascript:alert(1)">x</a>', '<div style="background:url(javascript:alert(1))">x</div>',
                    '<iframe srcdoc="<script>alert(1)</script>"></iframe>', '<div onclick="alert(1)">x</div>',
                    '<<script>script>alert(1)<</script>/script>', '<details open ontoggle="alert(1)">x</details>'):

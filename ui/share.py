@@ -47,7 +47,12 @@ STRIP_TEACHER_JS = """() => {
   const url = new URL(window.location.href);
   if (url.searchParams.has('teacher')) { url.searchParams.delete('teacher'); history.replaceState(null, '', url); }
 }"""
-RUN_AGAIN_JS = "(target) => { const b = document.getElementById(target); if (b) { b.scrollIntoView({block: 'center'}); b.click(); } return target; }"
+# "Run again" presses the tab's own button, exactly as a student would
+RUN_AGAIN_JS = """(target) => {
+  const b = document.getElementById(target);
+  if (b) { b.scrollIntoView({block: 'center'}); b.click(); }
+  return target;
+}"""
 AUTO_RUN_JS = "(target) => { if (target) { const b = document.getElementById(target); if (b) b.click(); } }"
 
 
@@ -207,8 +212,8 @@ def share_row(ctx: AppContext, tab_id: str, *, api: str,
     for comp in outputs.values():
         codec.output_kind(comp)                      # unsupported components fail at build time, not in class
     path, labels = _enclosing_tabs()
-    if not path or path[0][1] != tab_id:
-        raise ValueError(f"share_row({tab_id!r}) must be built inside the tab {tab_id!r}")
+    if path and path[0][1] != tab_id:
+        raise ValueError(f"share_row({tab_id!r}) is built inside the tab {path[0][1]!r}")
     spec = ShareSpec(kind=api, tab=tab_id, path=path, labels=labels, inputs=inputs, outputs=dict(outputs),
                      card=[(label, name) for label, name in (card or {}).items()], title=_title_fn(title, inputs),
                      run_elem_id=_button_id(event), on_restore=on_restore)
@@ -216,8 +221,8 @@ def share_row(ctx: AppContext, tab_id: str, *, api: str,
 
     with gr.Row(elem_classes="share-row", equal_height=True):
         copy = gr.Button(I18N("share.copy"), size="sm", scale=0, min_width=150, elem_id=f"share-{api}-copy")
-        link = gr.Textbox(show_label=False, container=False, interactive=False, placeholder=I18N("share.link_placeholder"),
-                          buttons=["copy"], scale=3, min_width=220, elem_id=f"share-{api}-link")
+        link = gr.Textbox(show_label=False, container=False, interactive=False, buttons=["copy"], scale=3,
+                          placeholder=I18N("share.link_placeholder"), min_width=220, elem_id=f"share-{api}-link")
         send = gr.Button(I18N("share.send"), size="sm", scale=0, min_width=170, elem_id=f"share-{api}-send")
     status = gr.Markdown(elem_id=f"share-{api}-status", elem_classes="share-status")
 
@@ -270,7 +275,8 @@ def restore_banner() -> None:
         target = gr.Textbox(visible=False, elem_id="share-run-target")
         auto = gr.Textbox(visible=False, elem_id="share-auto-run")
     Context.root_block._genai_share_banner = {"row": row, "text": text, "run": run, "target": target, "auto": auto}
-    run.click(lambda _target: gr.Row(visible=False), inputs=target, outputs=row, js=RUN_AGAIN_JS, api_name=False, queue=False)
+    run.click(lambda _target: gr.Row(visible=False), inputs=target, outputs=row, js=RUN_AGAIN_JS, api_name=False,
+              queue=False)
     close.click(lambda: gr.Row(visible=False), outputs=row, api_name=False, queue=False)
 
 

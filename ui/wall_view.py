@@ -29,8 +29,9 @@ def room_banner(room: Room | None, lang: str, teacher: bool = False) -> str:
     state = t("wall.closed_badge", lang) if room.closed else t("wall.open_badge", lang)
     title = f'<div class="wall-title">{escape(room.title)}</div>' if room.title else ""
     role = f' · <span class="wall-role">{escape(t("wall.teacher_view", lang))}</span>' if teacher else ""
+    label = escape(t("wall.room", lang), quote=True)
     return (f'<div class="wall-banner{" wall-closed" if room.closed else ""}">'
-            f'<div class="wall-code" aria-label="room code">{escape(room.code)}</div>{title}'
+            f'<div class="wall-code" aria-label="{label}">{escape(room.code)}</div>{title}'
             f'<div class="wall-meta">{escape(t("wall.how_to_join", lang))} · '
             f'{escape(t("wall.count", lang, n=room.entries))} · {escape(state)}{role}</div></div>')
 
@@ -65,13 +66,14 @@ def _part_html(part: dict, lang: str, store: Store, big: bool) -> str:
 
 def card_html(entry: Entry, lang: str, store: Store, big: bool = False) -> str:
     classes = ["wall-card"] + (["wall-pinned"] if entry.pinned else []) + (["wall-hidden"] if entry.hidden else [])
-    badges = ("📌 " if entry.pinned else "") + (f'<span class="wall-badge">{escape(t("wall.hidden_badge", lang))}</span> '
-                                               if entry.hidden else "")
+    hidden = f'<span class="wall-badge">{escape(t("wall.hidden_badge", lang))}</span> ' if entry.hidden else ""
+    badges = ("📌 " if entry.pinned else "") + hidden
     parts = "".join(_part_html(p, lang, store, big) for p in entry.card.get("parts", []))
     prompt = entry.title if len(entry.title) <= 400 or big else entry.title[:400] + "…"
     return (f'<div class="{" ".join(classes)}" data-entry="{entry.num}">'
-            f'<div class="wall-card-head">{badges}<b>#{entry.num}</b> · <span class="wall-name">{escape(entry.name)}</span>'
-            f' · <span class="wall-tab">{escape(tab_name(entry, lang))}</span></div>'
+            f'<div class="wall-card-head">{badges}<b>#{entry.num}</b> · '
+            f'<span class="wall-name">{escape(entry.name)}</span> · '
+            f'<span class="wall-tab">{escape(tab_name(entry, lang))}</span></div>'
             f'<div class="wall-prompt">{escape(prompt)}</div>{parts}'
             f'<a class="wall-link" href="?x={escape(entry.experiment, quote=True)}" target="_blank" rel="noopener">'
             f'🔗 {escape(t("wall.open_link", lang))}</a></div>')

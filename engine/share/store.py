@@ -201,7 +201,8 @@ class Store:
                 total += len(png) + len(thumb)
                 if total > self.limits.images_mb * MB:
                     raise UserError("share.err.too_large", size=-(-total // MB), limit=self.limits.images_mb)
-                for data, filename, bucket in ((png, f"{safe}-{i}.png", files), (thumb, f"{safe}-{i}.thumb.jpg", thumbs)):
+                for data, filename, bucket in ((png, f"{safe}-{i}.png", files),
+                                               (thumb, f"{safe}-{i}.thumb.jpg", thumbs)):
                     (folder / filename).write_bytes(data)
                     bucket.append(f"{exp.id}/{filename}")
             rec["files"], rec["thumbs"] = files, thumbs

@@ -247,8 +247,8 @@ class Wall:
     def _set_flag(self, code: str, token: str | None, num: int, column: str, value: bool) -> Entry:
         room = self.require_teacher(code, token)
         with self.store.transaction() as db:
-            changed = db.execute(f"UPDATE entries SET {column} = ? WHERE room = ? AND num = ?",  # noqa: S608 - fixed names
-                                 (1 if value else 0, room.code, int(num))).rowcount
+            sql = f"UPDATE entries SET {column} = ? WHERE room = ? AND num = ?"  # noqa: S608 - column: fixed names
+            changed = db.execute(sql, (1 if value else 0, room.code, int(num))).rowcount
             if not changed:
                 raise UserError("wall.err.no_entry", entry=num)
             db.execute("UPDATE rooms SET version = version + 1 WHERE code = ?", (room.code,))
