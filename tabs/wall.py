@@ -62,7 +62,8 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
             pin = gr.Button(I18N("wall.pin"), elem_id="wall-pin", scale=1)
             close = gr.Button(I18N("wall.close"), variant="stop", elem_id="wall-close", scale=1)
             export = gr.Button(I18N("wall.export"), elem_id="wall-export", scale=1)
-        export_file = gr.File(label=I18N("wall.export_file"), interactive=False, height=90, elem_id="wall-export-file")
+        export_file = gr.File(label=I18N("wall.export_file"), interactive=False, visible=False,
+                              elem_id="wall-export-file")
         base_url = gr.Textbox(visible=False)
     with gr.Accordion(I18N("wall.compare"), open=False, elem_id="wall-compare"):
         with gr.Row(equal_height=True):
@@ -173,7 +174,8 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     pin.click(toggle_pinned, inputs=room_key + [entry], outputs=view, **teacher_args)
     close.click(close_room, inputs=room_key, outputs=view, **teacher_args)
     export.click(wall_export, inputs=room_key + [base_url], outputs=export_file, js=BASE_URL_JS,
-                 api_name="wall_export", concurrency_limit=None)
+                 api_name="wall_export", concurrency_limit=None
+                 ).success(lambda: gr.File(visible=True), outputs=export_file, api_name=False, queue=False)
     compare_btn.click(compare, inputs=room_key + [left, right], outputs=compare_out, **teacher_args)
     fullscreen.click(None, js=FULLSCREEN_JS)
     if tab is not None and isinstance(tab.parent, gr.Tabs):
