@@ -132,8 +132,11 @@ class Registry:
             raise UserError("wall.err.join_first")
         session, address = client_keys(request)
         room_obj, name = self.sharing.wall.check_post(room, name, session, address)
-        if exp is None:
-            exp = self.sharing.store.put_experiment(spec.experiment(values))
+        if exp is None:                                   # from the page: a result to show, not an empty card
+            exp = spec.experiment(values)
+            if not exp.outputs:
+                raise UserError("wall.err.no_result")
+            exp = self.sharing.store.put_experiment(exp)
         title = spec.title(exp.inputs)
         return self.sharing.wall.add_entry(room_obj.code, name, exp.id, spec.tab, title, spec.card_for(exp))
 

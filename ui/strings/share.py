@@ -82,6 +82,7 @@ EN = {
     "wall.err.no_entry": "There is no entry #{entry} on this wall.",
     "wall.err.join_first": "Join the class wall first: tab “Class wall”, type the room code and your name.",
     "wall.err.pick_entry": "Pick an entry first.",
+    "wall.err.no_result": "There is no result to send yet: run the experiment first.",
 }
 
 FR = {
@@ -166,4 +167,5 @@ FR = {
     "wall.err.no_entry": "Il n'y a pas d'entrée n° {entry} sur ce mur.",
     "wall.err.join_first": "Rejoignez d'abord le mur de la classe : onglet « Mur de la classe », tapez le code de la salle et votre nom.",
     "wall.err.pick_entry": "Choisissez d'abord une entrée.",
+    "wall.err.no_result": "Il n'y a pas encore de résultat à envoyer : lancez d'abord l'expérience.",
 }
