@@ -156,7 +156,7 @@ def _text(page, selector: str) -> str:
     return page.locator(f"{selector} textarea, {selector} input").first.input_value()
 
 
-def test_links_restore_inputs_and_results_in_the_browser(browser, app_url):
+def test_links_restore_inputs_and_results_in_the_browser(browser, app_url, client):
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     try:
         page = context.new_page()
@@ -169,8 +169,11 @@ def test_links_restore_inputs_and_results_in_the_browser(browser, app_url):
             "els => els.map(e => e.parentElement.innerText)")
         assert len(checked) == 1 and "CLIP" in checked[0]
         assert "oops" in page.locator("#share-banner-text").inner_text()          # what the link could not set
-        page.wait_for_function("document.querySelector('#tok-views').innerText.includes('49406')", timeout=LONG)
-        assert page.locator("#tok-views .tokview").count() == 1                     # CLIP's view only, with ids
+        page.wait_for_function("document.querySelectorAll('#tok-views .tokview').length === 1 && "    # CLIP only,
+                               "document.querySelector('#tok-views').innerText.includes('49406')",  # with ids
+                               timeout=LONG)
+        page.wait_for_timeout(1500)
+        assert page.locator("#tok-views .tokview").count() == 1                     # and it stays so
 
         # the technique tab's own events (language → problem list → question) must not undo the link
         tech = context.new_page()
@@ -196,6 +199,22 @@ def test_links_restore_inputs_and_results_in_the_browser(browser, app_url):
                                " || {}).value?.includes('?x=')", timeout=LONG)
         link = _text(page, "#share-compare-link")
         assert link.startswith(app_url) and "?x=" in link
+
+        # the same result sent to a class wall, as a student does: join (code + name), then "Send to the wall"
+        room = client.predict("", api_name="/wall_open_room")["room"]
+        open_tab(page, "wall")
+        page.locator("#wall-room textarea, #wall-room input").first.fill(room[-6:].lower())   # typed loosely
+        page.locator("#wall-name textarea, #wall-name input").first.fill("Zoé")
+        page.click("#wall-join")
+        page.wait_for_function(f"document.querySelector('#wall-join-status').innerText.includes('{room}')",
+                               timeout=LONG)
+        open_tab(page, "base_vs_instruct")
+        page.click("#share-compare-send")
+        page.wait_for_function(f"document.querySelector('#share-compare-status').innerText.includes('{room}')",
+                               timeout=LONG)
+        card = client.predict(room, api_name="/wall")["entries"][0]
+        assert card["name"] == "Zoé" and card["title"] == "Il était une fois"
+        assert [p["text"] for p in card["card"]["parts"]][1] == saved                   # the instruct pane's text
 
         other = browser.new_context(viewport={"width": 1280, "height": 900}, locale="fr-FR").new_page()
         other.goto(link)
