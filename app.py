@@ -15,8 +15,8 @@ import gradio as gr
 from engine.catalog import PROFILES, load_catalog
 from engine.hardware import detect, resolve_profile
 from engine.models import ModelManager
-from ui.context import AppContext
 from ui import share
+from ui.context import AppContext
 from ui.i18n import I18N, build_i18n, set_forced_lang
 
 ASSETS = Path(__file__).resolve().parent / "assets"
