@@ -19,6 +19,7 @@ import gradio as gr
 from engine.catalog import PROFILES, load_catalog
 from engine.hardware import detect, resolve_profile
 from engine.models import ModelManager
+from ui import share
 from ui.context import AppContext
 from ui.i18n import I18N, build_i18n, set_forced_lang
 
@@ -29,6 +30,7 @@ TABS = (
     ("tab.quant", "quantization"),
     ("tab.tech", "techniques"),
     ("tab.img", "image_prompting"),
+    ("tab.wall", "wall"),
 )
 
 PRESENTATION_JS = "(on) => { document.body.classList.toggle('presentation', !!on); return on; }"
@@ -84,7 +86,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             gr.Markdown(I18N("app.noise_banner"), elem_id="noise-banner")
         elif ctx.catalog.stand_in:
             gr.Markdown(I18N("app.stand_in_banner"), elem_id="stand-in-banner")
-        with gr.Tabs():
+        share.restore_banner()
+        with gr.Tabs(elem_id="main-tabs"):  # share.install finds it (and each tab's id) to open links
             for label_key, module_name in TABS:
                 with gr.Tab(I18N(label_key), id=module_name, elem_id=f"tab-{module_name}") as tab:
                     build = importlib.import_module(f"tabs.{module_name}").build
@@ -94,6 +97,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                         build(ctx)
             with gr.Tab(I18N("tab.about"), id="about", elem_id="tab-about") as about_tab:
                 importlib.import_module("tabs.about").build(ctx, about_tab)
+        share.install(demo, ctx)
     return demo
 
 
@@ -111,6 +115,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="model profile (default: auto, from the hardware)")
     parser.add_argument("--lang", choices=("fr", "en"), default=os.environ.get("GENAI_LANG") or None,
                         help="force the UI language (default: the browser's)")
+    parser.add_argument("--data-dir", default=os.environ.get("GENAI_DATA_DIR") or None, metavar="PATH",
+                        help="where shared experiments and class walls are stored (default: /data/genai-class "
+                             "on a Space with persistent storage, else ./data)")
+    parser.add_argument("--hub-backup", default=os.environ.get("GENAI_HUB_BACKUP_REPO") or None, metavar="USER/DATASET",
+                        help="back the data folder up to this private Hub dataset (needs HF_TOKEN)")
     for role in ("base", "instruct"):
         parser.add_argument(f"--{role}-endpoint", default=None, metavar="URL",
                             help=f"serve the {role} role from an OpenAI-compatible server (e.g. http://gpu-box:8000/v1)")

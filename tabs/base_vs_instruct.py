@@ -14,6 +14,7 @@ from ui import zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
+from ui.share import share_row
 from ui.token_probs import render_output
 from ui.widgets import model_picker, sampling_controls, spec_for, to_params
 
@@ -175,6 +176,11 @@ def build(ctx: AppContext) -> None:
                   concurrency_id=ctx.concurrency_id("causal_lm"), concurrency_limit=ctx.llm_concurrency)
     stop.click(stop_generation, api_name="stop_compare", queue=False)
     card_btn.click(comparison_card, inputs=raw, outputs=[card_png, card_md], api_name="comparison_card")
+    share_row(ctx, "base_vs_instruct", api="compare",
+              outputs=dict(zip([f"{side}_{part}" for side in ("base", "instruct")
+                                for part in ("header", "sees", "sees_info", "output", "stats")] + ["raw"],
+                               panes_out + [raw])),
+              card={"share.card.base": "base_output", "share.card.instruct": "instruct_output"})
 
 
 def card_content(result: dict, lang: str = "en") -> CardContent:

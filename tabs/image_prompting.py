@@ -18,6 +18,7 @@ from ui import zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
+from ui.share import share_row
 
 EXERCISE = json.loads((Path(__file__).resolve().parent.parent / "assets" / "image_exercise.json").read_text("utf-8"))["steps"]
 
@@ -289,3 +290,9 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     if tab is not None:
         tab.select(localise, inputs=prompt, outputs=[tokens, table], api_name=False, concurrency_limit=None,
                    show_progress="hidden")
+    share_row(ctx, "image_prompting", api="generate_images", outputs={"grid": grid_out, "gallery": gallery},
+              card={"share.card.images": "grid"}, title="prompt",
+              on_restore=(lambda v, lang: focus_controls(v.get("focus_model", "sdxl_turbo"), lang,
+                                                         use_defaults=bool(v.get("use_defaults")), tiny=tiny,
+                                                         with_values=False) + (negative_state(v.get("models")),),
+                          [steps, guidance, size, negative]))

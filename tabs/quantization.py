@@ -15,6 +15,7 @@ from ui import zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
+from ui.share import share_row
 from ui.widgets import spec_for
 
 PROMPTS = live.load_passages()["prompts"]
@@ -191,7 +192,7 @@ def build(ctx: AppContext) -> None:
         with gr.Tab(I18N("quant.sub_weights"), id="quant-weights", elem_id="quant-weights"):
             _build_weights(ctx)
         with gr.Tab(I18N("quant.sub_planner"), id="quant-planner", elem_id="quant-planner"):
-            _build_planner()
+            _build_planner(ctx)
         with gr.Tab(I18N("quant.sub_live"), id="quant-live", elem_id="quant-live"):
             _build_live(ctx, tiny)
 
@@ -256,9 +257,13 @@ def _build_weights(ctx: AppContext) -> None:
         control.change(quantize_weights, inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None,
                        trigger_mode="always_last")
     outliers.release(quantize_weights, inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None)
+    share_row(ctx, "quantization", api="quantize_weights",
+              outputs={"histogram": hist, "summary": summary, "chart": chart, "table": table},
+              card={"share.card.histogram": "histogram", "share.card.methods": "table"},
+              title=lambda v: f"{v.get('method')} · {v.get('bits')} bits · {v.get('source')}")
 
 
-def _build_planner() -> None:
+def _build_planner(ctx: AppContext) -> None:
     gr.Markdown(I18N("quant.p_intro"))
     with gr.Row():
         model = gr.Dropdown(planner.preset_choices(), value="mistral-7b", label=I18N("quant.p_model"),
@@ -286,6 +291,9 @@ def _build_planner() -> None:
     model.change(memory_plan, inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None)
     for control in (context, batch):
         control.release(memory_plan, inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None)
+    share_row(ctx, "quantization", api="memory_plan", outputs={"summary": summary, "chart": chart, "table": table},
+              card={"share.card.memory": "table"},
+              title=lambda v: f"{v.get('model')} · context {v.get('context_length')} · batch {v.get('batch_size')}")
 
 
 def _build_live(ctx: AppContext, tiny: bool) -> None:
@@ -361,3 +369,7 @@ def _build_live(ctx: AppContext, tiny: bool) -> None:
         zerogpu.stop(request, "quantize")
 
     stop.click(stop_quantize_compare, api_name="stop_quantize_compare", queue=False)
+    share_row(ctx, "quantization", api="quantize_compare",
+              outputs={"status": status, "table": table, "memory": mem_plot, "speed": speed_plot,
+                       "perplexity": ppl_plot, "outputs": outputs_box},
+              card={"share.card.comparison": "table"}, title="prompt")

@@ -20,6 +20,7 @@ from ui import zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
+from ui.share import share_row
 from ui.widgets import spec_for
 
 DEFAULT_PROBLEM = "arith-09"
@@ -454,3 +455,7 @@ def build(ctx: AppContext) -> None:
                     api_name="benchmark_techniques", concurrency_id=ctx.concurrency_id("causal_lm"),
                     concurrency_limit=ctx.llm_concurrency)
     bench_stop.click(stop_benchmark, api_name="stop_benchmark", queue=False)
+    share_row(ctx, "techniques", api="run_technique",
+              outputs={"result": result, "vote": vote_md, "votes": votes, "calls": calls, "raw": raw},
+              card={"share.card.answer": "result"}, title=lambda v: f"[{v.get('technique')}] {v.get('question', '')}",
+              on_restore=(lambda v, lang: (gr.Column(visible=v.get("technique") == "self_consistency"),), [vote_box]))

@@ -11,6 +11,7 @@ from engine.errors import UserError
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
+from ui.share import share_row
 from ui.token_view import clip_window_html, number, render_views
 from ui.token_view import translated_labels as view_labels
 
@@ -212,3 +213,5 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         return clip_window_html(text, view_labels(request_lang(request)))
 
     gr.api(clip_window, api_name="clip_window")
+    share_row(ctx, "tokenizers", api="tokenize", outputs={"views": views, "stats": stats},
+              card={"share.card.counts": "stats"}, title="text")

@@ -17,7 +17,8 @@ PHONE = {"width": 390, "height": 844}
 
 # English tab labels: in Gradio's overflow menu (narrow windows) the buttons carry no id, only their label
 TAB_LABELS = {"base_vs_instruct": "Base vs Instruct", "tokenizers": "Tokenizers", "quantization": "Quantization",
-              "techniques": "Prompt techniques", "image_prompting": "Image prompting", "about": "About this machine"}
+              "techniques": "Prompt techniques", "image_prompting": "Image prompting", "wall": "Class wall",
+              "about": "About this machine"}
 
 
 def open_tab(page, tab_id: str) -> None:

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -19,6 +20,8 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Shared links and class walls of test apps go to a throw-away folder, never to the repository's data/.
+os.environ.setdefault("GENAI_DATA_DIR", tempfile.mkdtemp(prefix="genai-test-data-"))
 
 
 @pytest.fixture(scope="session")

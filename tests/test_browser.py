@@ -6,7 +6,7 @@ import pytest
 from tests.browser import (DESKTOP, PHONE, no_horizontal_overflow, open_tab, screenshot, toast_text,
                            wait_while_progressing)
 
-TABS = ("base_vs_instruct", "tokenizers", "quantization", "techniques", "image_prompting", "about")
+TABS = ("base_vs_instruct", "tokenizers", "quantization", "techniques", "image_prompting", "wall", "about")
 LONG = 120_000  # ms: the first click of a tab may load a tiny model
 
 

@@ -1,0 +1,237 @@
+"""Class wall: the teacher opens a room, students send results to it, the wall shows them live."""
+from __future__ import annotations
+
+import tempfile
+
+import gradio as gr
+
+from engine.errors import UserError
+from engine.share import Entry, normalize_code
+from engine.share.wall import clean_name
+from engine.share.export import ExportLabels, export_zip
+from ui.context import AppContext
+from ui.feedback import guard
+from ui.i18n import I18N, request_lang, t
+from ui.share import client_keys, registry
+from ui.wall_view import cards_html, compare_html, entry_choices, room_banner
+
+REFRESH_S = 3.0
+TEACHER_LINK_JS = """(room, key) => {
+  const url = new URL(window.location.href); url.hash = '';
+  url.search = '?tab=wall&room=' + encodeURIComponent(room) + '&teacher=' + encodeURIComponent(key);
+  const teacher = url.toString();
+  url.search = '?room=' + encodeURIComponent(room);
+  return [teacher, url.toString()];
+}"""
+FULLSCREEN_JS = "() => { document.getElementById('wall-panel')?.requestFullscreen?.(); }"
+BASE_URL_JS = "(room, key, base) => [room, key, window.location.origin + window.location.pathname]"
+
+
+def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
+    reg = registry(ctx)
+    reg.shared_fields()
+    wall, store = reg.sharing.wall, reg.sharing.store
+
+    gr.Markdown(I18N("wall.intro"), elem_classes="tab-intro")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            with gr.Row(equal_height=True):
+                room_box, name_box = reg.room_box.render(), reg.name_box.render()
+                join = gr.Button(I18N("wall.join"), variant="primary", scale=0, min_width=150, elem_id="wall-join")
+            join_status = gr.Markdown(elem_id="wall-join-status")
+        with gr.Column(scale=2):
+            with gr.Accordion(I18N("wall.teacher"), open=False, elem_id="wall-teacher"):
+                title_box = gr.Textbox(label=I18N("wall.room_title"), max_length=120, elem_id="wall-room-title")
+                open_btn = gr.Button(I18N("wall.open_room"), elem_id="wall-open")
+                key_box = gr.Textbox(label=I18N("wall.key"), type="password", info=I18N("wall.key_info"),
+                                     elem_id="wall-key")
+                teacher_link = gr.Textbox(label=I18N("wall.teacher_link"), info=I18N("wall.teacher_link_info"),
+                                          interactive=False, buttons=["copy"], elem_id="wall-teacher-link")
+                student_link = gr.Textbox(label=I18N("wall.student_link"), interactive=False, buttons=["copy"],
+                                          elem_id="wall-student-link")
+    with gr.Column(elem_id="wall-panel"):
+        with gr.Row(equal_height=False):
+            banner = gr.HTML(room_banner(None, "en"), elem_id="wall-banner", min_width=300)
+            fullscreen = gr.Button(I18N("wall.fullscreen"), size="sm", scale=0, min_width=150,
+                                   elem_id="wall-fullscreen")
+        cards = gr.HTML(elem_id="wall-cards")
+    with gr.Group(visible=False, elem_id="wall-controls") as controls:
+        with gr.Row(equal_height=True):
+            entry = gr.Dropdown([], value=None, label=I18N("wall.entry"), elem_id="wall-entry", scale=2)
+            hide = gr.Button(I18N("wall.hide"), elem_id="wall-hide", scale=1)
+            pin = gr.Button(I18N("wall.pin"), elem_id="wall-pin", scale=1)
+            close = gr.Button(I18N("wall.close"), variant="stop", elem_id="wall-close", scale=1)
+            export = gr.Button(I18N("wall.export"), elem_id="wall-export", scale=1)
+        export_file = gr.File(label=I18N("wall.export_file"), interactive=False, visible=False,
+                              elem_id="wall-export-file")
+        base_url = gr.Textbox(visible=False)
+    with gr.Accordion(I18N("wall.compare"), open=False, elem_id="wall-compare"):
+        with gr.Row(equal_height=True):
+            left = gr.Dropdown([], value=None, label=I18N("wall.compare_left"), elem_id="wall-left")
+            right = gr.Dropdown([], value=None, label=I18N("wall.compare_right"), elem_id="wall-right")
+            compare_btn = gr.Button(I18N("wall.compare_run"), elem_id="wall-compare-run", scale=0, min_width=150)
+        compare_out = gr.HTML(elem_id="wall-compare-out")
+    timer = gr.Timer(REFRESH_S, active=False)
+    seen = gr.State("")
+
+    view = [banner, cards, controls, entry, left, right, seen]
+
+    def render(room: str, key: str, lang: str, seen_key: str = "") -> list:
+        """The wall's components for ``room`` (skipped when nothing changed since ``seen_key``)."""
+        code = normalize_code(room) if (room or "").strip() else ""
+        version = wall.version(code) if code else None
+        if version is None:
+            return [room_banner(None, lang), "", gr.Group(visible=False), gr.skip(), gr.skip(), gr.skip(), ""]
+        teacher = wall.is_teacher(code, key)
+        signature = f"{code}|{version}|{teacher}|{lang}"
+        if signature == seen_key:
+            return [gr.skip()] * len(view)
+        entries = wall.entries(code, include_hidden=teacher)
+        choices = entry_choices(entries, lang)
+        return [room_banner(wall.room(code), lang, teacher), cards_html(entries, lang, store),
+                gr.Group(visible=teacher), gr.Dropdown(choices=choices), gr.Dropdown(choices=choices),
+                gr.Dropdown(choices=choices), signature]
+
+    def restore_hook(room: str, teacher: str, lang: str, show: bool) -> list:
+        return [teacher or gr.skip(), gr.Timer(active=bool(show and room))] + render(room, teacher, lang)
+
+    reg.wall_hook = (restore_hook, [key_box, timer] + view)
+
+    def refresh(room: str, key: str, seen_key: str, request: gr.Request):
+        return render(room, key, request_lang(request), seen_key)
+
+    @guard
+    def join_room(room: str, name: str, key: str, state: dict | None, request: gr.Request = None):
+        lang = request_lang(request)
+        found = wall.room(room)               # UserError (no such room) → a translated message
+        if (name or "").strip():
+            clean_name(name, wall.limits.name_chars)
+        message = t("wall.joined", lang, room=found.code, n=found.entries)
+        saved = {**(state or {}), "room": found.code, "name": (name or "").strip()}
+        return [found.code, message, saved, gr.Timer(active=True)] + render(found.code, key, lang)
+
+    @guard
+    def open_room(title: str, state: dict | None, request: gr.Request = None):
+        lang = request_lang(request)
+        code, token = wall.open_room(title, client_keys(request)[1])
+        saved = {**(state or {}), "room": code, "teacher": token, "teacher_room": code}
+        opened = t("wall.opened", lang, room=code)
+        return [code, token, opened, saved, gr.Timer(active=True)] + render(code, token, lang)
+
+    def pick(room: str, key: str, num) -> Entry:
+        if num is None:
+            raise UserError("wall.err.pick_entry")
+        return wall.entry(room, int(num), include_hidden=wall.is_teacher(room, key))
+
+    @guard
+    def toggle_hidden(room: str, key: str, num, request: gr.Request = None):
+        current = pick(room, key, num)
+        wall.set_hidden(room, key, current.num, not current.hidden)
+        return render(room, key, request_lang(request))
+
+    @guard
+    def toggle_pinned(room: str, key: str, num, request: gr.Request = None):
+        current = pick(room, key, num)
+        wall.set_pinned(room, key, current.num, not current.pinned)
+        return render(room, key, request_lang(request))
+
+    @guard
+    def close_room(room: str, key: str, request: gr.Request = None):
+        wall.close(room, key)
+        return render(room, key, request_lang(request))
+
+    @guard
+    def compare(room: str, key: str, a, b, request: gr.Request = None) -> str:
+        lang = request_lang(request)
+        return compare_html(pick(room, key, a), pick(room, key, b), lang, store)
+
+    @guard
+    def wall_export(room: str, teacher_token: str, base_url: str = "", request: gr.Request = None) -> str:
+        """The whole wall as a ZIP (wall.md, entries.csv, images/): teacher token required."""
+        lang = request_lang(request)
+        names = {s.tab: " · ".join(t(k, lang) for k in s.labels[:1]) for s in reg.specs.values()}
+        labels = ExportLabels(title=t("wall.x_title", lang), exported=t("wall.x_exported", lang),
+                              prompt=t("wall.x_prompt", lang), link=t("wall.x_link", lang),
+                              hidden=t("wall.x_hidden", lang), pinned=t("wall.x_pinned", lang),
+                              columns=tuple(t("wall.x_columns", lang).split(",")))
+        folder = tempfile.mkdtemp(prefix="wall-export-")
+        return str(export_zip(wall, room, teacher_token, folder, names, lambda key: t(key, lang), labels, base_url))
+
+    teacher_args = dict(api_name=False, concurrency_limit=None)
+    room_key = [room_box, key_box]
+    join.click(join_room, inputs=[room_box, name_box, key_box, reg.browser],
+               outputs=[room_box, join_status, reg.browser, timer] + view, **teacher_args)
+    room_box.submit(join_room, inputs=[room_box, name_box, key_box, reg.browser],
+                    outputs=[room_box, join_status, reg.browser, timer] + view, **teacher_args)
+    open_btn.click(open_room, inputs=[title_box, reg.browser],
+                   outputs=[room_box, key_box, join_status, reg.browser, timer] + view, **teacher_args
+                   ).success(None, inputs=room_key, outputs=[teacher_link, student_link], js=TEACHER_LINK_JS)
+    timer.tick(refresh, inputs=room_key + [seen], outputs=view, api_name=False, concurrency_limit=None,
+               show_progress="hidden")
+    key_box.change(refresh, inputs=room_key + [seen], outputs=view, api_name=False, concurrency_limit=None,
+                   show_progress="hidden")
+    hide.click(toggle_hidden, inputs=room_key + [entry], outputs=view, **teacher_args)
+    pin.click(toggle_pinned, inputs=room_key + [entry], outputs=view, **teacher_args)
+    close.click(close_room, inputs=room_key, outputs=view, **teacher_args)
+    export.click(wall_export, inputs=room_key + [base_url], outputs=export_file, js=BASE_URL_JS,
+                 api_name="wall_export", concurrency_limit=None
+                 ).success(lambda: gr.File(visible=True), outputs=export_file, api_name=False, queue=False)
+    compare_btn.click(compare, inputs=room_key + [left, right], outputs=compare_out, **teacher_args)
+    fullscreen.click(None, js=FULLSCREEN_JS)
+    if tab is not None and isinstance(tab.parent, gr.Tabs):
+        def on_tab(room: str, key: str, evt: gr.SelectData, request: gr.Request):
+            shown = (getattr(evt, "_data", None) or {}).get("id") == tab.id
+            updates = render(room, key, request_lang(request)) if shown else [gr.skip()] * len(view)
+            return [gr.Timer(active=shown and bool((room or "").strip()))] + updates
+
+        tab.parent.select(on_tab, inputs=room_key, outputs=[timer] + view, api_name=False, concurrency_limit=None,
+                          show_progress="hidden")
+    _api(reg)
+
+
+def _api(reg) -> None:
+    """``/wall_open_room``, ``/wall_post``, ``/wall``, ``/wall_hide``, ``/wall_pin``, ``/wall_close``."""
+    wall = reg.sharing.wall
+
+    @guard
+    def wall_open_room(title: str = "", request: gr.Request = None) -> dict:
+        """Open a room: its code (for students) and the teacher token (keep it secret)."""
+        code, token = wall.open_room(title, client_keys(request)[1])
+        return {"room": code, "teacher_token": token}
+
+    @guard
+    def wall_post(room: str, name: str, experiment_id: str, request: gr.Request = None) -> dict:
+        """Send a shared experiment (see /share_experiment) to a room's wall under ``name``."""
+        exp = reg.sharing.store.get_experiment(experiment_id)
+        spec = reg.specs.get(exp.kind) if exp else None
+        if spec is None:
+            raise UserError("share.err.not_found")
+        return reg.post(spec, exp, room, name, request).as_dict()
+
+    @guard
+    def wall_read(room: str, teacher_token: str = "") -> dict:
+        """A room and its entries (hidden ones too with the teacher token)."""
+        r = wall.room(room)
+        entries = wall.entries(r.code, include_hidden=wall.is_teacher(r.code, teacher_token))
+        return {"room": r.code, "title": r.title, "closed": r.closed is not None, "version": r.version,
+                "entries": [e.as_dict() for e in entries]}
+
+    @guard
+    def wall_hide(room: str, teacher_token: str, entry: int, hidden: bool = True) -> dict:
+        """Hide (or show again with hidden=False) an entry: teacher token required."""
+        return wall.set_hidden(room, teacher_token, entry, hidden).as_dict()
+
+    @guard
+    def wall_pin(room: str, teacher_token: str, entry: int, pinned: bool = True) -> dict:
+        """Pin (or unpin) an entry at the top of the wall: teacher token required."""
+        return wall.set_pinned(room, teacher_token, entry, pinned).as_dict()
+
+    @guard
+    def wall_close(room: str, teacher_token: str) -> dict:
+        """Close the room: no more entries (it stays readable and exportable)."""
+        r = wall.close(room, teacher_token)
+        return {"room": r.code, "closed": True, "entries": r.entries}
+
+    for fn, name in ((wall_open_room, "wall_open_room"), (wall_post, "wall_post"), (wall_read, "wall"),
+                     (wall_hide, "wall_hide"), (wall_pin, "wall_pin"), (wall_close, "wall_close")):
+        gr.api(fn, api_name=name)
