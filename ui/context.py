@@ -6,6 +6,7 @@ from typing import Callable
 
 from engine.catalog import Catalog, ModelSpec
 from engine.hardware import Hardware
+from engine.limits import Limits, limits_for
 from engine.models import ModelManager
 from engine.zerogpu import gpu_decorator
 
@@ -20,6 +21,11 @@ class AppContext:
     def gpu(self, duration_s: int = 60) -> Callable:
         """``@spaces.GPU(duration=…)`` on a ZeroGPU Space, identity elsewhere."""
         return gpu_decorator(self.hardware.zerogpu, duration_s)
+
+    @property
+    def limits(self) -> Limits:
+        """What one request may ask for on this profile (``engine/limits.py``)."""
+        return limits_for(self.catalog.profile)
 
     @property
     def llm_concurrency(self) -> int:
