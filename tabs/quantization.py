@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import html
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
+from engine import tempfiles
 from engine.errors import UserError
 from engine.quantization import live, planner, weights
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
+from engine.model_policy import custom_models_allowed
 from ui.widgets import spec_for
 
 PROMPTS = live.load_passages()["prompts"]
@@ -203,8 +203,9 @@ def _build_weights(ctx: AppContext) -> None:
                               value="synthetic", label=I18N("quant.source"), elem_id="quant-source")
             outliers = gr.Slider(0, 64, value=8, step=1, label=I18N("quant.outliers"),
                                  info=I18N("quant.outliers_info"), elem_id="quant-outliers")
-            model = gr.Dropdown(model_choices(ctx), value=subject, label=I18N("quant.model"), allow_custom_value=True,
-                                filterable=True, visible=False, elem_id="quant-w-model")
+            model = gr.Dropdown(model_choices(ctx), value=subject, label=I18N("quant.model"),
+                                allow_custom_value=custom_models_allowed(), filterable=True, visible=False,
+                                elem_id="quant-w-model")
             layer = gr.Dropdown([], value="", label=I18N("quant.layer"), allow_custom_value=True, visible=False,
                                 elem_id="quant-layer")
             method = gr.Dropdown(method_choices(), value="nf4", label=I18N("quant.method"), elem_id="quant-method")
@@ -260,7 +261,7 @@ def _build_planner() -> None:
     gr.Markdown(I18N("quant.p_intro"))
     with gr.Row():
         model = gr.Dropdown(planner.preset_choices(), value="mistral-7b", label=I18N("quant.p_model"),
-                            info=I18N("quant.p_model_info"), allow_custom_value=True, filterable=True,
+                            info=I18N("quant.p_model_info"), allow_custom_value=custom_models_allowed(), filterable=True,
                             elem_id="quant-p-model")
         context = gr.Slider(128, 131072, value=4096, step=128, label=I18N("quant.p_context"), elem_id="quant-p-context")
         batch = gr.Slider(1, 64, value=1, step=1, label=I18N("quant.p_batch"), elem_id="quant-p-batch")
@@ -301,7 +302,7 @@ def _build_live(ctx: AppContext, tiny: bool) -> None:
                                           elem_id="quant-l-precisions")
         with gr.Column(scale=1):
             model = gr.Dropdown(model_choices(ctx), value=subject.id, label=I18N("quant.l_model"),
-                                allow_custom_value=True, filterable=True, elem_id="quant-l-model")
+                                allow_custom_value=custom_models_allowed(), filterable=True, elem_id="quant-l-model")
             max_tokens = gr.Slider(4, 512, value=default_tokens, step=1, label=I18N("quant.l_max_tokens"),
                                    elem_id="quant-l-tokens")
             run = gr.Button(I18N("quant.l_run"), variant="primary", elem_id="quant-l-run")
@@ -347,7 +348,7 @@ def _build_live(ctx: AppContext, tiny: bool) -> None:
                                  passages=passages, explain=explain,
                                  progress=lambda frac, desc: progress(frac, desc=desc)):
             yield emit(rows, None, False)
-        path = Path(tempfile.mkdtemp(prefix="quant-")) / "quantization-results.csv"
+        path = tempfiles.new_dir("quant") / "quantization-results.csv"
         live.write_csv(rows, path)
         yield emit(rows, str(path), True)
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import html
-import tempfile
 import threading
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
+from engine import tempfiles
 from engine.catalog import ModelSpec
 from engine.generation import SamplingParams
 from engine.techniques import tasks as task_sets
@@ -20,13 +20,15 @@ from engine.errors import UserError
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
+from ui.sessions import SessionStore
+from engine.model_policy import custom_models_allowed
 from ui.widgets import spec_for
 
 DEFAULT_PROBLEM = "arith-09"
 DEFAULT_LANG = "fr"
 DEFAULT_BENCH = ["zero_shot", "explicit", "few_shot", "zero_shot_cot", "self_consistency"]
 STATUS_COLORS = ("#2e7d32", "#f9a825", "#90a4ae")  # winner, tied (lost the tie-break), other
-_stops: dict[tuple[str, str], threading.Event] = {}
+_stops = SessionStore()
 
 
 # =============================================================================== inputs
@@ -305,7 +307,7 @@ def build(ctx: AppContext) -> None:
     with gr.Accordion(I18N("tech.model_settings"), open=False, elem_id="tech-model-settings"):
         with gr.Row():
             model = gr.Dropdown(model_choices(ctx), value=ctx.catalog.spec("instruct_llm").id, label=I18N("tech.model"),
-                                allow_custom_value=True, filterable=True, elem_id="tech-model", scale=2)
+                                allow_custom_value=custom_models_allowed(), filterable=True, elem_id="tech-model", scale=2)
             max_new_tokens = gr.Slider(4, 2048, value=default_tokens, step=1, label=I18N("common.max_new_tokens"))
             greedy = gr.Checkbox(True, label=I18N("common.greedy"), info=I18N("tech.greedy_info"))
             temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label=I18N("common.temperature"))
@@ -449,7 +451,7 @@ def build(ctx: AppContext) -> None:
                                  on_progress=on_progress):
             if not outcome.done:
                 yield bench_outputs(outcome, lang, None)
-        folder = tempfile.mkdtemp(prefix="techniques-")
+        folder = tempfiles.new_dir("techniques")
         files = [str(p) for p in outcome.write_csv(folder)]
         yield bench_outputs(outcome, lang, files)
 
