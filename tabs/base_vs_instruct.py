@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -10,16 +9,18 @@ from pathlib import Path
 import gradio as gr
 
 from engine.cards import CardContent, PaneResult, render_markdown, render_png
+from engine import tempfiles
 from engine.compare import PaneState, compare_stream
 from ui.context import AppContext
-from ui.feedback import guard, warn
+from ui.feedback import error_message, guard, warn
 from ui.i18n import I18N, request_lang, t
+from ui.sessions import SessionStore
 from ui.token_probs import render_output
 from ui.widgets import model_picker, sampling_controls, spec_for, to_params
 
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets" / "base_vs_instruct.json"
 STREAM_INTERVAL_S = 0.05
-_stops: dict[str, threading.Event] = {}
+_stops = SessionStore()
 
 
 def load_presets() -> list[dict]:
@@ -51,9 +52,7 @@ def pane_header(title_key: str, model: str, lang: str) -> str:
 def pane_stats(state: PaneState, lang: str) -> str:
     u = state.update
     if u.error is not None:
-        key = getattr(u.error, "key", "err.unexpected")
-        params = getattr(u.error, "params", {"detail": repr(u.error)})
-        return "⚠️ " + t(key, lang, **params)
+        return "⚠️ " + error_message(u.error, lang, markdown=True)
     reason = t(f"bvi.reason_{u.stop_reason}", lang) if u.stop_reason else t("bvi.reason_running", lang)
     ttft = f"{u.ttft_s:.2f} s" if u.ttft_s is not None else "…"
     return t("bvi.stats", lang, ttft=ttft, tokens=u.n_tokens, tps=f"{u.tokens_per_s:.1f}", reason=reason)
@@ -184,7 +183,7 @@ def build(ctx: AppContext) -> None:
             warn("bvi.no_result", request)
             return None, ""
         card = card_content(result, lang)
-        path = Path(tempfile.mkdtemp(prefix="card-")) / "base-vs-instruct.png"
+        path = tempfiles.new_dir("card") / "base-vs-instruct.png"
         render_png(card, path)
         return str(path), render_markdown(card)
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -10,17 +9,19 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from engine import imagegen
+from engine import imagegen, tempfiles
 from engine.catalog import IMAGE_ROLES
 from engine.errors import UserError, as_user_error
+from engine.fairness import Cancelled, FairGate, TimeLimit
 from engine.prompt_recipe import FIELDS, STYLE_PRESETS, apply_preset, assemble
 from engine.tokenizers import t5_count
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
+from ui.sessions import SessionStore
 
 EXERCISE = json.loads((Path(__file__).resolve().parent.parent / "assets" / "image_exercise.json").read_text("utf-8"))["steps"]
-_stops: dict[str, threading.Event] = {}
+_stops = SessionStore()
 
 
 def model_choices() -> list[tuple[str, str]]:
@@ -135,9 +136,11 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         reuse_note = gr.Markdown()
 
     # ---------------------------------------------------------------- handlers
+    gate = FairGate(ctx.limits.image_slots)  # requests take turns image by image (round-robin)
+
     def make_images(specs_settings, progress, stop_event, lang):
         """Generate each (spec, settings) in turn; skip (with a warning) what cannot load."""
-        results, folder = [], Path(tempfile.mkdtemp(prefix="images-"))
+        results, folder = [], tempfiles.new_dir("images")
         total = len(specs_settings)
         for i, (spec, settings) in enumerate(specs_settings):
             if stop_event.is_set():
@@ -156,8 +159,14 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
                 progress((i + step / steps) / total, desc=t("img.progress", lang, model=imagegen.DEFAULTS[spec.role].title,
                                                             step=step, steps=steps, i=i + 1, n=total))
 
+            def waiting(ahead, i=i):
+                progress(i / total, desc=t("safety.waiting_turn", lang, ahead=ahead))
+
             try:
-                result = ctx.gpu(duration_s=120)(imagegen.generate)(pipe, settings, on_step=on_step, stop=stop_event)
+                with gate.turn(str(id(stop_event)), stop_event, on_wait=waiting):
+                    result = ctx.gpu(duration_s=120)(imagegen.generate)(pipe, settings, on_step=on_step, stop=stop_event)
+            except Cancelled:
+                break
             except UserError as err:  # out of memory on this image: say so, keep the others
                 gr.Warning(t("img.skipped", lang, model=imagegen.DEFAULTS[spec.role].title,
                              reason=t(err.key, lang, **err.params)))
@@ -226,7 +235,10 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
                 jobs.append((spec, s))
         stop_event = threading.Event()
         _stops[getattr(request, "session_hash", None) or "default"] = stop_event
-        results = make_images(jobs, progress, stop_event, lang)
+        with TimeLimit(stop_event, ctx.limits.sweep_seconds) as limit:
+            results = make_images(jobs, progress, stop_event, lang)
+        if limit.expired:
+            gr.Warning(t("safety.sweep_time_limit", lang, seconds=f"{limit.seconds:g}", done=len(results), total=len(jobs)))
         if not results:
             return None, []
         image = imagegen.grid([r.image for r in results], [f"{r.seconds:.1f} s" for r in results], columns=len(xs),
