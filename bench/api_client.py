@@ -40,7 +40,7 @@ def refusal_messages(detail: object) -> list[str]:
 
 
 def call(base_url: str, api_name: str, data: list, *, session_hash: str | None = None, timeout: float = 120.0,
-         client: httpx.Client | None = None) -> Answer:
+         client: httpx.Client | None = None, lang: str | None = None) -> Answer:
     """POST ``/gradio_api/call/<api_name>`` then read its events until it ends."""
     own = client is None
     client = client or httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0))
@@ -48,7 +48,8 @@ def call(base_url: str, api_name: str, data: list, *, session_hash: str | None =
     body = {"data": data, "session_hash": session_hash or uuid.uuid4().hex[:11]}
     started = time.perf_counter()
     try:
-        resp = client.post(base, content=json.dumps(body), headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", **({"Accept-Language": lang} if lang else {})}
+        resp = client.post(base, content=json.dumps(body), headers=headers)
         if resp.status_code != 200:
             try:
                 detail = resp.json().get("detail")

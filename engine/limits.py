@@ -54,8 +54,8 @@ class Limits:
     cpu_events: int = 4  # CPU-bound events (tokenizers, weights, plans, cards) at once
     image_events: int = 8  # image events admitted at once (they then take turns for the GPU)
     png_reads: int = 2  # PNG metadata reads at once
-    sessions: int = 500  # browser/API sessions whose state the server keeps
-    session_idle_s: float = 3_600.0  # a session unused this long is forgotten
+    sessions: int = 300  # browser/API sessions whose state the server keeps (≈ 0.5 MB each + last outputs)
+    session_idle_s: float = 1_800.0  # a session unused this long is forgotten
     remote_deadline_s: float = 300.0  # one request to an inference server, start to end
     remote_answer_chars: int = 200_000  # characters one remote answer may stream
     remote_chunk_bytes: int = 256 * 1024  # one server-sent line (one streamed chunk)
@@ -66,21 +66,20 @@ class Limits:
 _BASE = Limits()
 PROFILE_LIMITS: dict[str, Limits] = {
     # tiny random models: everything instant; small caps keep the tests and CI cheap
-    "tiny": replace(_BASE, max_new_tokens=2_048, image_size=256, image_steps=8, sweep_cells=16,
-                    sweep_seconds=120.0, benchmark_problems=40, sessions=500),
+    "tiny": replace(_BASE, image_steps=8, sweep_cells=16, sweep_seconds=120.0),
     # a laptop or a CPU server: small stand-in models, SDXL Turbo only
     "cpu": replace(_BASE, prompt_tokens=4_096, max_new_tokens=512, quant_new_tokens=128, samples=10,
-                   benchmark_problems=20, image_size=512, image_steps=8, sweep_cells=4, sweep_values=4,
-                   sweep_seconds=180.0, llm_events=16, cpu_events=2, image_events=4, sessions=300),
+                   benchmark_problems=20, image_size=512, image_steps=30, sweep_cells=4, sweep_values=4,
+                   sweep_seconds=180.0, llm_events=16, cpu_events=2, image_events=4, sessions=200),
     # one 16 GB T4 for the class
     "t4": replace(_BASE, prompt_tokens=4_096, max_new_tokens=1_024, quant_new_tokens=256,
                   benchmark_problems=30, image_size=1024, sweep_cells=9, sweep_values=5, sweep_seconds=240.0,
                   cpu_events=4, image_events=6),
     # a large GPU
-    "gpu": replace(_BASE, image_size=1536, sweep_cells=16, sweep_seconds=300.0, sessions=1_000),
+    "gpu": replace(_BASE, image_size=1536, sweep_cells=16, sweep_seconds=300.0, sessions=500),
     # a ZeroGPU Space: every GPU call is billed to the visitor's quota
     "zerogpu": replace(_BASE, max_new_tokens=1_024, benchmark_problems=20, image_size=1024, sweep_cells=9,
-                       sweep_values=5, sweep_seconds=150.0, sessions=1_000),
+                       sweep_values=5, sweep_seconds=150.0, sessions=500),
 }
 
 

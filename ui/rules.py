@@ -280,7 +280,7 @@ class SweepAxis(Rule):
     other_param_arg: str | None = None
 
     def values(self, raw: Any, param: str, env: Env) -> tuple[list | None, Problem | None]:
-        problem = Text(lambda L: L.sweep_values * (L.label_chars + 2)).check(raw, env)
+        problem = Text().check(raw, env)
         if problem is not None:
             return None, problem
         try:

@@ -118,7 +118,8 @@ def expire_gradio_sessions(demo: gr.Blocks, idle_s: float, closed_grace_s: float
         return 0
     now = dt.datetime.now()
     queue = getattr(demo, "_queue", None)
-    busy = set(getattr(queue, "pending_event_ids_session", {}) or {}) if queue is not None else set()
+    pending = getattr(queue, "pending_event_ids_session", None)
+    busy = {k for k, ids in pending.copy().items() if ids} if isinstance(pending, dict) else set()
     dropped = 0
     with holder.lock:
         for session_hash in list(holder.session_data):
@@ -126,29 +127,13 @@ def expire_gradio_sessions(demo: gr.Blocks, idle_s: float, closed_grace_s: float
             idle = (now - last).total_seconds() if last else idle_s + 1
             state = holder.session_data[session_hash]
             closed = getattr(state, "is_closed", False)
-            if session_hash in busy and queue.pending_event_ids_session.get(session_hash):
-                continue  # an event of this session is still running
+            if session_hash in busy:
+                continue  # an event of this session is still queued or running
             if idle > idle_s or (closed and idle > closed_grace_s):
                 del holder.session_data[session_hash]
                 holder.time_last_used.pop(session_hash, None)
                 dropped += 1
-    if queue is not None:
-        _drop_idle_queue_entries(queue)
     return dropped
-
-
-def _drop_idle_queue_entries(queue: Any) -> None:
-    """The queue keeps an (empty) message queue and event-id set per session it has seen."""
-    pending = getattr(queue, "pending_event_ids_session", None)
-    messages = getattr(queue, "pending_messages_per_session", None)
-    if pending is None or messages is None:
-        return
-    for session_hash in list(pending):
-        if not pending.get(session_hash):
-            box = messages.get(session_hash)
-            if box is None or (hasattr(box, "empty") and box.empty()):
-                pending.pop(session_hash, None)
-                messages.pop(session_hash, None)
 
 
 def sweep(demo: gr.Blocks) -> tuple[int, int]:
