@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Callable
 
 import httpx
 
@@ -21,6 +22,7 @@ class Answer:
     event: str = ""  # "complete" | "error" | "" (refused, or no end before the timeout)
     data: object = None  # the outputs (complete), the error message (error) or the refusal's detail
     first_output_s: float | None = None  # seconds until the first "generating" or "complete" event
+    first_token_s: float | None = None  # seconds until the outputs first satisfy ``first_token`` (if given)
     done_s: float | None = None  # seconds until the end
     updates: int = 0  # events with outputs received
     messages: list[str] = field(default_factory=list)
@@ -33,6 +35,13 @@ class Answer:
         return json.dumps(self.data, ensure_ascii=False) if not isinstance(self.data, str) else self.data
 
 
+def _holds(test: Callable[[list], bool], payload: str) -> bool:
+    try:
+        return bool(test(json.loads(payload)))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return False
+
+
 def refusal_messages(detail: object) -> list[str]:
     if isinstance(detail, list):
         return [d.get("message", "") for d in detail if isinstance(d, dict) and d.get("is_valid") is False]
@@ -40,8 +49,10 @@ def refusal_messages(detail: object) -> list[str]:
 
 
 def call(base_url: str, api_name: str, data: list, *, session_hash: str | None = None, timeout: float = 120.0,
-         client: httpx.Client | None = None, lang: str | None = None) -> Answer:
-    """POST ``/gradio_api/call/<api_name>`` then read its events until it ends."""
+         client: httpx.Client | None = None, lang: str | None = None,
+         first_token: Callable[[list], bool] | None = None) -> Answer:
+    """POST ``/gradio_api/call/<api_name>`` then read its events until it ends. ``first_token``:
+    a test on the outputs (e.g. "a pane has a token") whose first success is timed."""
     own = client is None
     client = client or httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0))
     base = base_url.rstrip("/") + "/gradio_api/call/" + api_name.strip("/")
@@ -68,8 +79,11 @@ def call(base_url: str, api_name: str, data: list, *, session_hash: str | None =
                     payload = line[5:].strip()
                     if event in ("generating", "complete"):
                         answer.updates += 1
+                        now = time.perf_counter() - started
                         if answer.first_output_s is None:
-                            answer.first_output_s = time.perf_counter() - started
+                            answer.first_output_s = now
+                        if first_token is not None and answer.first_token_s is None and _holds(first_token, payload):
+                            answer.first_token_s = now
                     if event in ("complete", "error"):
                         answer.event = event
                         try:

@@ -60,6 +60,12 @@ def rss_mb(pid: int) -> float:
     return sum(p.memory_info().rss for p in [proc] + proc.children(recursive=True)) / 1e6
 
 
+def has_token(outputs: list) -> bool:
+    """A Base vs Instruct update in which a pane shows its first token."""
+    raw = outputs[-1] or {}
+    return any((raw.get(side) or {}).get("tokens", 0) > 0 for side in ("base", "instruct"))
+
+
 def compare_args(prompt: str, tokens: int, temperature: float = 0.7, seed: int = 1) -> list:
     return [prompt, "", "", "", False, False, tokens, temperature, 0.95, 50, 1.0, False, seed]
 
@@ -101,7 +107,8 @@ def run_round(url: str, args: argparse.Namespace, round_no: int) -> list[tuple[s
     lock = threading.Lock()
 
     def one(kind: str, endpoint: str, data: list, hostile: bool) -> None:
-        answer = call(url, endpoint, data, timeout=args.timeout)
+        answer = call(url, endpoint, data, timeout=args.timeout,
+                      first_token=has_token if endpoint == "compare" and not hostile else None)
         with lock:
             results.append((kind, hostile, answer))
 
@@ -136,12 +143,14 @@ def report(results: list[tuple[str, bool, Answer]], round_no: int, rss: float, r
             errors += 1
     print(f"round {round_no}: {len(results)} requests, errors {errors}, RSS {rss:.0f} MB "
           f"({rss / rss_base:.2f}× after round 1)")
-    print(f"  {'kind':<10} {'n':>3} | {'first output p50/p95':>22} | {'done p50/p95':>17} | {'max done':>8}")
+    print(f"  {'kind':<10} {'n':>3} | {'first output p50/p95':>22} | {'done p50/p95':>17} | {'max done':>8}"
+          "   (compare: first output = first token)")
     for kind in ("compare", "tokenize", "benchmark", "sweep", "image", "hostile"):
         rows = [a for k, _, a in results if k == kind]
         if not rows:
             continue
-        first = [a.first_output_s for a in rows if a.first_output_s is not None]
+        first = [(a.first_token_s if kind == "compare" else a.first_output_s) for a in rows]
+        first = [f for f in first if f is not None]
         done = [a.done_s for a in rows if a.done_s is not None]
         print(f"  {kind:<10} {len(rows):>3} | {pct(first, .5):9.2f} / {pct(first, .95):7.2f} s | "
               f"{pct(done, .5):6.2f} / {pct(done, .95):6.2f} s | {max(done, default=float('nan')):7.2f} s")

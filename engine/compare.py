@@ -110,10 +110,11 @@ def _load(manager: ModelManager, spec: ModelSpec, progress) -> tuple[LLMHandle |
 
 
 def _check_length(handle: LLMHandle, prompt: PreparedPrompt, params: SamplingParams) -> None:
+    """The model's context first (its message names the model), then this app's prompt budget."""
+    handle.check_length(prompt, params.max_new_tokens)
     limit = current_limits().prompt_tokens
     if prompt.n_tokens > limit:
         raise UserError("safety.err.prompt_tokens", tokens=f"{prompt.n_tokens:,}", limit=f"{limit:,}")
-    handle.check_length(prompt, params.max_new_tokens)
 
 
 def _sub(progress, lo: float, hi: float, name: str):

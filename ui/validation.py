@@ -194,8 +194,7 @@ def make_validator(fn: Callable, event: EventRules, limits: Limits, ctx: Any) ->
                for name, p in zip(event.names, found)]
         return out[0] if single else out
 
-    validator.__wrapped__ = fn  # inspect.signature → the handler's parameters
-    return validator
+    return validator  # functools.wraps: inspect.signature (hence Gradio) sees the handler's parameters
 
 
 def _input_values(names: list[str], arguments: dict[str, Any]) -> list[Any]:
