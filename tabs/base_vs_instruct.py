@@ -8,8 +8,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.cards import CardContent, PaneResult, render_markdown, render_png
 from engine import tempfiles
+from engine.cards import CardContent, PaneResult, render_markdown, render_png
 from engine.compare import PaneState, compare_stream
 from ui.context import AppContext
 from ui.feedback import error_message, guard, warn

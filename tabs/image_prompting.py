@@ -238,7 +238,8 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         with TimeLimit(stop_event, ctx.limits.sweep_seconds) as limit:
             results = make_images(jobs, progress, stop_event, lang)
         if limit.expired:
-            gr.Warning(t("safety.sweep_time_limit", lang, seconds=f"{limit.seconds:g}", done=len(results), total=len(jobs)))
+            gr.Warning(t("safety.sweep_time_limit", lang, seconds=f"{limit.seconds:g}", done=len(results),
+                         total=len(jobs)))
         if not results:
             return None, []
         image = imagegen.grid([r.image for r in results], [f"{r.seconds:.1f} s" for r in results], columns=len(xs),

@@ -8,11 +8,11 @@ import pandas as pd
 
 from engine import tempfiles
 from engine.errors import UserError
+from engine.model_policy import custom_models_allowed
 from engine.quantization import live, planner, weights
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
-from engine.model_policy import custom_models_allowed
 from ui.widgets import spec_for
 
 PROMPTS = live.load_passages()["prompts"]
@@ -261,8 +261,8 @@ def _build_planner() -> None:
     gr.Markdown(I18N("quant.p_intro"))
     with gr.Row():
         model = gr.Dropdown(planner.preset_choices(), value="mistral-7b", label=I18N("quant.p_model"),
-                            info=I18N("quant.p_model_info"), allow_custom_value=custom_models_allowed(), filterable=True,
-                            elem_id="quant-p-model")
+                            info=I18N("quant.p_model_info"), allow_custom_value=custom_models_allowed(),
+                            filterable=True, elem_id="quant-p-model")
         context = gr.Slider(128, 131072, value=4096, step=128, label=I18N("quant.p_context"), elem_id="quant-p-context")
         batch = gr.Slider(1, 64, value=1, step=1, label=I18N("quant.p_batch"), elem_id="quant-p-batch")
         run = gr.Button(I18N("quant.p_run"), variant="primary", elem_id="quant-p-run")

@@ -17,11 +17,11 @@ from engine.techniques.extraction import format_number
 from engine.techniques.tasks import CUSTOM, Task
 from engine.techniques.techniques import TECHNIQUES, Call, EngineGenerator, Run, Settings, run_technique as run_flow
 from engine.errors import UserError
+from engine.model_policy import custom_models_allowed
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
 from ui.sessions import SessionStore
-from engine.model_policy import custom_models_allowed
 from ui.widgets import spec_for
 
 DEFAULT_PROBLEM = "arith-09"

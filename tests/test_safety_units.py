@@ -140,6 +140,19 @@ def test_toasts_escape_what_they_quote():
     assert "/etc" not in err.message and SECRET not in err.message and "OSError" in err.message
 
 
+def test_a_remote_error_page_shows_as_text_in_a_pane():
+    from engine.compare import PaneState
+    from engine.generation import StreamUpdate
+    from engine.llm import PreparedPrompt
+    from tabs.base_vs_instruct import pane_stats
+
+    page = remote_text("<html><h1>Maintenance</h1><a href='http://evil'>Session expired</a> [log in](http://evil) "
+                       "<img src=http://evil/x.png></html>")
+    error = UserError("err.endpoint_status", url="http://gpu-box/v1", status=503, detail=page)
+    shown = pane_stats(PaneState("base", "m", PreparedPrompt("", []), StreamUpdate(error=error)), "en")
+    assert "<a" not in shown and "<img" not in shown and "](http" not in shown and "Session expired" in shown
+
+
 # ------------------------------------------------------------------ PNGs and grids
 def test_png_settings_are_read_without_decoding_pixels(tmp_path, manager, monkeypatch):
     spec = manager.catalog.spec("sdxl_base")
