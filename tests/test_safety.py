@@ -278,3 +278,24 @@ def test_memory_stays_flat_while_new_sessions_keep_coming(served_app):
     growth = rss() - before
     assert not failures, [a.messages for a in failures[:3]]
     assert growth < 20, f"RSS grew {growth:.0f} MB over 160 new sessions"
+
+
+# ------------------------------------------------------------------ what a student sees in the browser
+def test_a_refused_sweep_says_why_on_its_input_in_the_browser(browser, app_url):
+    from tests.browser import DESKTOP, open_tab
+
+    context = browser.new_context(viewport=DESKTOP, locale="fr-FR")
+    page = context.new_page()
+    try:
+        page.goto(app_url)
+        page.wait_for_selector("#bvi-run", timeout=120_000)
+        open_tab(page, "image_prompting")
+        page.locator("#img-sweep").get_by_text("X/Y", exact=False).first.click()
+        boxes = page.locator("#img-sweep textarea")
+        boxes.nth(0).fill("1, 2, 3, 4, 5")
+        boxes.nth(1).fill("1, 2, 3, 4, 5")
+        page.click("#img-sweep-run")
+        page.wait_for_selector(".validation-error", timeout=60_000)
+        assert "Ce balayage produirait 25 images" in page.inner_text("#img-sweep")
+    finally:
+        context.close()
