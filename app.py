@@ -16,9 +16,13 @@ except ImportError:  # pragma: no cover - listed in requirements.txt; off-Space 
     pass
 import gradio as gr
 
+from engine import limits as limits_mod
+from engine import tempfiles
 from engine.catalog import PROFILES, load_catalog
 from engine.hardware import detect, resolve_profile
+from engine.model_policy import ENV_FLAG as CUSTOM_MODELS_ENV, set_custom_models_allowed
 from engine.models import ModelManager
+from engine.redact import install_log_redaction
 from ui import share
 from ui.context import AppContext
 from ui.i18n import I18N, build_i18n, set_forced_lang
@@ -48,6 +52,7 @@ def load_head() -> str:
 def make_context(profile: str = "auto", settings: dict | None = None) -> AppContext:
     hardware = detect()
     resolved = resolve_profile(profile, hardware)
+    limits_mod.set_profile(resolved)
     catalog = load_catalog(resolved)
     budget = os.environ.get("GENAI_MEMORY_BUDGET_GB")
     manager = ModelManager(catalog, hardware, budget_bytes=int(float(budget) * 1e9) if budget else None)
@@ -55,7 +60,7 @@ def make_context(profile: str = "auto", settings: dict | None = None) -> AppCont
     from ui.i18n import t
 
     generation.set_inline(hardware.zerogpu)
-    gpu_tasks.bind(manager, translate=t)
+    gpu_tasks.bind(manager, translate=t, image_slots=limits_mod.limits_for(resolved).image_slots)
     settings = dict(settings or {})
     settings.setdefault("engine_stats", engine_stats_markdown)
     return AppContext(manager=manager, catalog=catalog, hardware=hardware, settings=settings)
@@ -74,7 +79,9 @@ def engine_stats_markdown() -> str:
 def build_app(ctx: AppContext) -> gr.Blocks:
     import importlib
 
-    with gr.Blocks(title="Generative AI in class", fill_width=True) as demo:
+    age = int(ctx.limits.temp_age_s)
+    # delete_cache: Gradio's copies of returned files are deleted an hour after they were made
+    with gr.Blocks(title="Generative AI in class", fill_width=True, delete_cache=(min(600, age), age)) as demo:
         with gr.Row(elem_classes="app-header"):
             with gr.Column(scale=5):
                 gr.Markdown(I18N("app.title"), elem_id="app-title", elem_classes="app-title")
@@ -101,9 +108,19 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     return demo
 
 
-def configure_queue(demo: gr.Blocks) -> gr.Blocks:
-    # GPU events set their own concurrency_id / limit; everything else is light (tokenizers, plans).
-    return demo.queue(default_concurrency_limit=8, max_size=256)
+def configure_queue(demo: gr.Blocks, ctx: AppContext | None = None) -> gr.Blocks:
+    """The queue, and what keeps a public link safe (issue #19): every queued event validated
+    before it is queued, one queue group per kind of work, bounded per-session memory.
+    ``api_open=False``: queued events cannot be called around the queue (``/run/…``)."""
+    limits = ctx.limits if ctx is not None else limits_mod.current()
+    demo = demo.queue(default_concurrency_limit=8, max_size=limits.queue_size, api_open=False)
+    if ctx is not None:
+        from ui import scheduling, sessions, validation
+
+        validation.install(demo, ctx, limits)
+        scheduling.apply(demo, limits, ctx)
+        sessions.install(demo)
+    return demo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -125,6 +142,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             help=f"serve the {role} role from an OpenAI-compatible server (e.g. http://gpu-box:8000/v1)")
         parser.add_argument(f"--{role}-endpoint-model", default=None, metavar="NAME",
                             help=f"the {role} model's name on that server (default: the catalog's Hub id)")
+    parser.add_argument("--allow-custom-models", action="store_true",
+                        default=os.environ.get(CUSTOM_MODELS_ENV, "").lower() in {"1", "true", "yes", "on"},
+                        help="let students load any Hub id (downloads allowed) or a folder of the model caches; "
+                             "default: only the catalog's models")
     return parser.parse_args(argv)
 
 
@@ -140,10 +161,12 @@ def apply_endpoint_flags(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    install_log_redaction()  # before anything logs: keys and URL credentials never reach the logs
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     set_forced_lang(args.lang)
     apply_endpoint_flags(args)
+    set_custom_models_allowed(args.allow_custom_models)
     from engine.hub_cache import go_offline_if_unreachable
 
     offline = go_offline_if_unreachable()
@@ -156,9 +179,12 @@ def main(argv: list[str] | None = None) -> None:
 
         preload(ctx.manager, ctx.catalog)
         prefetch(ctx.catalog, has_token())
-    demo = configure_queue(build_app(ctx))
+    demo = configure_queue(build_app(ctx), ctx)
+    limits = ctx.limits
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, i18n=build_i18n(),
-                css=load_css(), head=load_head(), theme=gr.themes.Soft(), show_error=True)
+                css=load_css(), head=load_head(), theme=gr.themes.Soft(), show_error=True,
+                state_session_capacity=limits.sessions, max_file_size=limits.upload_bytes,
+                allowed_paths=[str(tempfiles.root())])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Base vs instruct: the same prompt to two models, both decoded in one loop."""
+"""Base vs instruct: the same prompt to two models, both decoded in one loop.
+
+A role that cannot be loaded (an inference server down at first use, a model not in the
+cache) costs only its own pane: the other one still streams."""
 from __future__ import annotations
 
 import threading
@@ -8,10 +11,11 @@ from typing import Callable, Iterator
 from engine.catalog import ModelSpec
 from engine.errors import UserError
 from engine.generation import SamplingParams, StreamUpdate, stream_many
+from engine.limits import current as current_limits
 from engine.llm import LLMHandle, PreparedPrompt
 from engine.models import ModelManager
 
-MAX_PROMPT_CHARS = 20_000
+MAX_PROMPT_CHARS = 20_000  # kept for callers; the running profile's limit is ``limits.prompt_chars``
 
 
 @dataclass
@@ -54,13 +58,21 @@ def compare_stream(manager: ModelManager, base_spec: ModelSpec, instruct_spec: M
                    progress: Callable[[float, str], None] | None = None) -> Iterator[tuple[PaneState, PaneState]]:
     if not prompt or not prompt.strip():
         raise UserError("err.empty_prompt")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise UserError("err.prompt_too_many_chars", chars=f"{len(prompt):,}", limit=f"{MAX_PROMPT_CHARS:,}")
-    base = manager.llm(base_spec, _sub(progress, 0.0, 0.5, base_spec.id))
-    instruct = manager.llm(instruct_spec, _sub(progress, 0.5, 1.0, instruct_spec.id))
+    limits = current_limits()
+    max_chars = min(MAX_PROMPT_CHARS, limits.prompt_chars)
+    if len(prompt) > max_chars:
+        raise UserError("err.prompt_too_many_chars", chars=f"{len(prompt):,}", limit=f"{max_chars:,}")
+    base, base_err = _load(manager, base_spec, _sub(progress, 0.0, 0.5, base_spec.id))
+    instruct, instr_err = _load(manager, instruct_spec, _sub(progress, 0.5, 1.0, instruct_spec.id))
+    if base_err is not None and instr_err is not None:
+        raise base_err
+    if base is None or instruct is None:  # one pane reports its error, the other streams alone
+        yield from _one_pane(base, instruct, base_spec, instruct_spec, base_err or instr_err, prompt, params,
+                             system=system, template_on_base=template_on_base, top_probs=top_probs, stop=stop)
+        return
     base_in, instr_in = prepare_inputs(base, instruct, prompt, system, template_on_base)
-    base.check_length(base_in, params.max_new_tokens)
-    instruct.check_length(instr_in, params.max_new_tokens)
+    _check_length(base, base_in, params)
+    _check_length(instruct, instr_in, params)
     if getattr(base, "remote", False) and not template_on_base:
         base_in.note = base_in.note or "server_raw"
     panes = (PaneState("base", base_spec.id, base_in), PaneState("instruct", instruct_spec.id, instr_in))
@@ -68,6 +80,41 @@ def compare_stream(manager: ModelManager, base_spec: ModelSpec, instruct_spec: M
     for updates in stream_many([(base, base_in), (instruct, instr_in)], params, top_probs=top_probs, stop=stop):
         panes[0].update, panes[1].update = updates
         yield panes
+
+
+def _one_pane(base: LLMHandle | None, instruct: LLMHandle | None, base_spec: ModelSpec, instruct_spec: ModelSpec,
+              error: UserError, prompt: str, params: SamplingParams, *, system: str, template_on_base: bool,
+              top_probs: int, stop: threading.Event | None) -> Iterator[tuple[PaneState, PaneState]]:
+    """The role that loaded streams; the other pane shows why its model could not be used."""
+    alive, alive_spec, failed_spec = (instruct, instruct_spec, base_spec) if base is None else (base, base_spec,
+                                                                                               instruct_spec)
+    chat = alive is instruct or (template_on_base and getattr(alive, "has_chat_template", False))
+    alive_in = alive.prepare_chat([{"role": "user", "content": prompt}], system=system) if chat \
+        else alive.prepare_raw(prompt)
+    _check_length(alive, alive_in, params)
+    failed = PaneState("base" if base is None else "instruct", failed_spec.id, PreparedPrompt(text="", input_ids=[]),
+                       StreamUpdate(finished=True, stop_reason="error", error=error))
+    running = PaneState("instruct" if base is None else "base", alive_spec.id, alive_in)
+    panes = (failed, running) if base is None else (running, failed)
+    yield panes
+    for (update,) in stream_many([(alive, alive_in)], params, top_probs=top_probs, stop=stop):
+        running.update = update
+        yield panes
+
+
+def _load(manager: ModelManager, spec: ModelSpec, progress) -> tuple[LLMHandle | None, UserError | None]:
+    try:
+        return manager.llm(spec, progress), None
+    except UserError as err:
+        return None, err
+
+
+def _check_length(handle: LLMHandle, prompt: PreparedPrompt, params: SamplingParams) -> None:
+    """The model's context first (its message names the model), then this app's prompt budget."""
+    handle.check_length(prompt, params.max_new_tokens)
+    limit = current_limits().prompt_tokens
+    if prompt.n_tokens > limit:
+        raise UserError("safety.err.prompt_tokens", tokens=f"{prompt.n_tokens:,}", limit=f"{limit:,}")
 
 
 def _sub(progress, lo: float, hi: float, name: str):

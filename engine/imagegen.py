@@ -7,6 +7,7 @@ so uploading it restores them.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -18,6 +19,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from engine.catalog import IMAGE_ROLES, ModelSpec
 from engine.errors import UserError, as_user_error
+from engine.limits import current as current_limits
 
 METADATA_KEY = "genai-class-demo"
 TINY_SIZE, TINY_MAX_STEPS = 64, 2
@@ -212,17 +214,71 @@ def save_png(result: ImageResult, folder: Path, name: str) -> Path:
 
 
 def read_png_settings(path: str | Path) -> ImageSettings:
-    try:
-        with Image.open(path) as img:
-            raw = getattr(img, "text", {}).get(METADATA_KEY)
-    except Exception as exc:  # noqa: BLE001 - not an image
-        raise UserError("img.err.no_metadata") from exc
+    """The settings stored in a PNG made here, read from its text chunks without decoding a
+    pixel: the file's size and the image's dimensions are checked first."""
+    raw = read_png_text(path, METADATA_KEY)
     if not raw:
         raise UserError("img.err.no_metadata")
-    data = json.loads(raw)
-    if data.get("role") not in IMAGE_ROLES:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise UserError("img.err.no_metadata") from exc
+    if not isinstance(data, dict) or data.get("role") not in IMAGE_ROLES:
         raise UserError("img.err.no_metadata")
-    return ImageSettings(**{k: v for k, v in data.items() if k in ImageSettings.__dataclass_fields__})
+    return checked_settings(data)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SETTINGS_RANGES = {"steps": (1, 1000), "width": (16, 8192), "height": (16, 8192), "seed": (0, 2**63 - 1),
+                   "max_sequence_length": (1, 4096)}
+
+
+def png_dimensions(path: str | Path) -> tuple[int, int]:
+    """Width and height from the PNG header (IHDR), before Pillow reads anything else."""
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise UserError("img.err.no_metadata")
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def read_png_text(path: str | Path, key: str) -> str | None:
+    """One text chunk of a PNG (those before the image data, where :func:`save_png` writes
+    them). The pixels are never decoded (no ``load()``): a 13000×13000 PNG costs nothing."""
+    limits = current_limits()
+    size = Path(path).stat().st_size
+    if size > limits.upload_bytes:
+        raise UserError("safety.err.file_too_big", size=f"{size / 1e6:.1f}", limit=f"{limits.upload_bytes / 1e6:.0f}")
+    width, height = png_dimensions(path)
+    if width * height > limits.upload_pixels:
+        raise UserError("safety.err.png_too_large", width=width, height=height,
+                        limit=f"{limits.upload_pixels / 1e6:g}")
+    try:
+        with Image.open(path, formats=["PNG"]) as img:
+            value = img.info.get(key)  # .text would load() the whole image to find late chunks
+    except Exception as exc:  # noqa: BLE001 - truncated or not a PNG (Pillow raises several types)
+        raise UserError("img.err.no_metadata") from exc
+    return value if isinstance(value, str) else None
+
+
+def checked_settings(data: dict) -> ImageSettings:
+    """:class:`ImageSettings` from untrusted metadata: every field of the right type and range."""
+    known = {k: v for k, v in data.items() if k in ImageSettings.__dataclass_fields__}
+    for name in ("role", "model", "prompt", "negative_prompt"):
+        value = known.get(name, "")
+        if not isinstance(value, str) or len(value) > max(300, current_limits().image_prompt_chars):
+            raise UserError("safety.err.png_settings", field=name)
+    for name, (lo, hi) in SETTINGS_RANGES.items():
+        value = known.get(name)
+        if value is None and name == "max_sequence_length":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise UserError("safety.err.png_settings", field=name)
+    guidance = known.get("guidance", 0.0)
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) \
+            or not 0 <= guidance <= 100:
+        raise UserError("safety.err.png_settings", field="guidance")
+    return ImageSettings(**known)
 
 
 # ------------------------------------------------------------------ grids
@@ -238,6 +294,8 @@ def grid(images: list[Image.Image], labels: list[str], columns: int, cell: int =
     """Images in a labelled grid: a caption under each, optional row and column headers."""
     font = _font(max(11, cell // 28))
     head_font = _font(max(12, cell // 22))
+    row_labels = fit_labels(row_labels, head_font, max(cell, columns * cell) // 2)
+    column_labels = fit_labels(column_labels, head_font, cell - 8)
     caption_h = max(34, cell // 7)
     left = max(0, max((int(head_font.getlength(r)) for r in row_labels), default=0) + 16) if row_labels else 0
     top = head_font.size + 14 if column_labels else 0
@@ -255,6 +313,27 @@ def grid(images: list[Image.Image], labels: list[str], columns: int, cell: int =
         for k, line in enumerate(_wrap(label, font, cell - 8)[:2]):
             draw.text((x + 4, y + cell + 3 + k * (font.size + 2)), line, font=font, fill="#222")
     return canvas
+
+
+def fit_labels(labels: list[str] | None, font, max_px: int) -> list[str] | None:
+    """Labels cut (with "…") to ``max_px`` pixels: a label never makes the canvas wider than
+    the grid it labels, whatever its length."""
+    if labels is None:
+        return None
+    out = []
+    for text in labels:
+        text = " ".join(str(text)[:400].split())
+        if font.getlength(text) > max_px:
+            lo, hi = 0, len(text)
+            while lo < hi:  # the longest prefix that fits with its ellipsis
+                mid = (lo + hi + 1) // 2
+                if font.getlength(text[:mid] + "…") <= max_px:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            text = text[:lo] + "…"
+        out.append(text)
+    return out
 
 
 def _wrap(text: str, font, width: int) -> list[str]:

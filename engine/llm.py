@@ -97,9 +97,13 @@ class LLMHandle:
 
     def check_length(self, prompt: PreparedPrompt, max_new_tokens: int) -> None:
         limit = self.context_length
-        if prompt.n_tokens + max_new_tokens > limit:
-            raise UserError("err.prompt_too_long", tokens=prompt.n_tokens, model=self.spec.id,
-                            limit=limit - max_new_tokens)
+        if prompt.n_tokens + max_new_tokens <= limit:
+            return
+        if prompt.n_tokens < limit:  # the prompt fits: it is the answer's budget that does not
+            raise UserError("safety.err.new_tokens", model=self.spec.id, context=f"{limit:,}",
+                            tokens=f"{prompt.n_tokens:,}", limit=f"{limit - prompt.n_tokens:,}")
+        raise UserError("err.prompt_too_long", tokens=prompt.n_tokens, model=self.spec.id,
+                        limit=limit - max_new_tokens)
 
 
 def token_piece(tokenizer, token_id: int) -> str:

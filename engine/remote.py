@@ -4,7 +4,11 @@ The server does the decoding; this module streams its answers into the same
 :class:`~engine.generation.StreamUpdate` objects as local models, detects what the server
 supports (token log-probabilities, ``n`` > 1, raw ``/v1/completions`` for base models) and
 says so instead of degrading silently. The API key comes from the environment and is never
-put in a spec, a message or a log line.
+put in a spec, a message or a log line; messages name the URL without its credentials.
+
+Every request is bounded (``engine/limits.py``): an overall deadline, Stop effective within a
+fraction of a second even while the server sends nothing, a cap per streamed line and per
+answer (``engine/remote_io.py``).
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import json
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -21,9 +25,15 @@ import httpx
 from engine.catalog import ModelSpec
 from engine.errors import UserError
 from engine.generation import Completion, SamplingParams, StreamState, StreamUpdate, TokenInfo
+from engine.limits import current as current_limits
 from engine.llm import PreparedPrompt
+from engine.redact import redact_url, remote_text
+from engine.remote_io import Deadline, error_detail, iter_lines, parse_json, read_capped
 
-TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=30.0, pool=5.0)
+# read: the longest silence tolerated between two bytes; the whole request has its own deadline
+TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
+CHECK_TIMEOUT = httpx.Timeout(connect=5.0, read=10.0, write=10.0, pool=5.0)
+WATCH_INTERVAL_S = 0.1  # how often a running request looks at its Stop event and deadline
 
 
 def api_key(role: str) -> str | None:
@@ -48,9 +58,8 @@ class Capabilities:
 EXTENSION_FIELDS = ("top_k", "repetition_penalty")
 
 
-def _rejects_extensions(resp: httpx.Response) -> bool:
-    text = resp.text.lower()
-    return resp.status_code in (400, 422) and any(f in text for f in EXTENSION_FIELDS)
+def _rejects_extensions(status: int, text: str) -> bool:
+    return status in (400, 422) and any(f in text.lower() for f in EXTENSION_FIELDS)
 
 
 @dataclass
@@ -66,6 +75,11 @@ class RemoteLLM:
     @property
     def url(self) -> str:
         return self.spec.endpoint or ""
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as messages show it: without ``user:password@`` or secret query values."""
+        return redact_url(self.url)
 
     @property
     def model_name(self) -> str:
@@ -106,18 +120,21 @@ class RemoteLLM:
     def check_reachable(self) -> None:
         """Fail early, with a clear message, if the server is down or refuses the key."""
         try:
-            resp = httpx.get(f"{self.url}/models", headers=self._headers(), timeout=TIMEOUT)
+            with httpx.stream("GET", f"{self.url}/models", headers=self._headers(), timeout=CHECK_TIMEOUT) as resp:
+                status = resp.status_code
+                body = read_capped(resp, 256 * 1024, Deadline(15.0)) if status == 200 else b""
         except httpx.HTTPError as exc:
             raise map_http_error(exc, self) from exc
-        if resp.status_code in (401, 403):
-            raise UserError("err.endpoint_auth", url=self.url, status=resp.status_code)
-        if resp.status_code == 200:
+        if status in (401, 403):
+            raise UserError("err.endpoint_auth", url=self.shown_url, status=status)
+        if status == 200:
             try:
-                names = [m.get("id") for m in resp.json().get("data", [])]
-            except (ValueError, AttributeError):
+                names = [str(m.get("id"))[:80] for m in json.loads(body).get("data", [])]
+            except (ValueError, AttributeError, TypeError):
                 names = []
-            if names and self.model_name not in names and not any(self.model_name in (n or "") for n in names):
-                raise UserError("err.endpoint_model", url=self.url, model=self.model_name, served=", ".join(map(str, names[:5])))
+            if names and self.model_name not in names and not any(self.model_name in n for n in names):
+                raise UserError("err.endpoint_model", url=self.shown_url, model=self.model_name,
+                                served=remote_text(", ".join(names[:5]), 300))
 
     def _payload(self, prompt: PreparedPrompt, params: SamplingParams, top_probs: int, chat: bool, n: int = 1,
                  stream: bool = True) -> dict:
@@ -149,8 +166,10 @@ class RemoteLLM:
         chat = self.use_chat(prompt)
         path = "/chat/completions" if chat else "/completions"
         body = self._payload(prompt, params, top_probs, chat)
+        limits = current_limits()
         with httpx.Client(timeout=TIMEOUT, headers=self._headers()) as client:
             with client.stream("POST", self.url + path, json=body) as resp:
+                update.attach(resp)  # Stop and the deadline close it from the watcher thread
                 if resp.status_code == 404 and not chat:
                     self.caps.completions = False
                     update.note = "no_raw_completions"
@@ -159,26 +178,28 @@ class RemoteLLM:
                                          messages=[{"role": "user", "content": prompt.text}])
                     return self.stream(raw, params, top_probs, stop, update)
                 if resp.status_code >= 400:
-                    resp.read()
-                    if _rejects_extensions(resp) and self.caps.extensions is not False:
+                    detail = error_detail(resp)
+                    if _rejects_extensions(resp.status_code, detail) and self.caps.extensions is not False:
                         self.caps.extensions = False
                         update.note = "no_extensions"
                         return self.stream(prompt, params, top_probs, stop, update)
-                    raise http_status_error(resp, self)
+                    raise http_status_error(resp.status_code, detail, self)
                 if not chat:
                     self.caps.completions = True
                 saw_finish = False
-                for line in resp.iter_lines():
-                    if stop.is_set():
-                        update.finish("stopped")
+                for line in iter_lines(resp, limits.remote_chunk_bytes, self.shown_url):
+                    if update.done:  # stopped, or past its deadline (the watcher finished it)
                         return
                     if not line.startswith("data:"):
-                        continue
+                        continue  # keep-alive comments and blank lines: the deadline still runs
                     data = line[5:].strip()
                     if data == "[DONE]":
                         break
-                    chunk = json.loads(data)
-                    for choice in chunk.get("choices", []):
+                    chunk = parse_json(data, self.shown_url)
+                    if not isinstance(chunk, dict):
+                        raise UserError("safety.err.endpoint_not_json", url=self.shown_url,
+                                        detail=remote_text(data, 120))
+                    for choice in chunk.get("choices") or []:
                         piece = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
                         if piece:
                             update.add_piece(piece, _top_from_chunk(choice, chat) if top_probs else None)
@@ -190,72 +211,146 @@ class RemoteLLM:
                     usage = chunk.get("usage") or {}
                     if usage.get("completion_tokens"):
                         update.n_tokens = int(usage["completion_tokens"])
-                if not saw_finish:
-                    raise UserError("err.endpoint_broken", url=self.url)
+                    if update.chars > limits.remote_answer_chars:
+                        update.note = "answer_capped"
+                        update.finish("length")
+                        return
+                if not saw_finish and not update.done:
+                    raise UserError("err.endpoint_broken", url=self.shown_url)
+
+    def _post(self, path: str, body: dict, deadline: Deadline) -> dict:
+        """One non-streamed request: the JSON answer, read within the caps and the deadline."""
+        limits = current_limits()
+        with httpx.Client(timeout=TIMEOUT, headers=self._headers()) as client:
+            with client.stream("POST", self.url + path, json=body) as resp:
+                if resp.status_code >= 400:
+                    detail = error_detail(resp)
+                    if _rejects_extensions(resp.status_code, detail) and any(f in body for f in EXTENSION_FIELDS):
+                        self.caps.extensions = False
+                        retry = {k: v for k, v in body.items() if k not in EXTENSION_FIELDS}
+                        return self._post(path, retry, deadline)
+                    raise http_status_error(resp.status_code, detail, self)
+                data = read_capped(resp, 4 * limits.remote_answer_chars + 65_536, deadline)
+        if deadline.passed:
+            raise UserError("safety.err.endpoint_deadline", url=self.shown_url, seconds=f"{deadline.seconds:g}")
+        answer = parse_json(data, self.shown_url)
+        if not isinstance(answer, dict):
+            raise UserError("safety.err.endpoint_not_json", url=self.shown_url, detail=remote_text(data, 120))
+        return answer
 
     def generate_many(self, prompts: Sequence[PreparedPrompt], params: SamplingParams, n_per_prompt: int,
                       stop: threading.Event | None) -> list[Completion]:
         """One request per prompt with ``n`` samples if the server honours ``n``; otherwise the
-        missing samples are sent as separate concurrent requests (with their own seeds)."""
-        stop = stop or threading.Event()
-        results: list[Completion] = []
+        missing samples are sent as separate concurrent requests (with their own seeds).
+
+        Bounded like a stream: one deadline for the whole call, Stop effective within
+        ``WATCH_INTERVAL_S`` (samples not received then come back empty, ``"stopped"``)."""
+        deadline = Deadline(current_limits().remote_deadline_s, stop)
+        limit = current_limits().remote_answer_chars
 
         def one(pi: int, sj: int, n: int) -> list[tuple[int, int, str, int, str, float]]:
             started = time.perf_counter()
             p = params if sj == 0 else SamplingParams(**{**params.__dict__, "seed": params.seed + sj})
             chat = self.use_chat(prompts[pi])
             body = self._payload(prompts[pi], p, 0, chat, n=n, stream=False)
-            url = self.url + ("/chat/completions" if chat else "/completions")
             try:
-                resp = httpx.post(url, json=body, headers=self._headers(), timeout=TIMEOUT)
-                if _rejects_extensions(resp):
-                    self.caps.extensions = False
-                    for name in EXTENSION_FIELDS:
-                        body.pop(name, None)
-                    resp = httpx.post(url, json=body, headers=self._headers(), timeout=TIMEOUT)
+                answer = self._post("/chat/completions" if chat else "/completions", body, deadline)
             except httpx.HTTPError as exc:
                 raise map_http_error(exc, self) from exc
-            if resp.status_code >= 400:
-                raise http_status_error(resp, self)
+            choices = [c for c in (answer.get("choices") or []) if isinstance(c, dict)]
+            usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+            toks = int(usage.get("completion_tokens") or 0) // max(1, len(choices))
             out = []
-            for k, choice in enumerate(resp.json().get("choices", [])):
+            for k, choice in enumerate(choices[:n]):
                 text = (choice.get("message") or {}).get("content", "") if chat else choice.get("text", "")
                 reason = "eos" if choice.get("finish_reason") == "stop" else "length"
-                usage = resp.json().get("usage") or {}
-                toks = int(usage.get("completion_tokens", 0)) // max(1, len(resp.json().get("choices", [])))
-                out.append((pi, sj + k, text, toks, reason, time.perf_counter() - started))
+                out.append((pi, sj + k, str(text or "")[:limit], toks, reason, time.perf_counter() - started))
             return out
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            first = [pool.submit(one, pi, 0, n_per_prompt) for pi in range(len(prompts))]
-            rows = [r for f in first for r in f.result()]
-            if n_per_prompt > 1:
+        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="remote-batch")
+        rows: list[tuple] = []
+        try:
+            rows += self._collect([pool.submit(one, pi, 0, n_per_prompt) for pi in range(len(prompts))], deadline)
+            if n_per_prompt > 1 and not deadline.over:
                 got = {pi: sum(1 for r in rows if r[0] == pi) for pi in range(len(prompts))}
                 self.caps.n = all(v >= n_per_prompt for v in got.values())
                 extra = [pool.submit(one, pi, sj, 1) for pi in range(len(prompts))
-                         for sj in range(got[pi], n_per_prompt) if not stop.is_set()]
-                rows += [r for f in extra for r in f.result()]
-        for pi, sj, text, toks, reason, secs in sorted(rows, key=lambda r: (r[0], r[1])):
-            results.append(Completion(text=text, n_tokens=toks, seconds=secs, stop_reason=reason,
-                                      prompt=prompts[pi], prompt_index=pi, sample_index=sj))
-        return results
+                         for sj in range(got[pi], n_per_prompt)]
+                rows += self._collect(extra, deadline)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # a stalled request must not hold the caller
+        done = {(r[0], r[1]) for r in rows}
+        rows += [(pi, sj, "", 0, "stopped", 0.0) for pi in range(len(prompts)) for sj in range(n_per_prompt)
+                 if (pi, sj) not in done]
+        return [Completion(text=text, n_tokens=toks, seconds=secs, stop_reason=reason, prompt=prompts[pi],
+                           prompt_index=pi, sample_index=sj)
+                for pi, sj, text, toks, reason, secs in sorted(rows, key=lambda r: (r[0], r[1]))]
+
+    def _collect(self, futures: list, deadline: Deadline) -> list[tuple]:
+        """The rows of the futures that finish before Stop or the deadline (errors re-raised)."""
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=WATCH_INTERVAL_S, return_when=FIRST_EXCEPTION)
+            for f in finished:
+                if f.exception() is not None:
+                    raise f.exception()
+            if deadline.stop.is_set():
+                break
+            if deadline.passed and pending:
+                raise UserError("safety.err.endpoint_deadline", url=self.shown_url, seconds=f"{deadline.seconds:g}")
+        return [r for f in futures if f.done() and not f.cancelled() and f.exception() is None for r in f.result()]
 
 
 class RemoteRequest(StreamState):
-    """A server-side generation read in a thread; same reading interface as a local Request."""
+    """A server-side generation read in a thread; same reading interface as a local Request.
+
+    A second, tiny thread watches the Stop event and the deadline: either ends the request at
+    once (the reader may still be blocked on a silent server; its late data is ignored) and
+    closes the response."""
 
     def __init__(self, llm: RemoteLLM, prompt: PreparedPrompt, params: SamplingParams, *, top_probs: int,
                  stop: threading.Event | None, notify: threading.Condition | None) -> None:
         super().__init__(stop, notify)
         self.llm = llm
         self.pieces: list[str] = []
+        self.chars = 0
         self.infos: list[TokenInfo] = []
         self.n_tokens = 0
         self.note: str | None = None
         self.top_probs = top_probs
+        self._response: httpx.Response | None = None
+        self._deadline = Deadline(current_limits().remote_deadline_s, self.stop)
         self._thread = threading.Thread(target=self._run, args=(prompt, params, top_probs), daemon=True,
                                         name="remote-stream")
+        self._watcher = threading.Thread(target=self._watch, daemon=True, name="remote-watch")
         self._thread.start()
+        self._watcher.start()
+
+    def attach(self, response: httpx.Response) -> None:
+        self._response = response
+        if self.done:
+            self._close()
+
+    def _close(self) -> None:
+        resp = self._response
+        if resp is not None:
+            try:
+                resp.close()
+            except Exception:  # noqa: BLE001 - closing from another thread may race the reader
+                pass
+
+    def _watch(self) -> None:
+        while not self.done:
+            if self.stop.wait(WATCH_INTERVAL_S):
+                self.finish("stopped")
+            elif self._deadline.passed:
+                self.finish("error", UserError("safety.err.endpoint_deadline", url=self.llm.shown_url,
+                                               seconds=f"{self._deadline.seconds:g}"))
+            else:
+                continue
+            self._publish()
+            self._close()
+            return
 
     def _run(self, prompt: PreparedPrompt, params: SamplingParams, top_probs: int) -> None:
         try:
@@ -266,15 +361,19 @@ class RemoteRequest(StreamState):
             self.finish("error", exc)
         except httpx.HTTPError as exc:
             self.finish("error", map_http_error(exc, self.llm))
-        except Exception as exc:  # noqa: BLE001 - a malformed stream
-            self.finish("error", UserError("err.endpoint_broken", url=self.llm.url))
-            self.error.__cause__ = exc
+        except Exception as exc:  # noqa: BLE001 - a malformed stream, or the watcher closed it
+            self.finish("error", UserError("err.endpoint_broken", url=self.llm.shown_url))
+            if self.error is not None and self.error.__cause__ is None:
+                self.error.__cause__ = exc
         self._publish()
 
     def add_piece(self, piece: str, top: list[tuple[str, float]] | None) -> None:
+        if self.done:
+            return
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         self.pieces.append(piece)
+        self.chars += len(piece)
         self.n_tokens += 1
         if top is not None:
             prob = next((p for t, p in top if t == piece), top[0][1] if top else 0.0)
@@ -312,22 +411,19 @@ def _top_from_chunk(choice: dict, chat: bool) -> list[tuple[str, float]] | None:
 
 def map_http_error(exc: BaseException, llm: RemoteLLM) -> UserError:
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-        return UserError("err.endpoint_unreachable", url=llm.url)
+        return UserError("err.endpoint_unreachable", url=llm.shown_url)
     if isinstance(exc, httpx.TimeoutException):
-        return UserError("err.endpoint_timeout", url=llm.url)
-    return UserError("err.endpoint_broken", url=llm.url)
+        return UserError("err.endpoint_timeout", url=llm.shown_url)
+    return UserError("err.endpoint_broken", url=llm.shown_url)
 
 
-def http_status_error(resp: httpx.Response, llm: RemoteLLM) -> UserError:
-    if resp.status_code in (401, 403):
-        return UserError("err.endpoint_auth", url=llm.url, status=resp.status_code)
-    try:
-        detail = json.dumps(resp.json())[:300]
-    except ValueError:
-        detail = resp.text[:300]
-    if resp.status_code == 404 or "model" in detail.lower():
-        return UserError("err.endpoint_model", url=llm.url, model=llm.model_name, served=detail)
-    return UserError("err.endpoint_status", url=llm.url, status=resp.status_code, detail=detail)
+def http_status_error(status: int, detail: str, llm: RemoteLLM) -> UserError:
+    """``detail``: the error body as short redacted text (``remote_io.error_detail``)."""
+    if status in (401, 403):
+        return UserError("err.endpoint_auth", url=llm.shown_url, status=status)
+    if status == 404 or "model" in detail.lower():
+        return UserError("err.endpoint_model", url=llm.shown_url, model=llm.model_name, served=detail)
+    return UserError("err.endpoint_status", url=llm.shown_url, status=status, detail=detail)
 
 
 def load_remote(spec: ModelSpec) -> RemoteLLM:

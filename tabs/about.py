@@ -6,6 +6,7 @@ import pandas as pd
 
 from engine.catalog import ROLES
 from engine.hub_cache import is_cached, offline_estimate_bytes
+from engine.redact import redact_url
 from ui.context import AppContext
 from ui.i18n import I18N, request_lang, t
 from ui.zerogpu import residency_markdown
@@ -18,7 +19,7 @@ def roles_table(ctx: AppContext, lang: str = "en") -> pd.DataFrame:
         est = offline_estimate_bytes(ctx.manager, spec)
         rows.append({
             t("about.col_role", lang): role,
-            t("about.col_model", lang): spec.id + (f" → {spec.endpoint}" if spec.endpoint else ""),
+            t("about.col_model", lang): spec.id + (f" → {redact_url(spec.endpoint)}" if spec.endpoint else ""),
             t("about.col_precision", lang): spec.precision + (f" (transformer {spec.transformer_precision})" if spec.transformer_precision else ""),
             t("about.col_cached", lang): "✅" if is_cached(spec) else "—",
             t("about.col_estimate", lang): round(est / 1e9, 2) if est else None,

@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import gradio as gr
 
-from engine import gpu_tasks
+from engine import gpu_tasks, tempfiles
 from engine.cards import CardContent, PaneResult, render_markdown, render_png
 from engine.compare import PaneState
 from ui import zerogpu
 from ui.context import AppContext
-from ui.feedback import guard, warn
+from ui.feedback import error_message, guard, warn
 from ui.i18n import I18N, request_lang, t
 from ui.share import share_row
 from ui.token_probs import render_output
@@ -43,9 +42,7 @@ def pane_header(title_key: str, model: str, lang: str) -> str:
 def pane_stats(state: PaneState, lang: str) -> str:
     u = state.update
     if u.error is not None:
-        key = getattr(u.error, "key", "err.unexpected")
-        params = getattr(u.error, "params", {"detail": repr(u.error)})
-        return "⚠️ " + t(key, lang, **params)
+        return "⚠️ " + error_message(u.error, lang, markdown=True)
     reason = t(f"bvi.reason_{u.stop_reason}", lang) if u.stop_reason else t("bvi.reason_running", lang)
     ttft = f"{u.ttft_s:.2f} s" if u.ttft_s is not None else "…"
     return t("bvi.stats", lang, ttft=ttft, tokens=u.n_tokens, tps=f"{u.tokens_per_s:.1f}", reason=reason)
@@ -165,7 +162,7 @@ def build(ctx: AppContext) -> None:
             warn("bvi.no_result", request)
             return None, ""
         card = card_content(result, lang)
-        path = Path(tempfile.mkdtemp(prefix="card-")) / "base-vs-instruct.png"
+        path = tempfiles.new_dir("card") / "base-vs-instruct.png"
         render_png(card, path)
         return str(path), render_markdown(card)
 

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
-from engine import gpu_tasks, imagegen
+from engine import gpu_tasks, imagegen, tempfiles
 from engine.catalog import IMAGE_ROLES
 from engine.errors import UserError
 from engine.prompt_recipe import FIELDS, STYLE_PRESETS, apply_preset, assemble
@@ -135,18 +134,30 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         reuse_note = gr.Markdown()
 
     # ---------------------------------------------------------------- handlers
-    def make_images(specs_settings, progress, lang, request) -> list[imagegen.ImageResult]:
-        """One GPU call for every (spec, settings); a model that cannot run is skipped with a warning."""
-        results, folder = [], Path(tempfile.mkdtemp(prefix="images-"))
+    def make_images(specs_settings, progress, lang, request, time_limit_s: float | None = None,
+                    on_time_limit=None) -> list[imagegen.ImageResult]:
+        """One GPU call for every (spec, settings); a model that cannot run is skipped with a warning.
+        Requests take turns image by image (round-robin between students); ``time_limit_s`` ends a
+        sweep early, keeping what it made (``on_time_limit(event)`` is told instead of a warning)."""
+        results, folder = [], tempfiles.new_dir("images")
 
         def skipped(event: gpu_tasks.Skipped) -> str:
             return t("img.skipped", lang, model=imagegen.DEFAULTS[event.role].title,
                      reason=t(event.key, lang, **event.params))
 
-        job = gpu_tasks.ImagesJob(tuple(gpu_tasks.ImageItem(spec, s) for spec, s in specs_settings))
-        for done in gpu_tasks.call(gpu_tasks.images, job, zerogpu.stop_key(request, "images"),
-                                   on_progress=zerogpu.progress_to(progress, lang),
-                                   on_notice=zerogpu.warn_notice(lang, skipped)):
+        warn_notice = zerogpu.warn_notice(lang, skipped)
+
+        def notice(event) -> None:
+            if isinstance(event, gpu_tasks.TimeLimit) and on_time_limit is not None:
+                on_time_limit(event)
+            else:
+                warn_notice(event)
+
+        key = zerogpu.stop_key(request, "images")
+        job = gpu_tasks.ImagesJob(tuple(gpu_tasks.ImageItem(spec, s) for spec, s in specs_settings),
+                                  owner=key[0], time_limit_s=time_limit_s)
+        for done in gpu_tasks.call(gpu_tasks.images, job, key, on_progress=zerogpu.progress_to(progress, lang),
+                                   on_notice=notice):
             result = imagegen.ImageResult(image=done.image, settings=done.settings, seconds=done.seconds)
             imagegen.save_png(result, folder, f"{done.index:02d}-{done.settings.role}")
             results.append(result)
@@ -208,7 +219,12 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
                 if tiny:
                     s = replace(s, steps=min(s.steps, imagegen.TINY_MAX_STEPS))
                 jobs.append((spec, s))
-        results = make_images(jobs, progress, lang, request)
+        expired = []
+        results = make_images(jobs, progress, lang, request, time_limit_s=ctx.limits.sweep_seconds,
+                              on_time_limit=expired.append)
+        if expired:
+            gr.Warning(t("safety.sweep_time_limit", lang, seconds=f"{ctx.limits.sweep_seconds:g}", done=len(results),
+                         total=len(jobs)))
         if not results:
             return None, []
         image = imagegen.grid([r.image for r in results], [f"{r.seconds:.1f} s" for r in results], columns=len(xs),

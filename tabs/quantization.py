@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import html
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
-from engine import gpu_tasks
+from engine import gpu_tasks, tempfiles
 from engine.errors import UserError
+from engine.model_policy import custom_models_allowed
 from engine.quantization import live, planner, weights
 from ui import zerogpu
 from ui.context import AppContext
@@ -206,8 +205,9 @@ def _build_weights(ctx: AppContext) -> None:
                               value="synthetic", label=I18N("quant.source"), elem_id="quant-source")
             outliers = gr.Slider(0, 64, value=8, step=1, label=I18N("quant.outliers"),
                                  info=I18N("quant.outliers_info"), elem_id="quant-outliers")
-            model = gr.Dropdown(model_choices(ctx), value=subject, label=I18N("quant.model"), allow_custom_value=True,
-                                filterable=True, visible=False, elem_id="quant-w-model")
+            model = gr.Dropdown(model_choices(ctx), value=subject, label=I18N("quant.model"),
+                                allow_custom_value=custom_models_allowed(), filterable=True, visible=False,
+                                elem_id="quant-w-model")
             layer = gr.Dropdown([], value="", label=I18N("quant.layer"), allow_custom_value=True, visible=False,
                                 elem_id="quant-layer")
             method = gr.Dropdown(method_choices(), value="nf4", label=I18N("quant.method"), elem_id="quant-method")
@@ -267,8 +267,8 @@ def _build_planner(ctx: AppContext) -> None:
     gr.Markdown(I18N("quant.p_intro"))
     with gr.Row():
         model = gr.Dropdown(planner.preset_choices(), value="mistral-7b", label=I18N("quant.p_model"),
-                            info=I18N("quant.p_model_info"), allow_custom_value=True, filterable=True,
-                            elem_id="quant-p-model")
+                            info=I18N("quant.p_model_info"), allow_custom_value=custom_models_allowed(),
+                            filterable=True, elem_id="quant-p-model")
         context = gr.Slider(128, 131072, value=4096, step=128, label=I18N("quant.p_context"), elem_id="quant-p-context")
         batch = gr.Slider(1, 64, value=1, step=1, label=I18N("quant.p_batch"), elem_id="quant-p-batch")
         run = gr.Button(I18N("quant.p_run"), variant="primary", elem_id="quant-p-run")
@@ -311,7 +311,7 @@ def _build_live(ctx: AppContext, tiny: bool) -> None:
                                           elem_id="quant-l-precisions")
         with gr.Column(scale=1):
             model = gr.Dropdown(model_choices(ctx), value=subject.id, label=I18N("quant.l_model"),
-                                allow_custom_value=True, filterable=True, elem_id="quant-l-model")
+                                allow_custom_value=custom_models_allowed(), filterable=True, elem_id="quant-l-model")
             max_tokens = gr.Slider(4, 512, value=default_tokens, step=1, label=I18N("quant.l_max_tokens"),
                                    elem_id="quant-l-tokens")
             with gr.Row():
@@ -356,7 +356,7 @@ def _build_live(ctx: AppContext, tiny: bool) -> None:
         for rows in gpu_tasks.call(gpu_tasks.quantize, job, zerogpu.stop_key(request, "quantize"),
                                    on_progress=zerogpu.progress_to(progress, lang), on_notice=zerogpu.warn_notice(lang)):
             yield emit(rows, None, False)
-        path = Path(tempfile.mkdtemp(prefix="quant-")) / "quantization-results.csv"
+        path = tempfiles.new_dir("quant") / "quantization-results.csv"
         live.write_csv(rows, path)
         yield emit(rows, str(path), True)
 

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import html
-import tempfile
 
 import gradio as gr
 import pandas as pd
 
-from engine import gpu_tasks
+from engine import gpu_tasks, tempfiles
 from engine.catalog import ModelSpec
 from engine.generation import SamplingParams
 from engine.techniques import tasks as task_sets
@@ -16,6 +15,7 @@ from engine.techniques.extraction import format_number
 from engine.techniques.tasks import CUSTOM, Task
 from engine.techniques.techniques import TECHNIQUES, Call, Run, Settings
 from engine.errors import UserError
+from engine.model_policy import custom_models_allowed
 from ui import zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn
@@ -291,7 +291,7 @@ def build(ctx: AppContext) -> None:
     with gr.Accordion(I18N("tech.model_settings"), open=False, elem_id="tech-model-settings"):
         with gr.Row():
             model = gr.Dropdown(model_choices(ctx), value=ctx.catalog.spec("instruct_llm").id, label=I18N("tech.model"),
-                                allow_custom_value=True, filterable=True, elem_id="tech-model", scale=2)
+                                allow_custom_value=custom_models_allowed(), filterable=True, elem_id="tech-model", scale=2)
             max_new_tokens = gr.Slider(4, 2048, value=default_tokens, step=1, label=I18N("common.max_new_tokens"))
             greedy = gr.Checkbox(True, label=I18N("common.greedy"), info=I18N("tech.greedy_info"))
             temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label=I18N("common.temperature"))
@@ -441,7 +441,7 @@ def build(ctx: AppContext) -> None:
                 yield bench_outputs(outcome, lang, None)
         if outcome is None:
             return
-        folder = tempfile.mkdtemp(prefix="techniques-")
+        folder = tempfiles.new_dir("techniques")
         files = [str(p) for p in outcome.write_csv(folder)]
         yield bench_outputs(outcome, lang, files)
 

@@ -18,6 +18,9 @@ CASES = {
     "quantization": (["--variants", "fp32,nf4", "--tokens", "4", "--dir", "{tmp}"], ["fp32", "nf4", "tok/s"]),
     "tokenizer_views": (["--chars", "3000", "--repeat", "1"], ["whole request", "chars/s"]),
     "images": (["--sizes", "64"], ["64"]),
+    "load_soak": (["--rounds", "1", "--compares", "2", "--tokens", "4", "--tokenize", "1", "--chars", "2000",
+                   "--benchmarks", "1", "--sweeps", "1", "--images", "1", "--hostile", "6", "--soak", "8"],
+                  ["total errors: 0", "first output p50/p95", "RSS"]),
 }
 
 

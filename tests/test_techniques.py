@@ -395,9 +395,9 @@ def test_api_run_technique(client):
                                           expected_answer="42", max_new_tokens=6, api_name="/run_technique")
     assert raw["task"]["id"] == "custom" and raw["task"]["answer"] == 42 and raw["correct"] is not None
     assert raw["n_calls"] == 2 + len(raw["details"]["subquestions"])
-    from gradio_client.exceptions import AppError
+    from gradio_client.exceptions import ValidationError
 
-    with pytest.raises(AppError, match="tree_of_thoughts"):
+    with pytest.raises(ValidationError, match="tree_of_thoughts"):  # refused before it is queued
         client.predict(technique="magic", max_new_tokens=6, api_name="/run_technique")
 
 

@@ -425,7 +425,7 @@ def test_tab_handler_builds_views_and_table():
 
 
 def test_api_through_gradio_client(client):
-    from gradio_client.exceptions import AppError
+    from gradio_client.exceptions import ValidationError
 
     text = "Bonjour 😀 <b>gras</b>"
     out, table = client.predict(text, ["mistral-v1", "clip"], "", False, False, api_name="/tokenize")
@@ -434,7 +434,7 @@ def test_api_through_gradio_client(client):
     assert [r[1] for r in table["data"]] == [len(tk.get("mistral-v1").encode(text)), len(tk.get("clip").encode(text))]
     out, _ = client.predict("", ["tekken"], "", False, False, api_name="/tokenize")
     assert out == ""
-    with pytest.raises(AppError, match="limit is 100,000"):
+    with pytest.raises(ValidationError, match="limit is 100,000"):  # refused before it is queued
         client.predict("a" * (tk.MAX_CHARS + 1), ["tekken"], "", False, False, api_name="/tokenize")
     ids = tk.get("tekken").encode("Aujourd'hui, les élèves apprennent la tokenisation.")
     too_big = [i for i in ids if i >= 32000]

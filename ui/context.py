@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from engine.catalog import Catalog, ModelSpec
 from engine.hardware import Hardware
+from engine.limits import Limits, limits_for
 from engine.models import ModelManager
 
 
@@ -14,6 +15,11 @@ class AppContext:
     catalog: Catalog
     hardware: Hardware
     settings: dict = field(default_factory=dict)
+
+    @property
+    def limits(self) -> Limits:
+        """What one request may ask for on this profile (``engine/limits.py``)."""
+        return limits_for(self.catalog.profile)
 
     @property
     def llm_concurrency(self) -> int:

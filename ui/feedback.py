@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import logging
+import re
 from typing import Any, Callable
 
 import gradio as gr
 
 from engine.errors import UserError, as_user_error
+from engine.redact import redact
 from ui.i18n import request_lang, t
 
 log = logging.getLogger(__name__)
@@ -21,6 +24,31 @@ def _find_request(args: tuple, kwargs: dict) -> gr.Request | None:
     return None
 
 
+_PATH = re.compile(r"(?<![\w/.:])(?:~|/)[\w.~-]+(?:/[\w.~-]+)*")
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+
+
+def escape_text(text: str, markdown: bool = False) -> str:
+    """``text`` shown as text: secrets removed, HTML escaped, and for Markdown its syntax too."""
+    out = html.escape(redact(text), quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", out) if markdown else out
+
+
+def safe_params(params: dict, markdown: bool = False) -> dict:
+    """Message parameters for a toast (Gradio renders its text as HTML) or Markdown: text values
+    escaped, secrets removed; numbers untouched (their format specs still apply)."""
+    return {k: escape_text(v, markdown) if isinstance(v, str) else v for k, v in params.items()}
+
+
+def unexpected_detail(exc: BaseException) -> str:
+    """What a student sees of an unexpected exception: its type and a short message without
+    secrets or server paths (the full traceback goes to the server's log)."""
+    text = _PATH.sub("…", redact(f"{type(exc).__name__}: {exc}"))
+    return text[:200]
+
+
 def to_gr_error(exc: BaseException, request: gr.Request | None = None) -> gr.Error:
     if isinstance(exc, gr.Error):
         return exc
@@ -28,12 +56,28 @@ def to_gr_error(exc: BaseException, request: gr.Request | None = None) -> gr.Err
     user = as_user_error(exc)
     if user is None:
         log.exception("unexpected error in an event handler", exc_info=exc)
-        return gr.Error(t("err.unexpected", lang, detail=f"{type(exc).__name__}: {exc}"[:300]))
-    return gr.Error(t(user.key, lang, **user.params))
+        message = t("err.unexpected", lang, detail=html.escape(unexpected_detail(exc), quote=False))
+    else:
+        message = t(user.key, lang, **safe_params(user.params))
+    # logged above (redacted) when unexpected: Gradio's own traceback print would bypass the redaction
+    return gr.Error(message, print_exception=False)
+
+
+def message(key: str, lang: str, markdown: bool = False, **params: object) -> str:
+    """A translated message safe to show in a toast, or in Markdown (parameters escaped)."""
+    return t(key, lang, **safe_params(params, markdown))
+
+
+def error_message(error: BaseException, lang: str, markdown: bool = False) -> str:
+    """An error carried by a result (a pane's, a row's) as a translated, escaped message."""
+    user = as_user_error(error)
+    if user is None:
+        return t("err.unexpected", lang, detail=escape_text(unexpected_detail(error), markdown))
+    return message(user.key, lang, markdown, **user.params)
 
 
 def warn(key: str, request: gr.Request | None = None, **params: object) -> None:
-    gr.Warning(t(key, request_lang(request), **params))
+    gr.Warning(message(key, request_lang(request), **params))
 
 
 def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,4 +108,4 @@ def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-__all__ = ["UserError", "guard", "to_gr_error", "warn"]
+__all__ = ["UserError", "error_message", "escape_text", "guard", "message", "safe_params", "to_gr_error", "warn"]

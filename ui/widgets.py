@@ -7,16 +7,19 @@ from dataclasses import dataclass
 import gradio as gr
 
 from engine.catalog import ModelSpec
+from engine.catalog import LLM_ROLES
+from engine.model_policy import check_model_id, custom_models_allowed
 from engine.generation import SamplingParams
 from ui.context import AppContext
 from ui.i18n import I18N
 
 
 def model_picker(ctx: AppContext, role: str, label_key: str = "common.model", **kwargs) -> gr.Dropdown:
-    """A dropdown of the catalog's ids for ``role`` that also accepts any Hub id typed in."""
+    """A dropdown of the catalog's ids for ``role``; it also accepts a Hub id typed in when the
+    teacher allows custom models (``--allow-custom-models``)."""
     choices = ctx.catalog.llm_choices(role)
     return gr.Dropdown(choices=choices, value=ctx.catalog.spec(role).id, label=I18N(label_key),
-                       allow_custom_value=True, filterable=True, **kwargs)
+                       allow_custom_value=custom_models_allowed(), filterable=True, **kwargs)
 
 
 def spec_for(ctx: AppContext, role: str, model_id: str | None) -> ModelSpec:
@@ -24,7 +27,8 @@ def spec_for(ctx: AppContext, role: str, model_id: str | None) -> ModelSpec:
     spec = ctx.catalog.spec(role)
     model_id = (model_id or "").strip()
     if model_id and model_id != spec.id:
-        spec = spec.with_id(model_id)
+        offered = [ctx.catalog.spec(r).id for r in LLM_ROLES] + ctx.catalog.llm_choices(role)
+        spec = spec.with_id(check_model_id(model_id, offered))
     return spec
 
 

@@ -62,6 +62,8 @@ class ImageItem:
 @dataclass(frozen=True)
 class ImagesJob:
     items: tuple[ImageItem, ...]
+    owner: str = ""  # who asked (a session): requests take turns image by image, round-robin
+    time_limit_s: float | None = None  # a sweep stops after this long, keeping what it made
 
 
 # ------------------------------------------------------------------------- events back

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 from engine.errors import UserError, as_user_error
+from engine.fairness import Cancelled, FairGate
 from engine.gpu_tasks.durations import MARGIN_S, OVERHEAD_S
 from engine.gpu_tasks.jobs import (BenchmarkJob, CompareJob, Failed, ImageDone, ImagesJob, Progress, QuantizeJob,
                                    Skipped, Snapshot, TechniqueJob, TimeLimit)
@@ -29,12 +30,15 @@ Translate = Callable[..., str]  # (key, lang, **params) -> text
 _manager = None
 _translate: Translate | None = None
 _served = 0  # calls this process has run (a forked ZeroGPU worker starts from 0)
+_image_gate = FairGate(1)
 
 
-def bind(manager, translate: Translate | None = None) -> None:
-    """The app's model manager (and its translator, for texts made during the work)."""
-    global _manager, _translate
+def bind(manager, translate: Translate | None = None, image_slots: int = 1) -> None:
+    """The app's model manager (and its translator, for texts made during the work), and how many
+    images may be made at once in this process (requests take turns, round-robin)."""
+    global _manager, _translate, _image_gate
     _manager, _translate = manager, translate
+    _image_gate = FairGate(image_slots)
 
 
 def manager():
@@ -48,20 +52,24 @@ def _requested(job: Any, stop: StopToken, seconds: float) -> float:
     return seconds
 
 
-def _deadline(seconds: float) -> float | None:
-    """On ZeroGPU, when the work must stop to end within the requested duration. A fresh worker
-    (its first call) has already spent part of it copying the resident weights to its GPU."""
+def _deadline(job: Any, seconds: float) -> float | None:
+    """When the work must stop: the job's own time limit (sweeps), and on ZeroGPU the end of the
+    requested duration. A fresh worker (its first call) has already spent part of that copying
+    the resident weights to its GPU."""
     global _served
+    limit = getattr(job, "time_limit_s", None)
+    deadline = time.monotonic() + limit if limit else None
     if not on_zerogpu():
-        return None
+        return deadline
     fresh, _served = _served == 0, _served + 1
-    return time.monotonic() + seconds - (OVERHEAD_S if fresh else MARGIN_S)
+    gpu_end = time.monotonic() + seconds - (OVERHEAD_S if fresh else MARGIN_S)
+    return gpu_end if deadline is None else min(deadline, gpu_end)
 
 
 def _run(body: Callable[[Any, StopSignal, Emit], Iterator[Any]], job: Any, stop: StopToken,
          seconds: float) -> Iterator[Any]:
     """Run ``body`` (its callbacks streamed too); errors become :class:`Failed`."""
-    signal = StopSignal(stop, _deadline(seconds))
+    signal = StopSignal(stop, _deadline(job, seconds))
     try:
         yield from streamed(lambda emit: body(job, signal, emit), on_close=signal.set)
     except Exception as exc:  # noqa: BLE001 - every error reaches the UI as a message
@@ -179,7 +187,13 @@ def _images_body(job: ImagesJob, signal: StopSignal, emit: Emit) -> Iterator[Any
                 emit(Progress((i + step / steps) / n, key="img.progress",
                               params={"model": title, "step": step, "steps": steps, "i": i + 1, "n": n}))
 
-            result = imagegen.generate(pipe, item.settings, on_step=on_step, stop=signal)
+            def waiting(ahead: int, i: int = i) -> None:
+                emit(Progress(i / n, key="safety.waiting_turn", params={"ahead": ahead}))
+
+            with _image_gate.turn(job.owner, signal, on_wait=waiting):
+                result = imagegen.generate(pipe, item.settings, on_step=on_step, stop=signal)
+        except Cancelled:
+            break
         except Exception as exc:  # noqa: BLE001 - one model failing (missing, out of memory) keeps the others
             err = as_user_error(exc, item.spec.id)
             if err is None:
