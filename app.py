@@ -48,6 +48,7 @@ def make_context(profile: str = "auto", settings: dict | None = None) -> AppCont
     from engine import generation
 
     generation.set_inline(hardware.zerogpu)
+    generation.set_memory(manager)  # the engine books its KV caches with the model cache
     settings = dict(settings or {})
     settings.setdefault("engine_stats", engine_stats_markdown)
     return AppContext(manager=manager, catalog=catalog, hardware=hardware, settings=settings)

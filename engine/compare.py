@@ -56,18 +56,19 @@ def compare_stream(manager: ModelManager, base_spec: ModelSpec, instruct_spec: M
         raise UserError("err.empty_prompt")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise UserError("err.prompt_too_many_chars", chars=f"{len(prompt):,}", limit=f"{MAX_PROMPT_CHARS:,}")
-    base = manager.llm(base_spec, _sub(progress, 0.0, 0.5, base_spec.id))
-    instruct = manager.llm(instruct_spec, _sub(progress, 0.5, 1.0, instruct_spec.id))
-    base_in, instr_in = prepare_inputs(base, instruct, prompt, system, template_on_base)
-    base.check_length(base_in, params.max_new_tokens)
-    instruct.check_length(instr_in, params.max_new_tokens)
-    if getattr(base, "remote", False) and not template_on_base:
-        base_in.note = base_in.note or "server_raw"
-    panes = (PaneState("base", base_spec.id, base_in), PaneState("instruct", instruct_spec.id, instr_in))
-    yield panes
-    for updates in stream_many([(base, base_in), (instruct, instr_in)], params, top_probs=top_probs, stop=stop):
-        panes[0].update, panes[1].update = updates
+    # both models leased for the whole comparison: loading the second never evicts the first
+    with manager.using(base_spec, _sub(progress, 0.0, 0.5, base_spec.id)) as base, \
+            manager.using(instruct_spec, _sub(progress, 0.5, 1.0, instruct_spec.id)) as instruct:
+        base_in, instr_in = prepare_inputs(base, instruct, prompt, system, template_on_base)
+        base.check_length(base_in, params.max_new_tokens)
+        instruct.check_length(instr_in, params.max_new_tokens)
+        if getattr(base, "remote", False) and not template_on_base:
+            base_in.note = base_in.note or "server_raw"
+        panes = (PaneState("base", base_spec.id, base_in), PaneState("instruct", instruct_spec.id, instr_in))
         yield panes
+        for updates in stream_many([(base, base_in), (instruct, instr_in)], params, top_probs=top_probs, stop=stop):
+            panes[0].update, panes[1].update = updates
+            yield panes
 
 
 def _sub(progress, lo: float, hi: float, name: str):

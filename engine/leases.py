@@ -54,11 +54,9 @@ def count(obj: Any) -> int:
         return sum(_holds.get(id(obj), Counter()).values())
 
 
-def held_only_by(obj: Any, owner: Hashable) -> bool:
-    """True if ``owner`` holds ``obj`` and nobody else does."""
+def held_by(obj: Any, owner: Hashable) -> bool:
     with _lock:
-        held = _holds.get(id(obj))
-        return bool(held) and set(held) == {owner}
+        return _holds.get(id(obj), Counter())[owner] > 0
 
 
 @contextmanager
