@@ -20,6 +20,7 @@ from engine.errors import UserError
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
+from ui.queue_status import queue_text
 from ui.widgets import spec_for
 
 DEFAULT_PROBLEM = "arith-09"
@@ -399,7 +400,8 @@ def build(ctx: AppContext) -> None:
                                  refine_rounds, k_thoughts, depth, params)
         stop = _stop_event(request, "run", fresh=True)
         handle = load_model(ctx, model, lang, progress)
-        generator = EngineGenerator(handle, on_step=lambda done, total: progress(done / max(1, total)))
+        generator = EngineGenerator(handle, on_step=lambda done, total: progress(done / max(1, total)),
+                                    on_wait=lambda ahead: progress(0.0, desc=queue_text(ahead, lang)))
         for run in run_flow(technique, task, generator, settings, stop=stop):
             yield run_outputs(run, lang)
 

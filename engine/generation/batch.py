@@ -27,7 +27,6 @@ from engine.generation.kv import SlotCache, kv_spec, sliding_window
 from engine.generation.sampling import choose, nonfinite_rows, token_info
 from engine.generation.types import Request
 from engine.llm import LLMHandle
-from engine.memory import free_memory
 
 log = logging.getLogger(__name__)
 PREFILL_TOKENS = 4096  # padded prompt tokens prefilled in one forward (bounds the activations)
@@ -40,6 +39,12 @@ class NoRoom(Exception):
 
 def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _return_cached_memory() -> None:
+    """Before retrying after an out-of-memory error: give PyTorch's cached CUDA blocks back."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def row_error(exc: BaseException, model: str) -> UserError:
@@ -182,7 +187,7 @@ class ModelBatch:
         except Exception as exc:  # noqa: BLE001 - isolate the request that fails
             if len(group) > 1:
                 if is_oom(exc):
-                    free_memory()
+                    _return_cached_memory()
                 half = len(group) // 2
                 self._prefill_group(group[:half])
                 self._prefill_group(group[half:])
@@ -344,7 +349,7 @@ class ModelBatch:
                 failures.append((self.slots[live[0]], exc))
                 return
             if is_oom(exc):
-                free_memory()
+                _return_cached_memory()
             half = len(live) // 2
             self._step_slots(live[:half], failures)
             self._step_slots(live[half:], failures)

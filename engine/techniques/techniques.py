@@ -66,9 +66,11 @@ def split_system(messages: Messages) -> tuple[str | None, Messages]:
 class EngineGenerator:
     """The real generator: the handle's chat template, then one ``generate_many`` batch per call."""
 
-    def __init__(self, handle, on_step: Callable[[int, int], None] | None = None) -> None:
+    def __init__(self, handle, on_step: Callable[[int, int], None] | None = None,
+                 on_wait: Callable[[int], None] | None = None) -> None:
         self.handle = handle
         self.on_step = on_step
+        self.on_wait = on_wait  # requests queued ahead of this call's, while it waits for memory
         self.calls = 0
 
     def prepare(self, messages: Messages):
@@ -85,7 +87,7 @@ class EngineGenerator:
         prepared = [self.prepare(m) for m in prompts]
         self.calls += 1
         outs = generate_many(self.handle, prepared, params, n_per_prompt=n_per_prompt, stop=stop,
-                             on_step=self.on_step)
+                             on_step=self.on_step, on_wait=self.on_wait)
         outs = sorted(outs, key=lambda o: (o.prompt_index, o.sample_index))
         return [Generation(text=o.text, n_tokens=o.n_tokens, seconds=o.seconds, stop_reason=o.stop_reason,
                            prompt_text=o.prompt.text, prompt_tokens=o.prompt.n_tokens, prompt_index=o.prompt_index,
