@@ -2,8 +2,7 @@
 
 Newcomers are prefilled together (left-padded, a plain ``DynamicCache``), then each one's keys
 and values are copied into a free row of the batch's :class:`~engine.generation.kv.SlotCache`.
-A lone request may instead run on the model's fast path (a static cache, compiled on CUDA),
-leased from the handle so that no other engine uses the same static cache at the same time; it
+A lone request may instead run on the model's fast path (:mod:`engine.generation.lone`); it
 moves into a cache row when a second request joins.
 
 Faults stay with the rows they touch: a prefill that raises fails its newcomers (retried one by
@@ -21,9 +20,11 @@ import time
 
 import torch
 
-from engine.errors import UserError, as_user_error
+from engine.errors import UserError
 from engine.generation.admission import KVBudget
+from engine.generation.faults import is_oom, return_cached_memory, row_error
 from engine.generation.kv import SlotCache, kv_spec, sliding_window
+from engine.generation.lone import LoneRow, NotFinite
 from engine.generation.sampling import choose, nonfinite_rows, token_info
 from engine.generation.types import Request
 from engine.llm import LLMHandle
@@ -35,29 +36,6 @@ LENGTH_STEP = 64  # row lengths are allocated in multiples of this (fewer regrow
 
 class NoRoom(Exception):
     """The memory budget refused the cache this batch needs: the newcomers wait."""
-
-
-def is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
-def _return_cached_memory() -> None:
-    """Before retrying after an out-of-memory error: give PyTorch's cached CUDA blocks back."""
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def row_error(exc: BaseException, model: str) -> UserError:
-    """What the user sees when their row failed: a message, the original kept as the cause."""
-    if isinstance(exc, UserError):
-        return exc
-    if is_oom(exc):
-        err = UserError("engine.err_oom_row", model=model)
-    else:
-        err = as_user_error(exc, model) or UserError("engine.err_row_failed", model=model,
-                                                     detail=f"{type(exc).__name__}: {exc}"[:200])
-    err.__cause__ = exc
-    return err
 
 
 class ModelBatch:
@@ -75,14 +53,10 @@ class ModelBatch:
         self.context = handle.context_length
         self.slots: list[Request | None] = []
         self.cache: SlotCache | None = None
-        self.hist: torch.Tensor | None = None  # [rows, length] prompt + generated ids, padded with the first one
         self.lens: list[int] = []  # positions already in the cache, per slot
-        self.hist_lens: list[int] = []
+        self.hist_lens: list[int] = []  # ids so far (prompt + generated), per slot
         self.pending: list[int] = []  # the token chosen last, fed at the next step
-        self.static = None  # engine.fastpath.StaticDecoder leased while a lone request runs on it
-        self.static_row: Request | None = None
-        self.static_hist: torch.Tensor | None = None
-        self.static_pending = 0
+        self.lone: LoneRow | None = None  # a request alone on the model's fast path
 
     # ------------------------------------------------------------------ state
     def _live(self, slot: int) -> bool:
@@ -92,9 +66,14 @@ class ModelBatch:
     @property
     def rows(self) -> list[Request]:
         live = [r for r in self.slots if r is not None and not r.done]
-        if self.static_row is not None and not self.static_row.done:
-            live.append(self.static_row)
+        if self.lone is not None and not self.lone.request.done:
+            live.append(self.lone.request)
         return live
+
+    @property
+    def static(self):
+        """The fast path's decoder this batch holds, if its lone request runs there."""
+        return self.lone.decoder if self.lone is not None else None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -132,7 +111,7 @@ class ModelBatch:
         rows = len(self.rows) + len(newcomers)
         length = max(self.longest_need(), max(r.need_tokens for r in newcomers))
         self._ensure_capacity(rows, length, spare_bytes)
-        if self.static_row is not None:
+        if self.lone is not None:
             self._leave_fast_path()
         group: list[Request] = []
         width = 0
@@ -164,14 +143,11 @@ class ModelBatch:
             raise NoRoom()
         try:
             new = cur.grown(new_rows, new_len) if cur is not None else SlotCache(self.kv, new_rows, new_len)
-            hist = torch.zeros((new_rows, new_len), dtype=torch.long, device=self.device)
-            if self.hist is not None:
-                hist[: self.hist.shape[0], : self.hist.shape[1]] = self.hist
         except BaseException:
             self.budget.reserve(self.owner, current)
             raise
         extra = new_rows - have_rows
-        self.cache, self.hist = new, hist
+        self.cache = new
         self.slots += [None] * extra
         self.lens += [0] * extra
         self.hist_lens += [0] * extra
@@ -187,7 +163,7 @@ class ModelBatch:
         except Exception as exc:  # noqa: BLE001 - isolate the request that fails
             if len(group) > 1:
                 if is_oom(exc):
-                    _return_cached_memory()
+                    return_cached_memory()
                 half = len(group) // 2
                 self._prefill_group(group[:half])
                 self._prefill_group(group[half:])
@@ -241,55 +217,34 @@ class ModelBatch:
         """Copy one prefilled request into a free row; the row is live only once complete."""
         slot = self._free_slot()
         p = len(r.input_ids)
-        self.cache.write_row(slot, [(k[:, width - p:], v[:, width - p:]) for k, v in layers])
-        self._set_history(slot, r.input_ids, token)
-        self.lens[slot], self.pending[slot] = p, token
+        ids = torch.tensor(r.input_ids + [token], device=self.device)
+        self.cache.write_row(slot, [(k[:, width - p:], v[:, width - p:]) for k, v in layers], ids)
+        self.lens[slot], self.hist_lens[slot], self.pending[slot] = p, p + 1, token
         self.slots[slot] = r
-
-    def _set_history(self, slot: int, ids: list[int], token: int) -> None:
-        row = self.hist[slot]
-        row.fill_(ids[0])
-        row[: len(ids)] = torch.tensor(ids, device=self.device)
-        row[len(ids)] = token
-        self.hist_lens[slot] = len(ids) + 1
 
     # ------------------------------------------------------------- fast path
     def _start_static(self, r: Request) -> bool:
         fast = self._fast_path()
-        decoder = fast.acquire(r.need_tokens) if fast is not None else None
-        if decoder is None:
-            return False
         try:
-            logits = decoder.prefill(r.input_ids).float()
-        except BaseException:
-            fast.release(decoder)
-            raise
-        if nonfinite_rows(logits):
-            fast.release(decoder)
+            started = LoneRow.start(fast, r, self.device) if fast is not None else None
+        except NotFinite:
             self._fail(r, UserError("engine.err_nan", model=self.name))
             return True
-        hist = torch.full((1, r.need_tokens + 1), r.input_ids[0], dtype=torch.long, device=self.device)
-        hist[0, : len(r.input_ids)] = torch.tensor(r.input_ids, device=self.device)
-        token = int(choose(logits, [r], hist[:, : len(r.input_ids)])[0])
-        hist[0, len(r.input_ids)] = token
-        self.static, self.static_row, self.static_hist, self.static_pending = decoder, r, hist, token
+        if started is None:
+            return False
+        self.lone, token = started
         self._record([r], [token])
         return True
 
     def _leave_fast_path(self) -> None:
         """A second request arrived: the lone row moves into the batch cache (one row copied)."""
-        decoder, r = self.static, self.static_row
+        lone, r = self.lone, self.lone.request
         try:
             if not r.done:
                 slot = self._free_slot()
-                n = decoder.length
-                self.cache.write_row(slot, [(layer.keys[0, :, :n], layer.values[0, :, :n])
-                                            for layer in decoder.cache.layers])
-                used = len(r.input_ids) + len(r.generated)
-                self.hist[slot].fill_(r.input_ids[0])
-                self.hist[slot, :used] = self.static_hist[0, :used]
-                self.hist_lens[slot] = used
-                self.lens[slot], self.pending[slot] = n, self.static_pending
+                history = lone.history()
+                self.cache.write_row(slot, lone.layers(), history)
+                self.lens[slot], self.hist_lens[slot], self.pending[slot] = lone.length, len(history), lone.pending
                 self.slots[slot] = r
         except Exception as exc:  # noqa: BLE001 - the moving row fails, the newcomers go on
             self._fail(r, exc)
@@ -297,24 +252,20 @@ class ModelBatch:
             self._release_static()
 
     def _release_static(self) -> None:
-        if self.static is not None:
-            self._fast_path().release(self.static)
-        self.static, self.static_row, self.static_hist = None, None, None
+        if self.lone is not None:
+            self.lone.release()
+        self.lone = None
 
     def _step_static(self) -> None:
-        r = self.static_row
+        r = self.lone.request
         try:
-            logits = self.static.decode(torch.tensor([self.static_pending], device=self.device)).float()
+            token = self.lone.step()
+        except NotFinite:
+            self._fail(r, UserError("engine.err_nan", model=self.name))
+            return
         except Exception as exc:  # noqa: BLE001
             self._fail(r, exc)
             return
-        if nonfinite_rows(logits):
-            self._fail(r, UserError("engine.err_nan", model=self.name))
-            return
-        used = len(r.input_ids) + len(r.generated)
-        token = int(choose(logits, [r], self.static_hist[:, :used])[0])
-        self.static_hist[0, used] = token
-        self.static_pending = token
         self._record([r], [token])
 
     # ------------------------------------------------------------------ steps
@@ -325,8 +276,8 @@ class ModelBatch:
             if r.stop.is_set():
                 r.finish("stopped")
                 r._publish()
-        if self.static_row is not None:
-            if not self.static_row.done:
+        if self.lone is not None:
+            if not self.lone.request.done:
                 self._step_static()
             return
         live = [s for s in range(len(self.slots)) if self._live(s)]
@@ -349,7 +300,7 @@ class ModelBatch:
                 failures.append((self.slots[live[0]], exc))
                 return
             if is_oom(exc):
-                _return_cached_memory()
+                return_cached_memory()
             half = len(live) // 2
             self._step_slots(live[:half], failures)
             self._step_slots(live[half:], failures)
@@ -390,9 +341,10 @@ class ModelBatch:
         index = torch.tensor(slots, device=self.device)
         width = max(self.hist_lens[s] for s in slots)
         rows = [self.slots[s] for s in slots]
+        ids = self.cache.ids
         chosen = choose(logits.index_select(0, torch.tensor(keep, device=logits.device)), rows,
-                        self.hist.index_select(0, index)[:, :width])
-        self.hist[index, torch.tensor([self.hist_lens[s] for s in slots], device=self.device)] = chosen
+                        ids.index_select(0, index)[:, :width])
+        ids[index, torch.tensor([self.hist_lens[s] for s in slots], device=self.device)] = chosen
         tokens = chosen.tolist()
         for s, token in zip(slots, tokens):
             self.hist_lens[s] += 1
@@ -431,7 +383,7 @@ class ModelBatch:
             if r is not None and r.done:
                 self.slots[s] = None
                 self.lens[s], self.hist_lens[s], self.pending[s] = 0, 0, self.pad_id
-        if self.static_row is not None and self.static_row.done:
+        if self.lone is not None and self.lone.request.done:
             self._release_static()
         if not self.rows:
             self.release()
@@ -440,5 +392,5 @@ class ModelBatch:
         """Give the cache back (the batch is empty, or being discarded)."""
         self._release_static()
         self.slots, self.lens, self.hist_lens, self.pending = [], [], [], []
-        self.cache, self.hist = None, None
+        self.cache = None
         self.budget.reserve(self.owner, 0)

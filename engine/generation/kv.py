@@ -70,6 +70,8 @@ class SlotCache:
         # zeros: a masked column still multiplies a zero weight, and 0 × NaN would be NaN
         self.keys = [torch.zeros(shape, dtype=spec.dtype, device=spec.device) for _ in range(spec.layers)]
         self.values = [torch.zeros(shape, dtype=spec.dtype, device=spec.device) for _ in range(spec.layers)]
+        # each row's prompt and generated ids (the repetition penalty's history), padded with its first id
+        self.ids = torch.zeros((rows, length), dtype=torch.long, device=spec.device)
 
     @property
     def nbytes(self) -> int:
@@ -80,17 +82,21 @@ class SlotCache:
         new = SlotCache(self.spec, max(rows, self.rows), max(length, self.length))
         for old, dst in zip(self.keys + self.values, new.keys + new.values):
             dst[: self.rows, :, : self.length].copy_(old)
+        new.ids[: self.rows, : self.length].copy_(self.ids)
         return new
 
-    def write_row(self, slot: int, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Put one request's keys and values (``[kv_heads, n, head_dim]`` per layer) in row ``slot``
-        and clear the rest of the row (a previous request's values must not leak in)."""
+    def write_row(self, slot: int, layers: list[tuple[torch.Tensor, torch.Tensor]], ids: torch.Tensor) -> None:
+        """Put one request in row ``slot``: its keys and values (``[kv_heads, n, head_dim]`` per
+        layer) and its ids so far; the rest of the row is cleared (a previous request's values
+        must not leak in)."""
         for i, (k, v) in enumerate(layers):
             n = k.shape[1]
             self.keys[i][slot, :, :n].copy_(k)
             self.values[i][slot, :, :n].copy_(v)
             self.keys[i][slot, :, n:].zero_()
             self.values[i][slot, :, n:].zero_()
+        self.ids[slot].fill_(int(ids[0]))
+        self.ids[slot, : len(ids)] = ids
 
     def step_view(self, lo: int, hi: int, positions: torch.Tensor, width: int) -> "DecodeStep":
         return DecodeStep(self, lo, hi, positions, width)

@@ -22,7 +22,8 @@ from typing import Iterable, Iterator, Sequence
 
 from engine.errors import UserError
 from engine.generation.admission import KVBudget, MemoryLedger, Plan
-from engine.generation.batch import ModelBatch, NoRoom, row_error
+from engine.generation.batch import ModelBatch, NoRoom
+from engine.generation.faults import row_error
 from engine.generation.types import Request, SamplingParams
 from engine.llm import LLMHandle, PreparedPrompt
 
