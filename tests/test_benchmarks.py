@@ -18,6 +18,8 @@ CASES = {
     "quantization": (["--variants", "fp32,nf4", "--tokens", "4", "--dir", "{tmp}"], ["fp32", "nf4", "tok/s"]),
     "tokenizer_views": (["--chars", "3000", "--repeat", "1"], ["whole request", "chars/s"]),
     "images": (["--sizes", "64"], ["64"]),
+    "kv_join_leave": (["--rows", "1", "3", "--length", "128", "--prompt", "16", "--repeats", "1"],
+                      ["join before", "leave after"]),
 }
 
 
