@@ -61,6 +61,7 @@ class ModelManager:
         self._reserved: dict[str, int] = {}  # loads in progress, engine KV caches, in-place quantization runs
         self._waiting_loads: list[object] = []  # tickets of loads waiting for room, oldest first
         self.peak_bytes = 0  # the most ever booked at once (entries + reservations)
+        self._dropped = False  # models were dropped since memory was last collected
         self.events: list[str] = []  # human-readable log of loads / evictions (About panel)
 
     @property
@@ -160,24 +161,26 @@ class ModelManager:
             started = time.perf_counter()
             try:
                 obj = load()
-            except UserError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                raise (as_user_error(exc, spec.id) or exc) from exc
-            finally:
+                seconds = time.perf_counter() - started
+                weights = _measured_bytes(obj)
+                measured = weights + memory.load_overhead(weights, self.device) if weights else need
+                measured += _fast_path_bytes(obj)
+            except BaseException as exc:
                 with self._lock:
                     self._reserved.pop(_load_key(spec.key), None)
                     self._changed.notify_all()
-            seconds = time.perf_counter() - started
-            weights = _measured_bytes(obj)
-            measured = weights + memory.load_overhead(weights, self.device) if weights else need
-            measured += _fast_path_bytes(obj)
-            with self._lock:
+                if isinstance(exc, UserError) or not isinstance(exc, Exception):
+                    raise
+                raise (as_user_error(exc, spec.id) or exc) from exc
+            with self._lock:  # the reservation becomes the entry in one step: no moment counts neither
+                self._reserved.pop(_load_key(spec.key), None)
+                self._evict_until(measured, keep=spec.key)  # it came out bigger than estimated
                 self._entries[spec.key] = Entry(spec, obj, measured, time.time(), seconds, weights)
                 self._note_usage()
                 self.events.append(f"loaded {spec.id} ({spec.precision}) in {seconds:.1f} s, {weights / 1e9:.2f} GB of weights")
                 if owner is not None:
                     leases.acquire(obj, owner)
+            self._free_dropped()
             log.info("loaded %s in %.1fs", spec.key, seconds)
             return obj
 
@@ -247,19 +250,22 @@ class ModelManager:
         """The engine's KV caches: reserve (evicting unused models if needed) or release; False if
         ``nbytes`` cannot fit. A reservation that does not grow is always accepted."""
         key = _reserve_key(owner)
-        with self._lock:
-            current = self._reserved.get(key, 0)
-            if nbytes > current:
-                self._evict_until(nbytes - current, keep=None)
-                if self.used_bytes() - current + nbytes > self.budget:
-                    return False
-            if nbytes:
-                self._reserved[key] = nbytes
-            else:
-                self._reserved.pop(key, None)
-            self._note_usage()
-            self._changed.notify_all()
-            return True
+        try:
+            with self._lock:
+                current = self._reserved.get(key, 0)
+                if nbytes > current:
+                    self._evict_until(nbytes - current, keep=None)
+                    if self.used_bytes() - current + nbytes > self.budget:
+                        return False
+                if nbytes:
+                    self._reserved[key] = nbytes
+                else:
+                    self._reserved.pop(key, None)
+                self._note_usage()
+                self._changed.notify_all()
+                return True
+        finally:
+            self._free_dropped()
 
     def _claim(self, spec: ModelSpec, need: int) -> None:
         self._claim_bytes(_load_key(spec.key), need, spec.id, keep=spec.key)
@@ -270,6 +276,13 @@ class ModelManager:
         me = leases.thread_owner()
         ticket = object()
         deadline = time.monotonic() + self.wait_s
+        try:
+            self._claim_locked(key, need, model, keep, me, ticket, deadline)
+        finally:
+            self._free_dropped()  # the evicted models' memory is back before the caller allocates
+
+    def _claim_locked(self, key: str, need: int, model: str, keep: str | None, me: object, ticket: object,
+                      deadline: float) -> None:
         with self._lock:
             try:
                 while True:
@@ -318,10 +331,11 @@ class ModelManager:
         """Drop a model from the cache, unless someone is using it (then it stays; False)."""
         with self._lock:
             entry = self._entries.get(spec.key)
-            if entry is None or leases.in_use(entry.obj):
-                return False
-            self._drop(spec.key)
-            return True
+            dropped = entry is not None and not leases.in_use(entry.obj)
+            if dropped:
+                self._drop(spec.key)
+        self._free_dropped()
+        return dropped
 
     def clear(self) -> None:
         """Drop every model nobody is using."""
@@ -329,11 +343,19 @@ class ModelManager:
             for key, entry in list(self._entries.items()):
                 if not leases.in_use(entry.obj):
                     self._drop(key)
+        self._free_dropped()
 
     def _drop(self, key: str) -> None:
         self._entries.pop(key, None)
-        memory.free_memory()
+        self._dropped = True
         self._changed.notify_all()
+
+    def _free_dropped(self) -> None:
+        """Collect what dropped models leave behind, outside the lock (it takes a while, and the
+        decode loop books its caches under the same lock)."""
+        if self._dropped:
+            self._dropped = False
+            memory.free_memory()
 
     def is_loaded(self, spec: ModelSpec) -> bool:
         with self._lock:
