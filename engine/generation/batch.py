@@ -25,7 +25,7 @@ from engine.generation.admission import KVBudget
 from engine.generation.faults import is_oom, return_cached_memory, row_error
 from engine.generation.kv import SlotCache, kv_spec, sliding_window
 from engine.generation.lone import LoneRow, NotFinite
-from engine.generation.sampling import choose, nonfinite_rows, token_info
+from engine.generation.sampling import choose, has_penalty, nonfinite_rows, token_info
 from engine.generation.types import Request
 from engine.llm import LLMHandle
 
@@ -328,7 +328,8 @@ class ModelBatch:
 
     def _advance(self, live: list[int], logits: torch.Tensor) -> None:
         lo = live[0]
-        logits = logits.index_select(0, torch.tensor([s - lo for s in live], device=logits.device))
+        if len(live) != logits.shape[0]:  # holes ran a dummy token: keep the live rows' logits
+            logits = logits.index_select(0, torch.tensor([s - lo for s in live], device=logits.device))
         bad = set(nonfinite_rows(logits))
         for i in bad:
             self._fail(self.slots[live[i]], UserError("engine.err_nan", model=self.name))
@@ -342,8 +343,10 @@ class ModelBatch:
         width = max(self.hist_lens[s] for s in slots)
         rows = [self.slots[s] for s in slots]
         ids = self.cache.ids
-        chosen = choose(logits.index_select(0, torch.tensor(keep, device=logits.device)), rows,
-                        ids.index_select(0, index)[:, :width])
+        if bad:
+            logits = logits.index_select(0, torch.tensor(keep, device=logits.device))
+        history = ids.index_select(0, index)[:, :width] if any(has_penalty(r) for r in rows) else None
+        chosen = choose(logits, rows, history)
         ids[index, torch.tensor([self.hist_lens[s] for s in slots], device=self.device)] = chosen
         tokens = chosen.tolist()
         for s, token in zip(slots, tokens):

@@ -17,8 +17,11 @@ from engine.llm import token_piece
 
 
 def nonfinite_rows(logits: torch.Tensor) -> list[int]:
-    """Indices of rows that cannot be sampled: any NaN or +inf, or nothing above -inf."""
-    bad = torch.isnan(logits).any(-1) | torch.isposinf(logits).any(-1) | torch.isneginf(logits).all(-1)
+    """Indices of rows that cannot be sampled: any NaN or +inf, or nothing above -inf.
+
+    One reduction: a row's maximum is NaN if it holds a NaN, +inf if it holds +inf, -inf if
+    everything is -inf."""
+    bad = ~torch.isfinite(logits.amax(dim=-1))
     return bad.nonzero().flatten().tolist() if bool(bad.any()) else []
 
 
@@ -30,12 +33,17 @@ def choose(logits: torch.Tensor, rows: Sequence[Request], history: torch.Tensor 
     for i, r in enumerate(rows):
         groups[r.params.group_key].append(i)
     for idx in groups.values():
-        index = torch.tensor(idx, device=logits.device)
         sub_rows = [rows[i] for i in idx]
-        penalty = sub_rows[0].params.repetition_penalty
-        sub_history = history.index_select(0, index) if history is not None and penalty not in (0, 1.0) else None
+        if len(groups) == 1:  # the usual case: one setting for the whole batch, no copy
+            return _choose_group(logits, sub_rows, history if has_penalty(sub_rows[0]) else None)
+        index = torch.tensor(idx, device=logits.device)
+        sub_history = history.index_select(0, index) if history is not None and has_penalty(sub_rows[0]) else None
         chosen[index] = _choose_group(logits.index_select(0, index), sub_rows, sub_history)
     return chosen
+
+
+def has_penalty(r: Request) -> bool:
+    return r.params.repetition_penalty not in (0, 1.0)
 
 
 def _choose_group(logits: torch.Tensor, rows: list[Request], history: torch.Tensor | None) -> torch.Tensor:
