@@ -243,9 +243,10 @@ class DecodeEngine:
                 plan.take(r)
                 free[device] -= extra
             elif not plan.rows and not plan.newcomers and self._can_never_fit(batch, r, free[device]):
+                most = free[device] + self.budget.held_bytes
                 self._fail([r], UserError("engine.err_kv_too_long", model=batch.name, tokens=r.need_tokens,
-                                          need_mb=round(r.need_tokens * batch.kv.bytes_per_token / 2**20),
-                                          free_mb=round(free[device] / 2**20)), batch.name)
+                                          need_mb=round(r.need_tokens * batch.kv.bytes_per_token / 2**20, 1),
+                                          free_mb=round(most / 2**20, 1)), batch.name)
             else:
                 still.append(r)
         requeue: list[Request] = []
