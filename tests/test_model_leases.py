@@ -68,6 +68,17 @@ def test_a_caller_blocking_itself_is_told_at_once(manager, specs):
     assert err.value.key == "engine.err_memory_pinned" and time.monotonic() - started < small.wait_s
 
 
+def test_a_comparison_resumed_in_another_thread_releases_its_models(manager, specs):
+    """Gradio may resume a streaming handler in another worker thread: the leases still go."""
+    stream_ = compare_stream(manager, *specs, "Bonjour", PARAMS)
+    next(stream_)
+    assert manager.in_use(specs[0]) and manager.in_use(specs[1])
+    th = threading.Thread(target=lambda: list(stream_))
+    th.start()
+    th.join(timeout=60)
+    assert not manager.in_use(specs[0]) and not manager.in_use(specs[1])
+
+
 def test_loads_book_their_memory_before_they_run(manager, specs, monkeypatch):
     """Two users loading different models at once on a budget for one: never both in flight."""
     import engine.llm

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Protocol, Sequence
 
+from engine import leases
 from engine.generation import SamplingParams
 from engine.techniques import tasks as task_sets
 from engine.techniques.extraction import NONE, Answer, numbers
@@ -440,7 +441,11 @@ def drive(runs: Sequence[Run], generator: Generator, stop: threading.Event | Non
         flow = FLOWS[run.technique](run.task, run.settings)
         pending.append((run, flow, next(flow)))
     batch = 0
+    model = getattr(generator, "handle", None)
+    owner = leases.thread_owner()  # kept: a streaming handler may resume this generator in another thread
     try:
+        if model is not None:  # one lease for the whole run: not evicted between two rounds of calls
+            leases.acquire(model, owner)
         while pending:
             groups: dict[tuple, list[tuple[Run, Flow, Ask]]] = {}
             for item in pending:
@@ -472,6 +477,8 @@ def drive(runs: Sequence[Run], generator: Generator, stop: threading.Event | Non
                     run.wall_seconds = time.perf_counter() - started
                 yield batch
     finally:
+        if model is not None:
+            leases.release(model, owner)
         _halt(pending)
         elapsed = time.perf_counter() - started
         for run in runs:
