@@ -222,3 +222,25 @@ def test_the_loop_survives_and_restarts(handle, expected, monkeypatch):
     assert eng.crashes == 1 and calls["n"] > 4
     assert eng.stats()["waiting"] == 0
     eng.close()
+
+
+def test_a_reused_row_never_sees_what_the_previous_request_left(handle, expected):
+    """A row is reused by the next request: whatever the previous one wrote (here NaN, as after an
+    overflow) must not reach it, even in the columns its attention mask hides."""
+    eng = DecodeEngine(background=False)
+    first = eng.submit(handle, handle.prepare_raw(PROMPTS[3]), SamplingParams(max_new_tokens=12, greedy=True))
+    other = eng.submit(handle, handle.prepare_raw(PROMPTS[1]), SamplingParams(max_new_tokens=40, greedy=True))
+    eng.run_once()
+    batch = eng._batches[id(handle)]
+    slot = batch.slots.index(first)
+    while not first.done:
+        eng.run_once()
+    assert batch.slots[slot] is None and batch.cache.written[slot] > len(first.input_ids)
+    with torch.inference_mode():  # the cache is made of inference tensors
+        for t in batch.cache.keys + batch.cache.values:
+            t[slot, :, : batch.cache.written[slot]] = float("nan")
+    short = eng.submit(handle, handle.prepare_raw(PROMPTS[0]), PARAMS)  # a shorter prompt takes the row
+    eng.run_once()
+    assert batch.slots[slot] is short
+    list(eng.wait([other, short]))
+    assert short.error is None and short.generated == expected[0]

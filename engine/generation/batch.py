@@ -154,7 +154,10 @@ class ModelBatch:
         self.pending += [self.pad_id] * extra
 
     def _free_slot(self) -> int:
-        return next(s for s, r in enumerate(self.slots) if r is None or r.done)
+        slot = next(s for s, r in enumerate(self.slots) if r is None or r.done)
+        if self.slots[slot] is not None:  # finished, not dropped yet: its columns are to clear
+            self.cache.freed(slot, self.lens[slot] + 1)
+        return slot
 
     def _prefill_group(self, group: list[Request]) -> None:
         """Prefill ``group`` together; on an exception, each half again, down to single rows."""
@@ -385,6 +388,7 @@ class ModelBatch:
         for s, r in enumerate(self.slots):
             if r is not None and r.done:
                 self.slots[s] = None
+                self.cache.freed(s, self.lens[s] + 1)  # + the column a failed step may have written
                 self.lens[s], self.hist_lens[s], self.pending[s] = 0, 0, self.pad_id
         if self.lone is not None and self.lone.request.done:
             self._release_static()

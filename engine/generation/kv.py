@@ -72,6 +72,7 @@ class SlotCache:
         self.values = [torch.zeros(shape, dtype=spec.dtype, device=spec.device) for _ in range(spec.layers)]
         # each row's prompt and generated ids (the repetition penalty's history), padded with its first id
         self.ids = torch.zeros((rows, length), dtype=torch.long, device=spec.device)
+        self.written = [0] * rows  # per row, how far columns may hold a previous request's values
 
     @property
     def nbytes(self) -> int:
@@ -83,20 +84,29 @@ class SlotCache:
         for old, dst in zip(self.keys + self.values, new.keys + new.values):
             dst[: self.rows, :, : self.length].copy_(old)
         new.ids[: self.rows, : self.length].copy_(self.ids)
+        new.written[: self.rows] = self.written
         return new
 
     def write_row(self, slot: int, layers: list[tuple[torch.Tensor, torch.Tensor]], ids: torch.Tensor) -> None:
         """Put one request in row ``slot``: its keys and values (``[kv_heads, n, head_dim]`` per
-        layer) and its ids so far; the rest of the row is cleared (a previous request's values
-        must not leak in)."""
+        layer) and its ids so far. What a previous request left beyond ``n`` is cleared: a masked
+        column still meets a zero attention weight, and 0 × NaN would be NaN."""
+        n = layers[0][0].shape[1]
+        end = self.written[slot]
+        self.written[slot] = max(end, n)  # if this fails midway, the next request clears it all
         for i, (k, v) in enumerate(layers):
-            n = k.shape[1]
             self.keys[i][slot, :, :n].copy_(k)
             self.values[i][slot, :, :n].copy_(v)
-            self.keys[i][slot, :, n:].zero_()
-            self.values[i][slot, :, n:].zero_()
+            if end > n:
+                self.keys[i][slot, :, n:end].zero_()
+                self.values[i][slot, :, n:end].zero_()
+        self.written[slot] = n
         self.ids[slot].fill_(int(ids[0]))
         self.ids[slot, : len(ids)] = ids
+
+    def freed(self, slot: int, positions: int) -> None:
+        """Row ``slot`` is free; its request wrote up to ``positions`` columns (cleared on reuse)."""
+        self.written[slot] = min(self.length, max(self.written[slot], positions))
 
     def step_view(self, lo: int, hi: int, positions: torch.Tensor, width: int) -> "DecodeStep":
         return DecodeStep(self, lo, hi, positions, width)
