@@ -11,8 +11,9 @@ of a Mistral of the given shape: 7B's on a GPU, small ones on CPU). Then:
 "before" runs the engine's previous code (commit 9717832, ``ModelBatch._merge`` /
 ``_drop_finished``, reproduced below line for line): every join left-pads and concatenates the
 whole cache of every layer, every leave ``index_select``s it. "after" runs the engine's code
-now: ``ModelBatch._place`` (the newcomer's rows copied into a free row of the preallocated
-cache) and ``ModelBatch.drop_finished`` (the row is marked free). Both are timed here, on the
+now: ``ModelBatch._place`` (the newcomer's keys and values copied into a free row of the
+preallocated cache, and what the row's previous request left there cleared) and
+``ModelBatch.drop_finished`` (the row is marked free). Both are timed here, on the
 same shapes; the ratio is of the two measured times.
 """
 from __future__ import annotations
@@ -69,16 +70,18 @@ def old_leave(layers, mask, history, leaving: int):
 
 # ------------------------------------------------------------------------------ timing
 def timed(fn, dev: str, repeats: int, reset=None) -> float:
-    """Median seconds of ``fn()`` (``reset()`` runs untimed between repeats)."""
+    """Median seconds of ``fn()`` (``reset()`` runs untimed between repeats): wall time on a GPU;
+    on CPU the process's CPU time (one thread), which other jobs on the machine do not inflate."""
+    clock = time.perf_counter if dev == "cuda" else time.process_time
     times = []
     for _ in range(repeats + 1):
         if reset:
             reset()
         sync(dev)
-        start = time.perf_counter()
+        start = clock()
         fn()
         sync(dev)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times[1:])  # the first run warms the allocator up
 
 
@@ -123,8 +126,9 @@ def case(handle, spec: KVSpec, rows: int, length: int, prompt: int, dev: str, re
     newcomer.input_ids = [1] * prompt
     prefilled = [(k[0], v[0]) for k, v in new_layers]
 
-    def free_last() -> None:
+    def free_last() -> None:  # the row was used before by a request as long as the others: cleared on reuse
         batch.slots[rows] = None
+        batch.cache.written[rows] = length
 
     new_in = timed(lambda: batch._place(newcomer, prefilled, prompt, 7), dev, repeats, reset=free_last)
     leaver = requests[rows // 2]
@@ -147,13 +151,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     dev = device()
+    if dev == "cpu":
+        torch.set_num_threads(1)  # CPU time then measures the work, not the other jobs on the machine
     shape = args.shape or ("7b" if dev == "cuda" else "small")
     dtype = torch.bfloat16 if dev == "cuda" else torch.float32
     handle = random_handle("bench", "small", dtype, dev)
     spec = kv_shape(shape, dtype, dev)
     print(f"device: {dev}  KV shape: {shape} ({spec.layers} layers × {spec.kv_heads} KV heads × {spec.head_dim}, "
           f"{str(dtype).replace('torch.', '')}, {spec.bytes_per_token / 1024:.0f} KiB per token)  "
-          f"newcomer prompt: {args.prompt} tokens")
+          f"newcomer prompt: {args.prompt} tokens  "
+          f"times: {'wall' if dev == 'cuda' else 'CPU time, one thread'}, median of {args.repeats}")
     print(f"{'rows':>4} | {'positions':>9} | {'cache MB':>8} || {'join before':>11} | {'join after':>10} | "
           f"{'ratio':>6} || {'leave before':>12} | {'leave after':>11} | {'ratio':>7}")
     for length in args.length:
