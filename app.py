@@ -61,6 +61,7 @@ def make_context(profile: str = "auto", settings: dict | None = None) -> AppCont
 
     generation.set_inline(hardware.zerogpu)
     gpu_tasks.bind(manager, translate=t, image_slots=limits_mod.limits_for(resolved).image_slots)
+    generation.set_memory(manager)  # the engine books its KV caches with the model cache
     settings = dict(settings or {})
     settings.setdefault("engine_stats", engine_stats_markdown)
     return AppContext(manager=manager, catalog=catalog, hardware=hardware, settings=settings)

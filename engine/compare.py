@@ -5,6 +5,7 @@ cache) costs only its own pane: the other one still streams."""
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -62,24 +63,26 @@ def compare_stream(manager: ModelManager, base_spec: ModelSpec, instruct_spec: M
     max_chars = min(MAX_PROMPT_CHARS, limits.prompt_chars)
     if len(prompt) > max_chars:
         raise UserError("err.prompt_too_many_chars", chars=f"{len(prompt):,}", limit=f"{max_chars:,}")
-    base, base_err = _load(manager, base_spec, _sub(progress, 0.0, 0.5, base_spec.id))
-    instruct, instr_err = _load(manager, instruct_spec, _sub(progress, 0.5, 1.0, instruct_spec.id))
-    if base_err is not None and instr_err is not None:
-        raise base_err
-    if base is None or instruct is None:  # one pane reports its error, the other streams alone
-        yield from _one_pane(base, instruct, base_spec, instruct_spec, base_err or instr_err, prompt, params,
-                             system=system, template_on_base=template_on_base, top_probs=top_probs, stop=stop)
-        return
-    base_in, instr_in = prepare_inputs(base, instruct, prompt, system, template_on_base)
-    _check_length(base, base_in, params)
-    _check_length(instruct, instr_in, params)
-    if getattr(base, "remote", False) and not template_on_base:
-        base_in.note = base_in.note or "server_raw"
-    panes = (PaneState("base", base_spec.id, base_in), PaneState("instruct", instruct_spec.id, instr_in))
-    yield panes
-    for updates in stream_many([(base, base_in), (instruct, instr_in)], params, top_probs=top_probs, stop=stop):
-        panes[0].update, panes[1].update = updates
+    # both models leased for the whole comparison: loading the second never evicts the first
+    with ExitStack() as leases:
+        base, base_err = _use(leases, manager, base_spec, _sub(progress, 0.0, 0.5, base_spec.id))
+        instruct, instr_err = _use(leases, manager, instruct_spec, _sub(progress, 0.5, 1.0, instruct_spec.id))
+        if base_err is not None and instr_err is not None:
+            raise base_err
+        if base is None or instruct is None:  # one pane reports its error, the other streams alone
+            yield from _one_pane(base, instruct, base_spec, instruct_spec, base_err or instr_err, prompt, params,
+                                 system=system, template_on_base=template_on_base, top_probs=top_probs, stop=stop)
+            return
+        base_in, instr_in = prepare_inputs(base, instruct, prompt, system, template_on_base)
+        _check_length(base, base_in, params)
+        _check_length(instruct, instr_in, params)
+        if getattr(base, "remote", False) and not template_on_base:
+            base_in.note = base_in.note or "server_raw"
+        panes = (PaneState("base", base_spec.id, base_in), PaneState("instruct", instruct_spec.id, instr_in))
         yield panes
+        for updates in stream_many([(base, base_in), (instruct, instr_in)], params, top_probs=top_probs, stop=stop):
+            panes[0].update, panes[1].update = updates
+            yield panes
 
 
 def _one_pane(base: LLMHandle | None, instruct: LLMHandle | None, base_spec: ModelSpec, instruct_spec: ModelSpec,
@@ -102,9 +105,11 @@ def _one_pane(base: LLMHandle | None, instruct: LLMHandle | None, base_spec: Mod
         yield panes
 
 
-def _load(manager: ModelManager, spec: ModelSpec, progress) -> tuple[LLMHandle | None, UserError | None]:
+def _use(leases: ExitStack, manager: ModelManager, spec: ModelSpec,
+         progress) -> tuple[LLMHandle | None, UserError | None]:
+    """The role's model, leased until ``leases`` closes; or why it cannot be used."""
     try:
-        return manager.llm(spec, progress), None
+        return leases.enter_context(manager.using(spec, progress)), None
     except UserError as err:
         return None, err
 

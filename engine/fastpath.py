@@ -4,7 +4,12 @@ Plain eager decoding spends most of a batch-1 step in Python and kernel launches
 static cache the decode step has fixed shapes, so ``torch.compile(mode="reduce-overhead")``
 captures it as a CUDA graph. The capture happens when the model loads (``prepare``), once per
 cache-length bucket, never on a student's click. When a second request joins, the engine
-converts the static cache to the dynamic one it batches with (``to_dynamic``).
+copies the lone row into its batch cache.
+
+The static caches belong to the model (they are prepared with it, and their bytes are booked
+with it by the model cache), but a decoder is *leased* to one engine batch at a time
+(``acquire``/``release``): two engines decoding the same model (the app's and the quantization
+tab's private one) never write into the same static cache.
 
 Used on CUDA; elsewhere the engine's dynamic-cache loop runs (same tokens). Set
 ``GENAI_FAST_PATH=eager`` to run the static-cache path without compiling (tests, CPU),
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Callable
 
@@ -50,6 +56,7 @@ class StaticDecoder:
         self.cache = StaticCache(config=model.config, max_cache_len=bucket)
         self.length = 0
         self.compiled = compiled
+        self.leased = False
         self._step = torch.compile(self._forward, mode="reduce-overhead", fullgraph=True) if compiled else self._forward
 
     def _forward(self, input_ids: torch.Tensor, cache_position: torch.Tensor) -> torch.Tensor:
@@ -74,19 +81,11 @@ class StaticDecoder:
         self.length += 1
         return logits.clone()
 
-    def to_dynamic(self):
-        """The cache so far as a ``DynamicCache`` (to batch with newcomers)."""
-        from transformers import DynamicCache
-
-        dyn = DynamicCache()
-        for layer in self.cache.layers:
-            keys = layer.keys[:, :, : self.length].clone()
-            values = layer.values[:, :, : self.length].clone()
-            dyn.update(keys, values, len(dyn.layers))
-        return dyn
-
-    def fits(self, prompt_len: int, max_new_tokens: int) -> bool:
-        return prompt_len + max_new_tokens <= self.bucket
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the static cache (allocated by the warm-up's first prefill)."""
+        return sum(t.nelement() * t.element_size() for layer in self.cache.layers
+                   for t in (getattr(layer, "keys", None), getattr(layer, "values", None)) if t is not None)
 
 
 class FastPath:
@@ -97,12 +96,35 @@ class FastPath:
                          if b <= getattr(model.config, "max_position_embeddings", 4096)]
         self.compiled = compiled
         self.warmup_seconds = 0.0
+        self.pool_bytes = 0  # CUDA memory the warm-up kept beyond the static caches (graph pools)
+        self._lock = threading.Lock()
 
-    def pick(self, prompt_len: int, max_new_tokens: int) -> StaticDecoder | None:
-        return next((d for d in self.decoders if d.fits(prompt_len, max_new_tokens)), None)
+    def available(self, need_tokens: int) -> bool:
+        with self._lock:
+            return any(d.bucket >= need_tokens and not d.leased for d in self.decoders)
+
+    def acquire(self, need_tokens: int) -> StaticDecoder | None:
+        """The smallest free decoder with room for ``need_tokens`` positions, leased to the caller."""
+        with self._lock:
+            for d in self.decoders:
+                if d.bucket >= need_tokens and not d.leased:
+                    d.leased = True
+                    return d
+        return None
+
+    def release(self, decoder: StaticDecoder) -> None:
+        with self._lock:
+            decoder.leased = False
+
+    @property
+    def nbytes(self) -> int:
+        """What the fast path allocated: its static caches and, on CUDA, the graph pools."""
+        return sum(d.nbytes for d in self.decoders) + self.pool_bytes
 
     def warm_up(self, progress: Callable[[float, str], None] | None = None) -> None:
         started = time.perf_counter()
+        cuda = any(d.device.type == "cuda" for d in self.decoders)
+        before = torch.cuda.memory_reserved() if cuda else 0
         for i, dec in enumerate(self.decoders):
             if progress:
                 progress(i / max(1, len(self.decoders)), f"compiling the decode step ({dec.bucket} tokens)")
@@ -112,6 +134,9 @@ class FastPath:
                 token = dec.decode(token).argmax(-1)
             dec.length = 0  # the next prefill resets the cache
         self.warmup_seconds = time.perf_counter() - started
+        if cuda:
+            grown = torch.cuda.memory_reserved() - before
+            self.pool_bytes = max(0, grown - sum(d.nbytes for d in self.decoders))
 
 
 def prepare(handle, progress: Callable[[float, str], None] | None = None) -> FastPath | None:

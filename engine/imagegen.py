@@ -17,6 +17,7 @@ from typing import Callable
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
+from engine import leases
 from engine.catalog import IMAGE_ROLES, ModelSpec
 from engine.errors import UserError, as_user_error
 from engine.limits import current as current_limits
@@ -178,7 +179,8 @@ def generate(pipe, settings: ImageSettings, *, on_step: Callable[[int, int], Non
 
     started = time.perf_counter()
     try:
-        image = pipe(**kwargs, callback_on_step_end=callback).images[0]
+        with leases.holding(pipe):  # the model cache does not evict a pipeline while it draws
+            image = pipe(**kwargs, callback_on_step_end=callback).images[0]
     except Exception as exc:  # noqa: BLE001 - CUDA/MPS out-of-memory comes in several types
         err = as_user_error(exc, settings.model)
         if err is not None and err.key == "err.oom":

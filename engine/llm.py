@@ -170,8 +170,12 @@ def model_source(spec: ModelSpec) -> str:
     return spec.id
 
 
-def load_causal_lm(spec: ModelSpec, device: str, progress: ProgressFn | None = None) -> LLMHandle:
-    """``from_pretrained`` with a Hub id (or a tiny local checkpoint), at the spec's precision."""
+def load_causal_lm(spec: ModelSpec, device: str, progress: ProgressFn | None = None,
+                   fast_path: bool = True) -> LLMHandle:
+    """``from_pretrained`` with a Hub id (or a tiny local checkpoint), at the spec's precision.
+
+    ``fast_path=False`` leaves the fast path out: a caller that changes the model's layers
+    afterwards (quantizing in place) prepares it itself once the layers are final."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = model_source(spec)
@@ -192,9 +196,10 @@ def load_causal_lm(spec: ModelSpec, device: str, progress: ProgressFn | None = N
     handle = LLMHandle(spec=spec, model=model, tokenizer=tokenizer, device=device,
                        load_seconds=time.perf_counter() - started,
                        footprint_bytes=int(model.get_memory_footprint()))
-    from engine.fastpath import prepare
+    if fast_path:
+        from engine.fastpath import prepare
 
-    prepare(handle, (lambda f, d: progress(0.9 + 0.1 * f, d)) if progress else None)
+        prepare(handle, (lambda f, d: progress(0.9 + 0.1 * f, d)) if progress else None)
     if progress:
         progress(1.0, "ready")
     return handle

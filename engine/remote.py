@@ -24,7 +24,7 @@ import httpx
 
 from engine.catalog import ModelSpec
 from engine.errors import UserError
-from engine.generation import Completion, SamplingParams, StreamState, StreamUpdate, TokenInfo
+from engine.generation.types import Completion, SamplingParams, StreamState, StreamUpdate, TokenInfo
 from engine.limits import current as current_limits
 from engine.llm import PreparedPrompt
 from engine.redact import redact_url, remote_text
@@ -157,6 +157,12 @@ class RemoteLLM:
             if top_probs:
                 body["logprobs"] = top_probs
         return body
+
+    def start_request(self, prompt: PreparedPrompt, params: SamplingParams, *, top_probs: int = 0,
+                      stop: threading.Event | None = None,
+                      notify: threading.Condition | None = None) -> "RemoteRequest":
+        """A streamed generation on the server, read like a local engine request."""
+        return RemoteRequest(self, prompt, params, top_probs=top_probs, stop=stop, notify=notify)
 
     def use_chat(self, prompt: PreparedPrompt) -> bool:
         return prompt.messages is not None or self.caps.completions is False

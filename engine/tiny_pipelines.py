@@ -59,7 +59,7 @@ def build_tiny_flux(folder: Path) -> None:
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import AutoTokenizer, CLIPTextModel, T5Config, T5EncoderModel
 
-    from engine.tiny import write_mistral_v1_tokenizer
+    from engine.tiny_files import write_mistral_v1_tokenizer
 
     torch.manual_seed(0)
     transformer = FluxTransformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1,

@@ -14,6 +14,7 @@ from ui.context import AppContext
 from ui.feedback import error_message, guard, warn
 from ui.i18n import I18N, request_lang, t
 from ui.share import share_row
+from ui.queue_status import queue_text
 from ui.token_probs import render_output
 from ui.widgets import model_picker, sampling_controls, spec_for, to_params
 
@@ -43,6 +44,8 @@ def pane_stats(state: PaneState, lang: str) -> str:
     u = state.update
     if u.error is not None:
         return "⚠️ " + error_message(u.error, lang, markdown=True)
+    if u.queue_position is not None and not u.finished:
+        return queue_text(u.queue_position, lang)
     reason = t(f"bvi.reason_{u.stop_reason}", lang) if u.stop_reason else t("bvi.reason_running", lang)
     ttft = f"{u.ttft_s:.2f} s" if u.ttft_s is not None else "…"
     return t("bvi.stats", lang, ttft=ttft, tokens=u.n_tokens, tps=f"{u.tokens_per_s:.1f}", reason=reason)

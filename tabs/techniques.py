@@ -21,6 +21,7 @@ from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
 from ui.share import share_row
+from ui.queue_status import QUEUE_KEY, queue_text
 from ui.widgets import spec_for
 
 DEFAULT_PROBLEM = "arith-09"
@@ -75,6 +76,13 @@ def check_technique(technique: str) -> None:
 
 
 # =============================================================================== rendering
+def waiting_text(lang: str):
+    """Progress text for a run waiting in the engine's queue ("3 requests ahead of you")."""
+    def render(event: gpu_tasks.Progress) -> str | None:
+        return queue_text(event.params.get("ahead"), lang) if event.key == QUEUE_KEY else None
+    return render
+
+
 def esc(text: str) -> str:
     return html.escape(text or "", quote=False)
 
@@ -386,7 +394,8 @@ def build(ctx: AppContext) -> None:
         progress(0.0, desc=t("common.loading", lang, model=spec.id, precision=spec.precision))
         job = gpu_tasks.TechniqueJob(spec, technique, task, settings)
         for run in gpu_tasks.call(gpu_tasks.technique, job, zerogpu.stop_key(request, "technique"),
-                                  on_progress=zerogpu.progress_to(progress, lang), on_notice=zerogpu.warn_notice(lang)):
+                                  on_progress=zerogpu.progress_to(progress, lang, waiting_text(lang)),
+                                  on_notice=zerogpu.warn_notice(lang)):
             yield run_outputs(run, lang)
 
     def stop_technique(request: gr.Request):

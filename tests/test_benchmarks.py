@@ -21,6 +21,8 @@ CASES = {
     "load_soak": (["--rounds", "1", "--compares", "2", "--tokens", "4", "--tokenize", "1", "--chars", "2000",
                    "--benchmarks", "1", "--sweeps", "1", "--images", "1", "--hostile", "6", "--soak", "8"],
                   ["total errors: 0", "first output p50/p95", "RSS"]),
+    "kv_join_leave": (["--rows", "1", "3", "--length", "128", "--prompt", "16", "--repeats", "1"],
+                      ["join before", "leave after"]),
 }
 
 

@@ -187,8 +187,6 @@ def test_every_queued_event_runs_in_a_queue_group(app_url, tiny_dir):
     assert "Running on local URL" in log and "has no queue group" not in log
 
 
-@pytest.mark.xfail(strict=True, reason="engine/generation.py DecodeEngine.run_once counts the tokens of a row "
-                                       "dropped by Stop as negative; the fix belongs to the engine branch")
 def test_tokens_generated_never_go_down_when_requests_are_stopped(client):
     def total() -> int:
         overview = client.predict(api_name="/about")[0]

@@ -67,6 +67,9 @@ class ImagesJob:
 
 
 # ------------------------------------------------------------------------- events back
+QUEUE_KEY = "engine.queue"  # a Progress with this key and {"ahead": n}: waiting in the engine's queue
+
+
 @dataclass(frozen=True)
 class Progress(Coalesced):
     """For the progress bar: a fraction and either a text or a UI string key with parameters."""

@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterator
 from engine.errors import UserError, as_user_error
 from engine.fairness import Cancelled, FairGate
 from engine.gpu_tasks.durations import MARGIN_S, OVERHEAD_S
-from engine.gpu_tasks.jobs import (BenchmarkJob, CompareJob, Failed, ImageDone, ImagesJob, Progress, QuantizeJob,
+from engine.gpu_tasks.jobs import (QUEUE_KEY, BenchmarkJob, CompareJob, Failed, ImageDone, ImagesJob, Progress,
+                                   QuantizeJob,
                                    Skipped, Snapshot, TechniqueJob, TimeLimit)
 from engine.stopping import StopSignal, StopToken
 from engine.zerogpu import Emit, gpu, on_zerogpu, streamed
@@ -117,10 +118,11 @@ def compare(job: CompareJob, stop: StopToken, seconds: float) -> Iterator[Any]:
 def _technique_body(job: TechniqueJob, signal: StopSignal, emit: Emit) -> Iterator[Any]:
     from engine.techniques.techniques import EngineGenerator, run_technique
 
-    handle = manager().llm(job.model, _loading(emit))
-    generator = EngineGenerator(handle, on_step=lambda done, total: emit(Progress(done / max(1, total))))
-    for run in run_technique(job.technique, job.task, generator, job.settings, stop=signal):
-        yield Snapshot(copy.deepcopy(run))
+    with manager().using(job.model, _loading(emit)) as handle:  # leased: never evicted mid-run
+        generator = EngineGenerator(handle, on_step=lambda done, total: emit(Progress(done / max(1, total))),
+                                    on_wait=lambda ahead: emit(Progress(0.0, key=QUEUE_KEY, params={"ahead": ahead})))
+        for run in run_technique(job.technique, job.task, generator, job.settings, stop=signal):
+            yield Snapshot(copy.deepcopy(run))
 
 
 @gpu(duration=_requested)
@@ -133,15 +135,14 @@ def _benchmark_body(job: BenchmarkJob, signal: StopSignal, emit: Emit) -> Iterat
     from engine.techniques.benchmark import benchmark as run_benchmark
     from engine.techniques.techniques import EngineGenerator
 
-    handle = manager().llm(job.model, _loading(emit))
-
     def on_progress(done: int, total: int, name: str) -> None:
         emit(Progress(done / max(1, total), key="tech.bench_progress",
                       params={"technique": name, "done": done, "total": total}))
 
-    for result in run_benchmark(EngineGenerator(handle), list(job.techniques), list(job.tasks), job.settings,
-                                stop=signal, on_progress=on_progress):
-        yield Snapshot(copy.deepcopy(result))
+    with manager().using(job.model, _loading(emit)) as handle:  # leased: never evicted mid-benchmark
+        for result in run_benchmark(EngineGenerator(handle), list(job.techniques), list(job.tasks), job.settings,
+                                    stop=signal, on_progress=on_progress):
+            yield Snapshot(copy.deepcopy(result))
 
 
 @gpu(duration=_requested)
@@ -181,8 +182,6 @@ def _images_body(job: ImagesJob, signal: StopSignal, emit: Emit) -> Iterator[Any
             break
         title = imagegen.DEFAULTS[item.spec.role].title
         try:
-            pipe = manager().pipeline(item.spec, _loading(emit, i / n, (i + 1) / n))
-
             def on_step(step: int, steps: int, i: int = i, title: str = title) -> None:
                 emit(Progress((i + step / steps) / n, key="img.progress",
                               params={"model": title, "step": step, "steps": steps, "i": i + 1, "n": n}))
@@ -190,7 +189,9 @@ def _images_body(job: ImagesJob, signal: StopSignal, emit: Emit) -> Iterator[Any
             def waiting(ahead: int, i: int = i) -> None:
                 emit(Progress(i / n, key="safety.waiting_turn", params={"ahead": ahead}))
 
-            with _image_gate.turn(job.owner, signal, on_wait=waiting):
+            # a turn per image (round-robin between requests), the pipeline leased while it draws
+            with _image_gate.turn(job.owner, signal, on_wait=waiting), \
+                    manager().using(item.spec, _loading(emit, i / n, (i + 1) / n)) as pipe:
                 result = imagegen.generate(pipe, item.settings, on_step=on_step, stop=signal)
         except Cancelled:
             break

@@ -269,15 +269,19 @@ def check_variant_fits(manager, spec: ModelSpec, variant: str) -> int:
     """Raise ``err.too_big`` if the variant cannot be loaded now; return the bytes it needs."""
     if variant in PRECISIONS:
         return manager.check_fits(spec.with_precision(variant))
-    need = estimate_variant_bytes(manager, spec, variant)
-    # quanto/HQQ first load the model at its compute dtype, then quantize it in place
-    full = estimate_variant_bytes(manager, spec, compute_precision(manager.device, manager.hardware.bf16))
-    need = max(need, full)
-    free = manager.budget - manager.used_bytes()
+    need = in_place_bytes(manager, spec, variant)
+    free = manager.free_bytes()
     if need > free:
         raise UserError("err.too_big", model=spec.id, precision=variant, need_gb=need / 1e9,
                         budget_gb=free / 1e9, device=manager.device.upper())
     return need
+
+
+def in_place_bytes(manager, spec: ModelSpec, variant: str) -> int:
+    """quanto/HQQ first load the model at its compute dtype, then quantize it in place: the
+    larger of the two is what the run books."""
+    full = estimate_variant_bytes(manager, spec, compute_precision(manager.device, manager.hardware.bf16))
+    return max(estimate_variant_bytes(manager, spec, variant), full)
 
 
 def _quantize_in_place(model, variant: str, device: str) -> None:
@@ -308,19 +312,21 @@ def _quantize_in_place(model, variant: str, device: str) -> None:
 
 
 def load_in_place(spec: ModelSpec, variant: str, device: str, bf16_ok: bool = True, progress: ProgressFn | None = None):
-    """A quanto/HQQ variant: ``load_causal_lm`` at the compute dtype, then its linears quantized."""
+    """A quanto/HQQ variant: ``load_causal_lm`` at the compute dtype, its linears quantized, then
+    the fast path prepared on the quantized layers (compiling first would recompile on the
+    first decode, i.e. on a student's click)."""
+    from engine.fastpath import prepare
     from engine.llm import load_causal_lm
 
     started = time.perf_counter()
     base_spec = spec.with_precision(compute_precision(device, bf16_ok))
-    handle = load_causal_lm(base_spec, device, progress)
+    handle = load_causal_lm(base_spec, device, progress, fast_path=False)
     _quantize_in_place(handle.model, variant, device)
     gc.collect()
+    prepare(handle)
     handle.load_seconds = time.perf_counter() - started
     handle.footprint_bytes = model_bytes(handle.model)
     return handle
-
-
 
 
 # ---------------------------------------------------------------------------- compare
@@ -338,18 +344,22 @@ def measure_variant(manager, spec: ModelSpec, variant: str, prompt: str, max_new
                     passages: dict, progress: ProgressFn | None = None,
                     stop: threading.Event | None = None) -> tuple[Row, object]:
     """Load (or reuse), measure and return the row; the caller frees the handle."""
+    step = (lambda f, d: progress(f, d)) if progress else None
+    started = time.perf_counter()
+    if variant in PRECISIONS:  # from the cache, leased so that nobody evicts it mid-measure
+        with manager.using(spec.with_precision(variant), step) as handle:
+            return _measure(handle, variant, prompt, max_new_tokens, passages, started, progress), handle
+    owner = f"quantization:{variant}:{threading.get_ident()}"
+    with manager.reservation(owner, in_place_bytes(manager, spec, variant), spec.id):
+        handle = load_in_place(spec, variant, manager.device, manager.hardware.bf16, step)
+        return _measure(handle, variant, prompt, max_new_tokens, passages, started, progress), handle
+
+
+def _measure(handle, variant: str, prompt: str, max_new_tokens: int, passages: dict, started: float,
+             progress: ProgressFn | None) -> Row:
     v = VARIANTS[variant]
     row = Row(precision=variant, method=v.method, bits=v.bits)
-    step = (lambda f, d: progress(f, d)) if progress else None
-    if variant in PRECISIONS:
-        spec_v = spec.with_precision(variant)
-        started = time.perf_counter()
-        handle = manager.llm(spec_v, step)
-        load_s = handle.load_seconds or (time.perf_counter() - started)
-    else:
-        handle = load_in_place(spec, variant, manager.device, manager.hardware.bf16, step)
-        load_s = handle.load_seconds
-    row.load_s = round(load_s, 3)
+    row.load_s = round(handle.load_seconds or (time.perf_counter() - started), 3)
     row.memory_mb = round(model_bytes(handle.model) / 1e6, 3)
     row.hf_footprint_mb = round(handle.model.get_memory_footprint() / 1e6, 3)
     if progress:
@@ -364,7 +374,7 @@ def measure_variant(manager, spec: ModelSpec, variant: str, prompt: str, max_new
     row.ppl_en = round(perplexity(handle, passages["en"]), 3)
     row.ppl_fr = round(perplexity(handle, passages["fr"]), 3)
     row.status = "ok"
-    return row, handle
+    return row
 
 
 def _fill_relative(rows: list[Row]) -> None:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Protocol, Sequence
 
+from engine import leases
 from engine.generation import SamplingParams
 from engine.techniques import tasks as task_sets
 from engine.techniques.extraction import NONE, Answer, numbers
@@ -66,9 +67,11 @@ def split_system(messages: Messages) -> tuple[str | None, Messages]:
 class EngineGenerator:
     """The real generator: the handle's chat template, then one ``generate_many`` batch per call."""
 
-    def __init__(self, handle, on_step: Callable[[int, int], None] | None = None) -> None:
+    def __init__(self, handle, on_step: Callable[[int, int], None] | None = None,
+                 on_wait: Callable[[int], None] | None = None) -> None:
         self.handle = handle
         self.on_step = on_step
+        self.on_wait = on_wait  # requests queued ahead of this call's, while it waits for memory
         self.calls = 0
 
     def prepare(self, messages: Messages):
@@ -85,7 +88,7 @@ class EngineGenerator:
         prepared = [self.prepare(m) for m in prompts]
         self.calls += 1
         outs = generate_many(self.handle, prepared, params, n_per_prompt=n_per_prompt, stop=stop,
-                             on_step=self.on_step)
+                             on_step=self.on_step, on_wait=self.on_wait)
         outs = sorted(outs, key=lambda o: (o.prompt_index, o.sample_index))
         return [Generation(text=o.text, n_tokens=o.n_tokens, seconds=o.seconds, stop_reason=o.stop_reason,
                            prompt_text=o.prompt.text, prompt_tokens=o.prompt.n_tokens, prompt_index=o.prompt_index,
@@ -438,7 +441,11 @@ def drive(runs: Sequence[Run], generator: Generator, stop: threading.Event | Non
         flow = FLOWS[run.technique](run.task, run.settings)
         pending.append((run, flow, next(flow)))
     batch = 0
+    model = getattr(generator, "handle", None)
+    owner = leases.thread_owner()  # kept: a streaming handler may resume this generator in another thread
     try:
+        if model is not None:  # one lease for the whole run: not evicted between two rounds of calls
+            leases.acquire(model, owner)
         while pending:
             groups: dict[tuple, list[tuple[Run, Flow, Ask]]] = {}
             for item in pending:
@@ -470,6 +477,8 @@ def drive(runs: Sequence[Run], generator: Generator, stop: threading.Event | Non
                     run.wall_seconds = time.perf_counter() - started
                 yield batch
     finally:
+        if model is not None:
+            leases.release(model, owner)
         _halt(pending)
         elapsed = time.perf_counter() - started
         for run in runs:

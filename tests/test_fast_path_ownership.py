@@ -1,0 +1,91 @@
+"""The fast path's static caches: one engine at a time per cache, prepared on the final (quantized)
+layers so a click never compiles, and booked in the memory budget."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine import memory
+from engine.catalog import load_catalog
+from engine.generation import DecodeEngine, SamplingParams
+from engine.hardware import detect
+from engine.models import ModelManager
+from engine.quantization import live
+
+
+@pytest.fixture(scope="module")
+def eager(tiny_llms):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GENAI_FAST_PATH", "eager")  # the static-cache path without compiling (CPU)
+    manager = ModelManager(load_catalog("tiny", env={}), detect())
+    handle = manager.llm(manager.catalog.spec("instruct_llm"))
+    mp.undo()
+    assert handle.extra.get("fast_path") is not None
+    yield manager, handle
+
+
+def reference(handle, ids, n):
+    out = handle.model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False)
+    return out[0, len(ids):].tolist()
+
+
+def test_two_engines_on_one_model_never_share_a_static_cache(eager):
+    """The quantization tab's private engine and the app's engine decode the same handle at once."""
+    _, handle = eager
+    a, b = handle.prepare_raw("Il était une fois"), handle.prepare_raw("La recette des crêpes")
+    params = SamplingParams(max_new_tokens=12, greedy=True)
+    app_engine, private_engine = DecodeEngine(background=False), DecodeEngine(background=False)
+    ra = app_engine.submit(handle, a, params)
+    rb = private_engine.submit(handle, b, params)
+    app_engine.run_once()
+    private_engine.run_once()
+    on_static = [e._batches[id(handle)].static is not None for e in (app_engine, private_engine)]
+    assert on_static == [True, False]  # the second lone request did not get the busy static cache
+    while not (ra.done and rb.done):
+        app_engine.run_once()
+        private_engine.run_once()
+    assert ra.generated == reference(handle, a.input_ids, 12)
+    assert rb.generated == reference(handle, b.input_ids, 12)
+    assert not any(d.leased for d in handle.extra["fast_path"].decoders)  # handed back
+
+
+def test_the_budget_counts_the_static_caches(eager):
+    manager, handle = eager
+    cfg = handle.model.config
+    per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
+    fast = handle.extra["fast_path"]
+    assert fast.nbytes == sum(d.bucket for d in fast.decoders) * per_token > 0
+    weights = handle.footprint_bytes
+    assert manager.used_bytes() == weights + memory.load_overhead(weights, "cpu") + fast.nbytes
+
+
+def test_quantized_in_place_then_compiled_never_on_a_click(tiny_llms, monkeypatch):
+    """HQQ swaps the linear layers: the fast path must be prepared (compiled) on the swapped ones,
+    or the first decode recompiles. ``torch.compile`` is stood in for by a recorder that, like
+    Dynamo's guards, compiles again when the layers it was traced with changed."""
+    compiles: list[set[str]] = []
+
+    def layer_types(model) -> set[str]:
+        return {type(m).__name__ for m in model.modules() if "Linear" in type(m).__name__}
+
+    def fake_compile(fn, **_):
+        traced: dict = {}
+
+        def run(*args, **kwargs):
+            types = layer_types(fn.__self__.model)
+            if traced.get("types") != types:
+                compiles.append(types)
+                traced["types"] = types
+            return fn(*args, **kwargs)
+        return run
+
+    monkeypatch.setenv("GENAI_FAST_PATH", "compile")
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setattr("engine.fastpath.BUCKETS", (256,))
+    spec = load_catalog("tiny", env={}).spec("quant_subject")
+    handle = live.load_in_place(spec, "hqq-4", "cpu")
+    assert compiles == [{"HQQLinear", "Linear"}]  # once, at load, on the quantized layers (lm_head stays)
+    ids, *_ = live.run_greedy(handle, "Bonjour", 6)  # the student's click
+    assert len(compiles) == 1 and handle.extra["fast_path"].decoders[0].length > 0
+    handle.extra.pop("fast_path")
+    assert live.run_greedy(handle, "Bonjour", 6)[0] == ids  # same tokens as the plain batched path

@@ -1,0 +1,43 @@
+"""Strings of the decode engine and the model cache: queue positions and per-request failures."""
+
+EN = {
+    "engine.queue_next": "⏳ Waiting for memory to free up: you are next.",
+    "engine.queue_ahead_one": "⏳ 1 request ahead of you.",
+    "engine.queue_ahead": "⏳ {n} requests ahead of you.",
+    "engine.err_row_failed": "{model} failed on this request ({detail}). The other requests went on; try again.",
+    "engine.err_oom_row": "Out of memory on {model}: this request was stopped so that the others could go on. "
+                          "Try again with fewer new tokens or a shorter prompt.",
+    "engine.err_nan": "{model} produced invalid numbers (NaN or infinity) for this request, so it was stopped. "
+                      "Try again, or use a higher precision.",
+    "engine.err_kv_too_long": "This request needs {tokens} tokens of context on {model} ({need_mb} MB of KV cache), "
+                              "but at most {free_mb} MB can be given to it here. Shorten the prompt or lower the "
+                              "maximum of new tokens.",
+    "engine.err_memory_busy": "{model} needs about {need_gb:.1f} GB, held by models in use ({busy}). Waited {seconds} s; "
+                              "try again in a moment.",
+    "engine.err_memory_pinned": "{model} needs about {need_gb:.1f} GB, but with the models this request already uses "
+                                "it cannot fit in the {budget_gb:.1f} GB budget. Choose a lower precision or a "
+                                "smaller model.",
+    "engine.err_loop": "The generation engine kept failing ({detail}); the running requests were stopped. Try again.",
+}
+
+FR = {
+    "engine.queue_next": "⏳ En attente de mémoire libre : vous êtes le prochain.",
+    "engine.queue_ahead_one": "⏳ 1 demande avant la vôtre.",
+    "engine.queue_ahead": "⏳ {n} demandes avant la vôtre.",
+    "engine.err_row_failed": "{model} a échoué sur cette demande ({detail}). Les autres demandes ont continué ; "
+                             "réessayez.",
+    "engine.err_oom_row": "Mémoire insuffisante sur {model} : cette demande a été arrêtée pour que les autres "
+                          "continuent. Réessayez avec moins de nouveaux tokens ou un prompt plus court.",
+    "engine.err_nan": "{model} a produit des nombres invalides (NaN ou infini) pour cette demande, qui a donc été "
+                      "arrêtée. Réessayez, ou choisissez une précision plus élevée.",
+    "engine.err_kv_too_long": "Cette demande a besoin de {tokens} tokens de contexte sur {model} ({need_mb} Mo de "
+                              "cache KV), mais au plus {free_mb} Mo peuvent lui être donnés ici. Raccourcissez le "
+                              "prompt ou baissez le maximum de nouveaux tokens.",
+    "engine.err_memory_busy": "{model} demande environ {need_gb:.1f} Go, occupés par des modèles en cours "
+                              "d'utilisation ({busy}). Attente de {seconds} s ; réessayez dans un instant.",
+    "engine.err_memory_pinned": "{model} demande environ {need_gb:.1f} Go, mais avec les modèles que cette demande "
+                                "utilise déjà, il ne tient pas dans le budget de {budget_gb:.1f} Go. Choisissez une "
+                                "précision plus basse ou un modèle plus petit.",
+    "engine.err_loop": "Le moteur de génération échoue à répétition ({detail}) ; les demandes en cours ont été "
+                       "arrêtées. Réessayez.",
+}
