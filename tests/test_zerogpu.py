@@ -238,14 +238,16 @@ def test_on_a_zerogpu_space_a_cpu_torch_stays_on_cpu_and_nothing_compiles(monkey
 
 def test_pinned_models_are_never_evicted(manager):
     base, instr = manager.catalog.spec("base_llm"), manager.catalog.spec("instruct_llm")
-    small = ModelManager(manager.catalog, manager.hardware, budget_bytes=int(manager.estimate_bytes(base) * 1.5))
+    quant = manager.catalog.spec("quant_subject").with_precision("int8")
+    room = manager.estimate_bytes(base) + manager.estimate_bytes(instr)  # both fit, nothing more
+    small = ModelManager(manager.catalog, manager.hardware, budget_bytes=int(room * 1.05), wait_s=2)
     small._get(base, object)  # stand-ins for the models: only the cache's bookkeeping is under test
     small.pin(base)
-    small._get(instr, object)  # does not fit next to base: an unpinned base would be evicted here
-    small.release(base)
+    small._get(instr, object)
+    assert small.release(base) is False  # a pinned model stays, even when asked to go
     assert small.is_loaded(base) and small.is_loaded(instr)
-    small._get(manager.catalog.spec("quant_subject").with_precision("int8"), object)
-    assert not small.is_loaded(instr) and small.is_loaded(base)
+    small._get(quant, object)  # needs room: the unpinned, unused instruct model goes, never the pinned one
+    assert not small.is_loaded(instr) and small.is_loaded(base) and small.is_loaded(quant)
 
 
 # ============================================================================ the app on "ZeroGPU"
