@@ -258,7 +258,10 @@ def space(tiny_llms, tiny_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("zerogpu")
     port = free_port()
     log = folder / "app.log"
-    env = dict(os.environ, GENAI_TINY_DIR=str(tiny_dir), HF_HUB_OFFLINE="1", **zerogpu_env(stub, folder))
+    env = dict(os.environ, GENAI_TINY_DIR=str(tiny_dir), HF_HUB_OFFLINE="1", **zerogpu_env(stub, folder),
+               # a long sweep to stop, and an id outside the catalog to fail in the worker (tests of the
+               # fork and the stop, not of the limits, which tests/test_safety.py covers)
+               GENAI_LIMIT_SWEEP_CELLS="64", GENAI_LIMIT_SWEEP_VALUES="64", GENAI_ALLOW_CUSTOM_MODELS="1")
     proc = subprocess.Popen([sys.executable, "-c", BOOTSTRAP, "--profile", "tiny", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     try:
@@ -426,6 +429,8 @@ def test_an_error_in_the_worker_reaches_the_visitor_translated(space):
 
     client, stub, _ = space
     mark = len(stub.calls)
+    # neither model can load: the call fails (one bad role alone only fails its pane: tests/test_safety.py)
     with pytest.raises(AppError, match="nobody/nothing.*huggingface-cli download"):
-        client.predict(PROMPT, base_model="nobody/nothing", max_new_tokens=4, api_name="/compare")
+        client.predict(PROMPT, base_model="nobody/nothing", instruct_model="nobody/else", max_new_tokens=4,
+                       api_name="/compare")
     assert [c.params.get("fail") for c in one_gpu_call(stub, mark) if c.path == "/release"] == ["false"]

@@ -348,15 +348,15 @@ def measure_variant(manager, spec: ModelSpec, variant: str, prompt: str, max_new
     started = time.perf_counter()
     if variant in PRECISIONS:  # from the cache, leased so that nobody evicts it mid-measure
         with manager.using(spec.with_precision(variant), step) as handle:
-            return _measure(handle, variant, prompt, max_new_tokens, passages, started, progress), handle
+            return _measure(handle, variant, prompt, max_new_tokens, passages, started, progress, stop), handle
     owner = f"quantization:{variant}:{threading.get_ident()}"
     with manager.reservation(owner, in_place_bytes(manager, spec, variant), spec.id):
         handle = load_in_place(spec, variant, manager.device, manager.hardware.bf16, step)
-        return _measure(handle, variant, prompt, max_new_tokens, passages, started, progress), handle
+        return _measure(handle, variant, prompt, max_new_tokens, passages, started, progress, stop), handle
 
 
 def _measure(handle, variant: str, prompt: str, max_new_tokens: int, passages: dict, started: float,
-             progress: ProgressFn | None) -> Row:
+             progress: ProgressFn | None, stop: threading.Event | None = None) -> Row:
     v = VARIANTS[variant]
     row = Row(precision=variant, method=v.method, bits=v.bits)
     row.load_s = round(handle.load_seconds or (time.perf_counter() - started), 3)
