@@ -7,17 +7,22 @@ so uploading it restores them.
 from __future__ import annotations
 
 import json
+import logging
+import queue
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from engine.catalog import IMAGE_ROLES, ModelSpec
 from engine.errors import UserError, as_user_error
+from engine.stopping import AnyEvent
+
+log = logging.getLogger(__name__)
 
 METADATA_KEY = "genai-class-demo"
 TINY_SIZE, TINY_MAX_STEPS = 64, 2
@@ -156,7 +161,10 @@ def load_pipeline(spec: ModelSpec, device: str, progress: Callable[[float, str],
 
 
 def generate(pipe, settings: ImageSettings, *, on_step: Callable[[int, int], None] | None = None,
-             stop: threading.Event | None = None) -> ImageResult:
+             stop: threading.Event | None = None,
+             on_latents: Callable[[int, object], None] | None = None) -> ImageResult:
+    """One image. ``on_step(step, steps)`` after each denoising step, ``on_latents(step, latents)``
+    with the step's latents (for previews); ``stop`` interrupts at the next step."""
     import torch
 
     kwargs = dict(prompt=settings.prompt, num_inference_steps=settings.steps, guidance_scale=settings.guidance,
@@ -168,6 +176,8 @@ def generate(pipe, settings: ImageSettings, *, on_step: Callable[[int, int], Non
         kwargs["max_sequence_length"] = settings.max_sequence_length
 
     def callback(pipeline, step, timestep, tensors):
+        if on_latents and "latents" in tensors:
+            on_latents(step + 1, tensors["latents"])
         if on_step:
             on_step(step + 1, settings.steps)
         if stop is not None and stop.is_set():
@@ -184,6 +194,126 @@ def generate(pipe, settings: ImageSettings, *, on_step: Callable[[int, int], Non
             raise err from exc
         raise
     return ImageResult(image=image, settings=settings, seconds=time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------ streaming with previews
+@dataclass
+class ImageUpdate:
+    """One step of one image, as plain data (picklable: it can cross a ZeroGPU worker's pipe).
+    ``preview``: an approximate picture of the latents at this step, or None; ``result``: the
+    finished image (last update only)."""
+
+    step: int
+    total: int
+    preview: Image.Image | None = None
+    result: ImageResult | None = None
+
+
+MAX_PREVIEWS = 8  # per image: enough to watch it form, few enough to cost nothing
+
+
+def preview_steps(steps: int) -> set[int]:
+    """The steps that get a preview: about ``MAX_PREVIEWS`` of them, never the last (the image
+    itself comes then); none for a one-step model (SDXL Turbo)."""
+    every = max(1, -(-steps // MAX_PREVIEWS))
+    return {s for s in range(every, steps, every)}
+
+
+def generate_stream(pipe, settings: ImageSettings, *, stop: threading.Event | None = None,
+                    previews: bool = True) -> Iterator[ImageUpdate]:
+    """:func:`generate` as a generator: an update after every denoising step (with a preview at
+    :func:`preview_steps`), then one with the finished image. The pipeline runs in a worker
+    thread; closing the generator (the page went away) interrupts it at the next step."""
+    updates: queue.Queue = queue.Queue()
+    halt = threading.Event()
+    wanted = preview_steps(settings.steps) if previews else set()
+
+    def on_latents(step: int, latents) -> None:
+        picture = None
+        if step in wanted:
+            try:
+                picture = latent_preview(pipe, latents, settings)
+            except Exception as exc:  # noqa: BLE001 - a preview never costs the image
+                log.warning("no preview for %s: %s", settings.model, exc)
+                wanted.clear()
+        updates.put(ImageUpdate(step, settings.steps, picture))
+
+    def work() -> None:
+        try:
+            updates.put(generate(pipe, settings, stop=AnyEvent(stop, halt), on_latents=on_latents))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            updates.put(exc)
+
+    threading.Thread(target=work, name="image-generate", daemon=True).start()
+    try:
+        while True:
+            item = updates.get()
+            if isinstance(item, ImageUpdate):
+                yield item
+            elif isinstance(item, ImageResult):
+                yield ImageUpdate(settings.steps, settings.steps, None, item)
+                return
+            else:
+                raise item
+    finally:
+        halt.set()
+
+
+def latent_preview(pipe, latents, settings: ImageSettings) -> Image.Image:
+    """The latents as a picture, cheaply: a linear map from latent channels to RGB fitted once per
+    pipeline on its own VAE (:func:`latent_rgb_map`), at latent resolution, resized to the image.
+
+    A VAE decode every few steps would be exact but costs a full decode each time (and moves the
+    VAE onto the GPU under CPU offload); this costs a matrix product per preview. Colours are
+    approximate (it is a preview); the picture is what the model holds at this step."""
+    import numpy as np
+
+    weights, bias = latent_rgb_map(pipe)
+    lat = latents.detach()
+    if lat.ndim == 3:  # FLUX packs 2×2 latent patches into tokens
+        lat = pipe._unpack_latents(lat, settings.height, settings.width, pipe.vae_scale_factor)
+    lat = lat[0].float().cpu().numpy()  # (C, h, w)
+    rgb = np.tensordot(weights, lat, axes=([0], [0])) + bias[:, None, None]  # (3, h, w) in [-1, 1]
+    pixels = ((np.clip(rgb, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(1, 2, 0)
+    return Image.fromarray(pixels, "RGB").resize((settings.width, settings.height), Image.BILINEAR)
+
+
+def latent_rgb_map(pipe):
+    """(weights (C, 3), bias (3,)) mapping the pipeline's normalised latents to RGB in [-1, 1].
+
+    Fitted by least squares on this pipeline's own VAE: a few smooth colour fields are encoded,
+    normalised the way the pipeline's latents are (``scaling_factor``, ``shift_factor`` or
+    ``latents_mean``/``latents_std``), and matched to the fields' colours averaged over each
+    latent pixel. No constants copied from elsewhere: it fits SDXL, FLUX and the tiny test
+    pipelines alike. Cached on the pipeline."""
+    cached = getattr(pipe, "_genai_latent_rgb", None)
+    if cached is not None:
+        return cached
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    vae = pipe.vae
+    param = next(vae.parameters())
+    rng = np.random.default_rng(0)
+    coarse = torch.from_numpy(rng.uniform(-1, 1, size=(4, 3, 4, 4)).astype(np.float32))
+    fields = F.interpolate(coarse, size=(128, 128), mode="bilinear", align_corners=False).clamp(-1, 1)
+    with torch.inference_mode():
+        raw = vae.encode(fields.to(param.device, param.dtype)).latent_dist.mean.float().cpu()
+    cfg = vae.config
+    mean, std = getattr(cfg, "latents_mean", None), getattr(cfg, "latents_std", None)
+    if mean is not None and std is not None:
+        shape = (1, -1, 1, 1)
+        norm = (raw - torch.tensor(mean).view(shape)) * cfg.scaling_factor / torch.tensor(std).view(shape)
+    else:
+        norm = (raw - (getattr(cfg, "shift_factor", None) or 0.0)) * cfg.scaling_factor
+    target = F.adaptive_avg_pool2d(fields, norm.shape[-2:])
+    x = norm.permute(0, 2, 3, 1).reshape(-1, norm.shape[1]).numpy()
+    y = target.permute(0, 2, 3, 1).reshape(-1, 3).numpy()
+    solution, *_ = np.linalg.lstsq(np.hstack([x, np.ones((len(x), 1))]), y, rcond=None)
+    fitted = (solution[:-1].astype(np.float32), solution[-1].astype(np.float32))
+    pipe._genai_latent_rgb = fitted
+    return fitted
 
 
 def free_accelerator_memory() -> None:
@@ -234,26 +364,50 @@ def _font(size: int):
 
 
 def grid(images: list[Image.Image], labels: list[str], columns: int, cell: int = 384,
-         row_labels: list[str] | None = None, column_labels: list[str] | None = None) -> Image.Image:
-    """Images in a labelled grid: a caption under each, optional row and column headers."""
-    font = _font(max(11, cell // 28))
-    head_font = _font(max(12, cell // 22))
-    caption_h = max(34, cell // 7)
-    left = max(0, max((int(head_font.getlength(r)) for r in row_labels), default=0) + 16) if row_labels else 0
-    top = head_font.size + 14 if column_labels else 0
+         row_labels: list[str] | None = None, column_labels: list[str] | None = None,
+         legend: list[str] | None = None) -> Image.Image:
+    """Images in a labelled grid: a caption under each, optional row and column headers, and an
+    optional legend under the grid (long texts, such as whole prompts, written out wrapped).
+
+    Type sizes follow the cell size (readable once the grid is scaled down to fit a page); row
+    headers wrap inside a left margin of their own and column headers above their column, so
+    neither covers the other."""
+    font = _font(max(12, cell // 20))
+    head_font = _font(max(13, cell // 15))
+    pad = max(6, cell // 40)
+
+    def line_h(f) -> int:
+        return f.size + max(2, f.size // 4)
+
     rows = (len(images) + columns - 1) // columns
-    canvas = Image.new("RGB", (left + columns * cell, top + rows * (cell + caption_h)), "white")
+    row_lines = [_wrap(text, head_font, cell // 2) for text in row_labels or []]
+    widest = max((head_font.getlength(x) for lines in row_lines for x in lines), default=0)
+    left = int(widest) + 2 * pad if row_labels else 0
+    col_lines = [_wrap(text, head_font, cell - 2 * pad) for text in column_labels or []]
+    top = max((len(lines) for lines in col_lines), default=0) * line_h(head_font) + 2 * pad if column_labels else 0
+    caption_h = 2 * line_h(font) + pad
+    width = left + columns * cell
+    legend_lines = [line for text in legend or [] for line in _wrap(text, font, width - 2 * pad) or [""]]
+    legend_h = len(legend_lines) * line_h(font) + 2 * pad if legend_lines else 0
+    canvas = Image.new("RGB", (width, top + rows * (cell + caption_h) + legend_h), "white")
     draw = ImageDraw.Draw(canvas)
-    for c, text in enumerate(column_labels or []):
-        draw.text((left + c * cell + cell // 2, 6), text, font=head_font, fill="#111", anchor="ma")
-    for r, text in enumerate(row_labels or []):
-        draw.text((6, top + r * (cell + caption_h) + cell // 2), text, font=head_font, fill="#111", anchor="lm")
+    for c, lines in enumerate(col_lines):
+        for k, text in enumerate(lines):
+            draw.text((left + c * cell + cell // 2, pad + k * line_h(head_font)), text, font=head_font, fill="#111",
+                      anchor="ma")
+    for r, lines in enumerate(row_lines[:rows]):
+        y0 = top + r * (cell + caption_h) + cell // 2 - len(lines) * line_h(head_font) // 2
+        for k, text in enumerate(lines):
+            draw.text((pad, y0 + k * line_h(head_font)), text, font=head_font, fill="#111")
     for i, (img, label) in enumerate(zip(images, labels)):
         r, c = divmod(i, columns)
         x, y = left + c * cell, top + r * (cell + caption_h)
         canvas.paste(img.convert("RGB").resize((cell, cell)), (x, y))
-        for k, line in enumerate(_wrap(label, font, cell - 8)[:2]):
-            draw.text((x + 4, y + cell + 3 + k * (font.size + 2)), line, font=font, fill="#222")
+        for k, text in enumerate(_wrap(label, font, cell - 8)[:2]):
+            draw.text((x + 4, y + cell + 3 + k * line_h(font)), text, font=font, fill="#222")
+    y = top + rows * (cell + caption_h) + pad
+    for k, text in enumerate(legend_lines):
+        draw.text((pad, y + k * line_h(font)), text, font=font, fill="#111")
     return canvas
 
 
@@ -261,7 +415,7 @@ def _wrap(text: str, font, width: int) -> list[str]:
     words, lines, line = text.split(), [], ""
     for w in words:
         candidate = f"{line} {w}".strip()
-        if font.getlength(candidate) <= width:
+        if font.getlength(candidate) <= width or not line:
             line = candidate
         else:
             lines.append(line)
