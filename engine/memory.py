@@ -39,10 +39,12 @@ class ParamCounts:
 def param_counts(config) -> ParamCounts:
     """Count a causal LM's parameters from its config, without allocating weights."""
     import torch
-    from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
-    with init_empty_weights():
+    # the meta device as a context is per thread; accelerate's init_empty_weights patches
+    # nn.Module for the whole process, and two threads estimating at once left it patched
+    # (every model built afterwards got meta parameters)
+    with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     skip = set(getattr(model, "_keep_in_fp32_modules", None) or [])
     quantizable = other = rows = 0

@@ -378,28 +378,30 @@ def measure_variant(manager, spec: ModelSpec, variant: str, prompt: str, max_new
 
     ``progress(phase, fraction of that phase, detail)``; ``stop`` raises :class:`Stopped` at the
     next phase boundary or token."""
-    v = VARIANTS[variant]
-    row = Row(precision=variant, method=v.method, bits=v.bits)
     report = progress or (lambda phase, frac, detail: None)
-
-    def check_stop() -> None:
-        if stop is not None and stop.is_set():
-            raise Stopped()
 
     def loading(frac: float, detail: str) -> None:
         report("load", frac, detail)
 
+    started = time.perf_counter()
     report("load", 0.0, "")
     if variant in PRECISIONS:
-        spec_v = spec.with_precision(variant)
-        started = time.perf_counter()
-        handle = manager.llm(spec_v, loading)
-        load_s = handle.load_seconds or (time.perf_counter() - started)
+        handle = manager.llm(spec.with_precision(variant), loading)
     else:
         handle = load_in_place(spec, variant, manager.device, manager.hardware.bf16, loading)
-        load_s = handle.load_seconds
+    return _measure(handle, variant, prompt, max_new_tokens, passages, started, report, stop), handle
+
+
+def _measure(handle, variant: str, prompt: str, max_new_tokens: int, passages: dict, started: float,
+             report: PhaseFn, stop: threading.Event | None) -> Row:
+    def check_stop() -> None:
+        if stop is not None and stop.is_set():
+            raise Stopped()
+
     check_stop()
-    row.load_s = round(load_s, 3)
+    v = VARIANTS[variant]
+    row = Row(precision=variant, method=v.method, bits=v.bits)
+    row.load_s = round(handle.load_seconds or (time.perf_counter() - started), 3)
     row.memory_mb = round(model_bytes(handle.model) / 1e6, 3)
     row.hf_footprint_mb = round(handle.model.get_memory_footprint() / 1e6, 3)
     report("generate", 0.0, "")
@@ -416,7 +418,7 @@ def measure_variant(manager, spec: ModelSpec, variant: str, prompt: str, max_new
     report("perplexity", 0.5, "")
     row.ppl_fr = round(perplexity(handle, passages["fr"]), 3)
     row.status = "ok"
-    return row, handle
+    return row
 
 
 def _fill_relative(rows: list[Row]) -> None:
