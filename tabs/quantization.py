@@ -156,19 +156,21 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     if tab is None:
         return
     opened = gr.State(False)
-    n_w, n_p = len(w_inputs), len(p_inputs)
 
-    def first_view(was_opened: bool, prompt: str, *values, request: gr.Request = None):
+    def first_view(was_opened: bool, prompt: str, source: str, model: str, layer: str, method: str, bits: float,
+                   block_size: str, outliers: float, plan_model: str, context_length: float, batch_size: float,
+                   request: gr.Request):
         """The first time the tab opens: the histogram, error chart, metrics table and memory plan of
         the default settings, computed in the visitor's language (no empty plots, no "1 2 3" headers),
-        and the live comparison's prompt in that language if it is still an untouched example."""
+        the live results' headers, and its prompt in that language if it is still an untouched example."""
         if was_opened:
             return (True, gr.update(), gr.update()) + (gr.update(),) * (len(w_outputs) + len(p_outputs))
         lang = request_lang(request)
         text = PROMPTS.get(lang, DEFAULT_PROMPT) if prompt in PROMPTS.values() else gr.update()
         table = gr.Dataframe(empty_frame(lang), visible=True)
-        return ((True, text, table) + tuple(quantize_weights(*values[:n_w], request=request))
-                + tuple(memory_plan(*values[n_w:n_w + n_p], request=request)))
+        weights_view = quantize_weights(source, model, layer, method, bits, block_size, outliers, request)
+        plan_view = memory_plan(plan_model, context_length, batch_size, request)
+        return (True, text, table) + tuple(weights_view) + tuple(plan_view)
 
     tab.select(first_view, inputs=[opened, live_prompt] + w_inputs + p_inputs,
                outputs=[opened, live_prompt, live_table] + w_outputs + p_outputs, api_name=False,

@@ -113,8 +113,9 @@ def build_live(ctx: AppContext, tiny: bool, model_choices: list[str]) -> tuple[g
     subject = ctx.catalog.spec("quant_subject")
     device, bf16 = ctx.hardware.device, ctx.hardware.bf16
     defaults = live.default_variants(device, bf16)
-    # the libraries' first-call work (imports, quanto's C++ extension) starts now, in the background
-    warmup.start([live.VARIANTS[k].method for k in defaults], device)
+    # the libraries' first-call work (imports, quanto's C++ extension) starts now, in the background;
+    # on ZeroGPU this process has no GPU: the imports done here are inherited by the GPU workers
+    warmup.start([live.VARIANTS[k].method for k in defaults], "cpu" if ctx.hardware.zerogpu else device)
     default_tokens = 24 if tiny else (48 if device == "cpu" else 128)
     with gr.Row():
         with gr.Column(scale=2):
