@@ -20,6 +20,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from engine.catalog import IMAGE_ROLES, ModelSpec
 from engine.errors import UserError, as_user_error
+from engine.image_preview import MAX_PREVIEWS, latent_preview, latent_rgb_map, preview_steps  # noqa: F401
 from engine.stopping import AnyEvent
 
 log = logging.getLogger(__name__)
@@ -209,16 +210,6 @@ class ImageUpdate:
     result: ImageResult | None = None
 
 
-MAX_PREVIEWS = 8  # per image: enough to watch it form, few enough to cost nothing
-
-
-def preview_steps(steps: int) -> set[int]:
-    """The steps that get a preview: about ``MAX_PREVIEWS`` of them, never the last (the image
-    itself comes then); none for a one-step model (SDXL Turbo)."""
-    every = max(1, -(-steps // MAX_PREVIEWS))
-    return {s for s in range(every, steps, every)}
-
-
 def generate_stream(pipe, settings: ImageSettings, *, stop: threading.Event | None = None,
                     previews: bool = True) -> Iterator[ImageUpdate]:
     """:func:`generate` as a generator: an update after every denoising step (with a preview at
@@ -232,7 +223,7 @@ def generate_stream(pipe, settings: ImageSettings, *, stop: threading.Event | No
         picture = None
         if step in wanted:
             try:
-                picture = latent_preview(pipe, latents, settings)
+                picture = latent_preview(pipe, latents, settings.width, settings.height)
             except Exception as exc:  # noqa: BLE001 - a preview never costs the image
                 log.warning("no preview for %s: %s", settings.model, exc)
                 wanted.clear()
@@ -257,63 +248,6 @@ def generate_stream(pipe, settings: ImageSettings, *, stop: threading.Event | No
                 raise item
     finally:
         halt.set()
-
-
-def latent_preview(pipe, latents, settings: ImageSettings) -> Image.Image:
-    """The latents as a picture, cheaply: a linear map from latent channels to RGB fitted once per
-    pipeline on its own VAE (:func:`latent_rgb_map`), at latent resolution, resized to the image.
-
-    A VAE decode every few steps would be exact but costs a full decode each time (and moves the
-    VAE onto the GPU under CPU offload); this costs a matrix product per preview. Colours are
-    approximate (it is a preview); the picture is what the model holds at this step."""
-    import numpy as np
-
-    weights, bias = latent_rgb_map(pipe)
-    lat = latents.detach()
-    if lat.ndim == 3:  # FLUX packs 2×2 latent patches into tokens
-        lat = pipe._unpack_latents(lat, settings.height, settings.width, pipe.vae_scale_factor)
-    lat = lat[0].float().cpu().numpy()  # (C, h, w)
-    rgb = np.tensordot(weights, lat, axes=([0], [0])) + bias[:, None, None]  # (3, h, w) in [-1, 1]
-    pixels = ((np.clip(rgb, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(1, 2, 0)
-    return Image.fromarray(pixels, "RGB").resize((settings.width, settings.height), Image.BILINEAR)
-
-
-def latent_rgb_map(pipe):
-    """(weights (C, 3), bias (3,)) mapping the pipeline's normalised latents to RGB in [-1, 1].
-
-    Fitted by least squares on this pipeline's own VAE: a few smooth colour fields are encoded,
-    normalised the way the pipeline's latents are (``scaling_factor``, ``shift_factor`` or
-    ``latents_mean``/``latents_std``), and matched to the fields' colours averaged over each
-    latent pixel. No constants copied from elsewhere: it fits SDXL, FLUX and the tiny test
-    pipelines alike. Cached on the pipeline."""
-    cached = getattr(pipe, "_genai_latent_rgb", None)
-    if cached is not None:
-        return cached
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-
-    vae = pipe.vae
-    param = next(vae.parameters())
-    rng = np.random.default_rng(0)
-    coarse = torch.from_numpy(rng.uniform(-1, 1, size=(4, 3, 4, 4)).astype(np.float32))
-    fields = F.interpolate(coarse, size=(128, 128), mode="bilinear", align_corners=False).clamp(-1, 1)
-    with torch.inference_mode():
-        raw = vae.encode(fields.to(param.device, param.dtype)).latent_dist.mean.float().cpu()
-    cfg = vae.config
-    mean, std = getattr(cfg, "latents_mean", None), getattr(cfg, "latents_std", None)
-    if mean is not None and std is not None:
-        shape = (1, -1, 1, 1)
-        norm = (raw - torch.tensor(mean).view(shape)) * cfg.scaling_factor / torch.tensor(std).view(shape)
-    else:
-        norm = (raw - (getattr(cfg, "shift_factor", None) or 0.0)) * cfg.scaling_factor
-    target = F.adaptive_avg_pool2d(fields, norm.shape[-2:])
-    x = norm.permute(0, 2, 3, 1).reshape(-1, norm.shape[1]).numpy()
-    y = target.permute(0, 2, 3, 1).reshape(-1, 3).numpy()
-    solution, *_ = np.linalg.lstsq(np.hstack([x, np.ones((len(x), 1))]), y, rcond=None)
-    fitted = (solution[:-1].astype(np.float32), solution[-1].astype(np.float32))
-    pipe._genai_latent_rgb = fitted
-    return fitted
 
 
 def free_accelerator_memory() -> None:

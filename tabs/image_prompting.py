@@ -178,15 +178,15 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
                     if update.result is not None:
                         imagegen.save_png(update.result, folder, f"{i:02d}-{spec.role}")
                         results.append(update.result)
-                        yield results, gallery_items(results, lang)
+                        yield results, gallery_items(results)
                     elif update.preview is not None:
                         caption = t("ux.img.preview_caption", lang, model=title, step=update.step, steps=update.total)
-                        yield results, gallery_items(results, lang) + [(update.preview, caption)]
+                        yield results, gallery_items(results) + [(update.preview, caption)]
             except UserError as err:  # out of memory on this image: say so, keep the others
                 gr.Warning(t("img.skipped", lang, model=title, reason=t(err.key, lang, **err.params)))
                 continue
 
-    def gallery_items(results, lang) -> list[tuple[str, str]]:
+    def gallery_items(results) -> list[tuple[str, str]]:
         return [(str(r.path), r.settings.label(r.seconds)) for r in results]
 
     @guard
