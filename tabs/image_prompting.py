@@ -369,11 +369,13 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         return tuple(merged.get(f, "") for f in FIELDS)
 
     inputs = [prompt, second, negative, models, seed, use_defaults, focus, steps, guidance, size]
+    # the progress bar over the grid only: the gallery's previews and finished images stay visible
     run.click(generate_images, inputs=inputs, outputs=[grid_out, gallery], api_name="generate_images",
-              concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1)
+              concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1, show_progress_on=[grid_out])
     sweep_run.click(image_grid_sweep, inputs=[prompt, sweep_model, x_param, x_values, y_param, y_values, seed, negative],
                     outputs=[grid_out, gallery], api_name="image_grid_sweep",
-                    concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1)
+                    concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1,
+                    show_progress_on=[grid_out])
     stop.click(stop_images, api_name=False, queue=False)
     reuse_file.upload(read_png_settings, inputs=reuse_file,
                       outputs=[prompt, negative, models, seed, use_defaults, focus, steps, guidance, size, reuse_note],
@@ -383,7 +385,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     td_pick.change(show_step, inputs=td_pick, outputs=[td_goal, prompt, second, models, td_target_row, td_hidden],
                    api_name=False, concurrency_limit=None)
     td_make.click(make_td_target, inputs=td_pick, outputs=[target, models, seed], api_name="make_td_target",
-                  concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1)
+                  concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1, show_progress_on=[td_goal])
     td_reveal.click(reveal_target, inputs=td_pick, outputs=td_hidden, api_name=False, queue=False)
     # .input, not .change: restoring a PNG sets the focus model and must keep the PNG's values
     focus.input(on_focus, inputs=[focus, use_defaults], outputs=[steps, guidance, size], api_name=False,

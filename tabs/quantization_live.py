@@ -217,7 +217,8 @@ def build_live(ctx: AppContext, tiny: bool, model_choices: list[str]) -> tuple[g
     preset.change(lambda text: text, inputs=preset, outputs=prompt, api_name=False, queue=False)
     run.click(quantize_compare, inputs=[model, precisions, prompt, max_tokens],
               outputs=[status, table, mem_plot, speed_plot, ppl_plot, outputs_box, csv_file],
-              api_name="quantize_compare", concurrency_id="quant-live", concurrency_limit=LIVE_EVENTS)
+              api_name="quantize_compare", concurrency_id="quant-live", concurrency_limit=LIVE_EVENTS,
+              show_progress_on=[status])  # the progress bar on the status line: rows and charts stay visible
     stop.click(stop_compare, api_name="stop_quantize_compare", queue=False)
     return prompt, table
 

@@ -541,7 +541,7 @@ def build(ctx: AppContext) -> None:
     bench_btn.click(benchmark_techniques, inputs=bench_inputs,
                     outputs=[bench_md, bench_table, acc_plot, cost_plot, bench_files],
                     api_name="benchmark_techniques", concurrency_id=ctx.concurrency_id("causal_lm"),
-                    concurrency_limit=ctx.llm_concurrency)
+                    concurrency_limit=ctx.llm_concurrency, show_progress_on=[bench_md])  # the table stays visible
     bench_stop.click(stop_benchmark, api_name="stop_benchmark", queue=False)
     bench_table.change(bench_legend, inputs=bench_table, outputs=cost_legend, api_name=False, queue=False,
                        show_progress="hidden")

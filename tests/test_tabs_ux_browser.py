@@ -28,6 +28,13 @@ def pick(page, dropdown: str, label: str) -> None:
     page.locator(f"[role=option][aria-label='{label}']").click()
 
 
+COVERED = """[...el.querySelectorAll('.wrap')].some(w => {
+    const cs = getComputedStyle(w), bg = cs.backgroundColor.match(/[\\d.]+/g) || [];
+    const alpha = bg.length === 4 ? +bg[3] : (bg.length === 3 ? 1 : 0);
+    return !w.classList.contains('hide') && +cs.opacity > 0.3 && alpha > 0.3 && w.getBoundingClientRect().height > 50;
+})"""  # a status overlay (spinner, progress) hiding the component's content
+
+
 def record(page, selector: str, script: str) -> None:
     """Start recording ``script`` (a JS expression over ``el``) on every change under ``selector``."""
     page.evaluate("""([sel, script]) => {
@@ -53,11 +60,8 @@ def test_quantization_opens_filled_in_french_and_the_histogram_never_blanks(brow
         assert "Matrice" in page.inner_text("#quant-w-summary")
         assert not page.locator("#quant-bits input[type=range]").is_disabled()  # the default method uses bits
         # a bits move: the plot stays on screen (no opaque cover) until the new one replaces it
-        record(page, "#quant-hist", """[!!el.querySelector('img'), [...el.querySelectorAll('.wrap')].some(w => {
-            const cs = getComputedStyle(w), bg = cs.backgroundColor.match(/[\\d.]+/g) || [];
-            const alpha = bg.length === 4 ? +bg[3] : (bg.length === 3 ? 1 : 0);
-            return !w.classList.contains('hide') && +cs.opacity > 0.3 && alpha > 0.3 && w.getBoundingClientRect().height > 50;
-        }), [...el.querySelectorAll('.wrap')].some(w => !w.classList.contains('hide')), el.querySelector('img') ? el.querySelector('img').src.length : 0]""")
+        record(page, "#quant-hist", "[!!el.querySelector('img'), " + COVERED + ", [...el.querySelectorAll('.wrap')]"
+               ".some(w => !w.classList.contains('hide')), el.querySelector('img') ? el.querySelector('img').src.length : 0]")
         before = page.evaluate("window.__seen[0][3]")
         page.locator("#quant-bits input[type=range]").focus()
         page.keyboard.press("ArrowRight")
@@ -99,6 +103,9 @@ def test_live_comparison_stop_keeps_the_rows_measured(page):
     page.locator("#quant-l-run").click()
     page.wait_for_function("document.querySelector('#quant-l-status').innerText.includes('Measuring 1 /')",
                            timeout=LONG)
+    # the first row is on screen while the next precision is measured (the progress bar is on the status)
+    assert "fp32" in page.inner_text("#quant-l-table")
+    assert not page.evaluate("(el => " + COVERED + ")(document.querySelector('#quant-l-table'))")
     page.click("#quant-l-stop")
     page.wait_for_function("document.querySelector('#quant-l-status').innerText.includes('Stopped')", timeout=LONG)
     measured = int(re.search(r"Stopped: (\d+) of 6", page.inner_text("#quant-l-status")).group(1))
@@ -157,10 +164,12 @@ def test_technique_settings_follow_the_technique_and_the_benchmark_shows_all(bro
 def test_images_preview_then_stream_and_grids_keep_clear(page):
     open_tab(page, "image_prompting")
     page.fill("#img-prompt textarea", "a red fox in the snow")
-    record(page, "#img-gallery", "el.innerText")
+    record(page, "#img-gallery", "[el.innerText, " + COVERED + "]")
     page.click("#img-run")
     page.wait_for_function("document.querySelectorAll('#img-grid img').length >= 1", timeout=LONG)
     seen = page.evaluate("window.__seen")
+    assert not any(covered for text, covered in seen if "preview while denoising" in text)  # visible, not under a spinner
+    seen = [text for text, _ in seen]
     preview = next(i for i, text in enumerate(seen) if "preview while denoising" in text)
     done = next(i for i, text in enumerate(seen) if "FLUX.1 schnell · 2 steps" in text)
     assert preview < done  # the preview was on screen before the finished image
