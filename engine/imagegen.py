@@ -7,12 +7,14 @@ so uploading it restores them.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import queue
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
@@ -21,6 +23,10 @@ from engine import leases
 from engine.catalog import IMAGE_ROLES, ModelSpec
 from engine.errors import UserError, as_user_error
 from engine.limits import current as current_limits
+from engine.image_preview import MAX_PREVIEWS, latent_preview, latent_rgb_map, preview_steps  # noqa: F401
+from engine.stopping import LinkedStop
+
+log = logging.getLogger(__name__)
 
 METADATA_KEY = "genai-class-demo"
 TINY_SIZE, TINY_MAX_STEPS = 64, 2
@@ -159,7 +165,10 @@ def load_pipeline(spec: ModelSpec, device: str, progress: Callable[[float, str],
 
 
 def generate(pipe, settings: ImageSettings, *, on_step: Callable[[int, int], None] | None = None,
-             stop: threading.Event | None = None) -> ImageResult:
+             stop: threading.Event | None = None,
+             on_latents: Callable[[int, object], None] | None = None) -> ImageResult:
+    """One image. ``on_step(step, steps)`` after each denoising step, ``on_latents(step, latents)``
+    with the step's latents (for previews); ``stop`` interrupts at the next step."""
     import torch
 
     kwargs = dict(prompt=settings.prompt, num_inference_steps=settings.steps, guidance_scale=settings.guidance,
@@ -171,6 +180,8 @@ def generate(pipe, settings: ImageSettings, *, on_step: Callable[[int, int], Non
         kwargs["max_sequence_length"] = settings.max_sequence_length
 
     def callback(pipeline, step, timestep, tensors):
+        if on_latents and "latents" in tensors:
+            on_latents(step + 1, tensors["latents"])
         if on_step:
             on_step(step + 1, settings.steps)
         if stop is not None and stop.is_set():
@@ -188,6 +199,59 @@ def generate(pipe, settings: ImageSettings, *, on_step: Callable[[int, int], Non
             raise err from exc
         raise
     return ImageResult(image=image, settings=settings, seconds=time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------ streaming with previews
+@dataclass
+class ImageUpdate:
+    """One step of one image, as plain data (picklable: it can cross a ZeroGPU worker's pipe).
+    ``preview``: an approximate picture of the latents at this step, or None; ``result``: the
+    finished image (last update only)."""
+
+    step: int
+    total: int
+    preview: Image.Image | None = None
+    result: ImageResult | None = None
+
+
+def generate_stream(pipe, settings: ImageSettings, *, stop: threading.Event | None = None,
+                    previews: bool = True) -> Iterator[ImageUpdate]:
+    """:func:`generate` as a generator: an update after every denoising step (with a preview at
+    :func:`preview_steps`), then one with the finished image. The pipeline runs in a worker
+    thread; closing the generator (the page went away) interrupts it at the next step."""
+    updates: queue.Queue = queue.Queue()
+    halt = threading.Event()
+    wanted = preview_steps(settings.steps) if previews else set()
+
+    def on_latents(step: int, latents) -> None:
+        picture = None
+        if step in wanted:
+            try:
+                picture = latent_preview(pipe, latents, settings.width, settings.height)
+            except Exception as exc:  # noqa: BLE001 - a preview never costs the image
+                log.warning("no preview for %s: %s", settings.model, exc)
+                wanted.clear()
+        updates.put(ImageUpdate(step, settings.steps, picture))
+
+    def work() -> None:
+        try:
+            updates.put(generate(pipe, settings, stop=LinkedStop(stop, halt), on_latents=on_latents))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            updates.put(exc)
+
+    threading.Thread(target=work, name="image-generate", daemon=True).start()
+    try:
+        while True:
+            item = updates.get()
+            if isinstance(item, ImageUpdate):
+                yield item
+            elif isinstance(item, ImageResult):
+                yield ImageUpdate(settings.steps, settings.steps, None, item)
+                return
+            else:
+                raise item
+    finally:
+        halt.set()
 
 
 def free_accelerator_memory() -> None:
@@ -292,62 +356,93 @@ def _font(size: int):
 
 
 def grid(images: list[Image.Image], labels: list[str], columns: int, cell: int = 384,
-         row_labels: list[str] | None = None, column_labels: list[str] | None = None) -> Image.Image:
-    """Images in a labelled grid: a caption under each, optional row and column headers."""
-    font = _font(max(11, cell // 28))
-    head_font = _font(max(12, cell // 22))
-    row_labels = fit_labels(row_labels, head_font, max(cell, columns * cell) // 2)
-    column_labels = fit_labels(column_labels, head_font, cell - 8)
-    caption_h = max(34, cell // 7)
-    left = max(0, max((int(head_font.getlength(r)) for r in row_labels), default=0) + 16) if row_labels else 0
-    top = head_font.size + 14 if column_labels else 0
+         row_labels: list[str] | None = None, column_labels: list[str] | None = None,
+         legend: list[str] | None = None) -> Image.Image:
+    """Images in a labelled grid: a caption under each, optional row and column headers, and an
+    optional legend under the grid (long texts, such as whole prompts, written out wrapped).
+
+    Type sizes follow the cell size (readable once the grid is scaled down to fit a page); row
+    headers wrap inside a left margin of their own and column headers above their column, so
+    neither covers the other."""
+    font = _font(max(12, cell // 20))
+    head_font = _font(max(13, cell // 15))
+    pad = max(6, cell // 40)
+
+    def line_h(f) -> int:
+        return f.size + max(2, f.size // 4)
+
     rows = (len(images) + columns - 1) // columns
-    canvas = Image.new("RGB", (left + columns * cell, top + rows * (cell + caption_h)), "white")
+    # whatever their length, headers stay inside their margin (a few wrapped lines, then "…")
+    row_lines = [_wrap(text, head_font, cell // 2, HEADER_LINES) for text in row_labels or []]
+    widest = max((head_font.getlength(x) for lines in row_lines for x in lines), default=0)
+    left = int(widest) + 2 * pad if row_labels else 0
+    col_lines = [_wrap(text, head_font, cell - 2 * pad, HEADER_LINES) for text in column_labels or []]
+    top = max((len(lines) for lines in col_lines), default=0) * line_h(head_font) + 2 * pad if column_labels else 0
+    caption_h = 2 * line_h(font) + pad
+    width = left + columns * cell
+    legend_lines = [line for text in legend or [] for line in _wrap(text, font, width - 2 * pad, LEGEND_LINES) or [""]]
+    legend_h = len(legend_lines) * line_h(font) + 2 * pad if legend_lines else 0
+    canvas = Image.new("RGB", (width, top + rows * (cell + caption_h) + legend_h), "white")
     draw = ImageDraw.Draw(canvas)
-    for c, text in enumerate(column_labels or []):
-        draw.text((left + c * cell + cell // 2, 6), text, font=head_font, fill="#111", anchor="ma")
-    for r, text in enumerate(row_labels or []):
-        draw.text((6, top + r * (cell + caption_h) + cell // 2), text, font=head_font, fill="#111", anchor="lm")
+    for c, lines in enumerate(col_lines):
+        for k, text in enumerate(lines):
+            draw.text((left + c * cell + cell // 2, pad + k * line_h(head_font)), text, font=head_font, fill="#111",
+                      anchor="ma")
+    for r, lines in enumerate(row_lines[:rows]):
+        y0 = top + r * (cell + caption_h) + cell // 2 - len(lines) * line_h(head_font) // 2
+        for k, text in enumerate(lines):
+            draw.text((pad, y0 + k * line_h(head_font)), text, font=head_font, fill="#111")
     for i, (img, label) in enumerate(zip(images, labels)):
         r, c = divmod(i, columns)
         x, y = left + c * cell, top + r * (cell + caption_h)
         canvas.paste(img.convert("RGB").resize((cell, cell)), (x, y))
-        for k, line in enumerate(_wrap(label, font, cell - 8)[:2]):
-            draw.text((x + 4, y + cell + 3 + k * (font.size + 2)), line, font=font, fill="#222")
+        for k, text in enumerate(_wrap(label, font, cell - 8, 2)):
+            draw.text((x + 4, y + cell + 3 + k * line_h(font)), text, font=font, fill="#222")
+    y = top + rows * (cell + caption_h) + pad
+    for k, text in enumerate(legend_lines):
+        draw.text((pad, y + k * line_h(font)), text, font=font, fill="#111")
     return canvas
 
 
-def fit_labels(labels: list[str] | None, font, max_px: int) -> list[str] | None:
-    """Labels cut (with "…") to ``max_px`` pixels: a label never makes the canvas wider than
-    the grid it labels, whatever its length."""
-    if labels is None:
-        return None
-    out = []
-    for text in labels:
-        text = " ".join(str(text)[:400].split())
-        if font.getlength(text) > max_px:
-            lo, hi = 0, len(text)
-            while lo < hi:  # the longest prefix that fits with its ellipsis
-                mid = (lo + hi + 1) // 2
-                if font.getlength(text[:mid] + "…") <= max_px:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            text = text[:lo] + "…"
-        out.append(text)
-    return out
+HEADER_LINES, LEGEND_LINES = 4, 40  # wrapped lines at most per row/column header and per legend entry
 
 
-def _wrap(text: str, font, width: int) -> list[str]:
-    words, lines, line = text.split(), [], ""
+def _wrap(text: str, font, width: int, max_lines: int | None = None) -> list[str]:
+    """``text`` in lines of at most ``width`` pixels (a word longer than that is cut across lines);
+    past ``max_lines`` the last line ends with "…". Bounded work whatever the text's length."""
+    cap = (max_lines or 10_000) * max(1, width // max(1, int(font.getlength("i")))) + 1  # characters that can show
+    words, lines, line = str(text)[:cap].split(), [], ""
     for w in words:
+        while font.getlength(w) > width and len(w) > 1:  # a long word: as much as fits, the rest on
+            cut = _longest_prefix(w, font, width)
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(w[:cut])
+            w = w[cut:]
         candidate = f"{line} {w}".strip()
-        if font.getlength(candidate) <= width:
+        if font.getlength(candidate) <= width or not line:
             line = candidate
         else:
             lines.append(line)
             line = w
-    return lines + ([line] if line else [])
+    lines += [line] if line else []
+    if max_lines is not None and len(lines) > max_lines:
+        last = lines[max_lines - 1]
+        lines = lines[:max_lines - 1] + [last[:_longest_prefix(last + "…", font, width) - 1] + "…"]
+    return lines
+
+
+def _longest_prefix(text: str, font, width: int) -> int:
+    """How many characters of ``text`` fit in ``width`` pixels (at least 1)."""
+    lo, hi = 1, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if font.getlength(text[:mid]) <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 # ------------------------------------------------------------------ sweeps

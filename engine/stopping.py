@@ -66,17 +66,18 @@ class StopSignal(threading.Event):
 
 
 class LinkedStop(threading.Event):
-    """Set when ``parent`` is, or by its own ``set()`` — which leaves the parent alone.
+    """Set when any of ``parents`` is, or by its own ``set()`` — which leaves the parents alone.
 
-    For one request inside a longer run: the engine sets a request's stop event when its stream
-    ends, and that must not stop the rest of the run."""
+    For one part of a longer run (a request, an image): the engine sets a request's stop event
+    when its stream ends, and that must not stop the rest of the run; the part also stops when
+    any of the signals it follows (the Stop button, the run's own end) is set."""
 
-    def __init__(self, parent: threading.Event | None) -> None:
+    def __init__(self, *parents: threading.Event | None) -> None:
         super().__init__()
-        self.parent = parent
+        self.parents = [p for p in parents if p is not None]
 
     def is_set(self) -> bool:
-        return super().is_set() or (self.parent is not None and self.parent.is_set())
+        return super().is_set() or any(p.is_set() for p in self.parents)
 
     isSet = is_set
 

@@ -22,6 +22,13 @@ from ui.share import share_row
 EXERCISE = json.loads((Path(__file__).resolve().parent.parent / "assets" / "image_exercise.json").read_text("utf-8"))["steps"]
 
 
+def exercise_step(step_id: str) -> dict:
+    step = next((x for x in EXERCISE if x["id"] == step_id), None)
+    if step is None:
+        raise UserError("ux.img.err_no_target", step=step_id)
+    return step
+
+
 def model_choices() -> list[tuple[str, str]]:
     return [(imagegen.DEFAULTS[r].title, r) for r in IMAGE_ROLES]
 
@@ -83,6 +90,11 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         td_pick = gr.Dropdown([(f"{s['title_en']} · {s['title_fr']}", s["id"]) for s in EXERCISE], value=None,
                               label=I18N("img.td_pick"), elem_id="img-td-pick")
         td_goal = gr.Markdown(elem_id="img-td-goal")
+        # steps 2a–2c: the target is rendered here from the step's hidden detailed prompt (a fixed seed)
+        with gr.Row(visible=False) as td_target_row:
+            td_make = gr.Button(I18N("ux.img.make_target"), variant="primary", elem_id="img-td-make", scale=2)
+            td_reveal = gr.Button(I18N("ux.img.reveal"), elem_id="img-td-reveal", scale=1)
+        td_hidden = gr.Markdown(visible=False, elem_id="img-td-hidden")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             prompt = gr.Textbox(EXERCISE[0]["prompt_en"], lines=3, label=I18N("img.prompt"),
@@ -109,8 +121,11 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
                 run = gr.Button(I18N("img.run"), variant="primary", elem_id="img-run", scale=3)
                 stop = gr.Button(I18N("img.stop"), variant="stop", elem_id="img-stop", scale=1, min_width=90)
     with gr.Row(equal_height=False):
-        grid_out = gr.Image(label=I18N("img.grid"), type="pil", format="png", elem_id="img-grid", scale=3)
-        gr.Image(label=I18N("img.target"), type="pil", elem_id="img-target", scale=1)
+        with gr.Column(scale=3):
+            # the heading outside the image: Gradio's floating label covered the grid's first column header
+            gr.Markdown(I18N("ux.img.grid_heading"), elem_id="img-grid-heading")
+            grid_out = gr.Image(show_label=False, type="pil", format="png", elem_id="img-grid")
+        target = gr.Image(label=I18N("img.target"), type="pil", format="png", elem_id="img-target", scale=1)
     gallery = gr.Gallery(label=I18N("img.gallery"), columns=4, height="auto", elem_id="img-gallery", format="png")
     with gr.Accordion(I18N("img.defaults_table"), open=False):
         table = gr.Dataframe(defaults_table("en", tiny), interactive=False, wrap=True, elem_id="img-defaults")
@@ -125,9 +140,10 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         with gr.Row():
             sweep_model = gr.Dropdown(model_choices(), value="sdxl_base", label=I18N("img.sweep_model"))
             x_param = gr.Dropdown(list(imagegen.SWEEP_PARAMS), value="guidance", label=I18N("img.sweep_x"))
-            x_values = gr.Textbox("2, 5, 8", label=I18N("img.sweep_x_values"))
+            x_values = gr.Textbox("2, 5, 8", label=I18N("img.sweep_x_values"), elem_id="img-sweep-x-values")
             y_param = gr.Dropdown(list(imagegen.SWEEP_PARAMS), value="steps", label=I18N("img.sweep_y"))
-            y_values = gr.Textbox("1, 2" if tiny else "15, 30", label=I18N("img.sweep_y_values"))
+            y_values = gr.Textbox("1, 2" if tiny else "15, 30", label=I18N("img.sweep_y_values"),
+                                  elem_id="img-sweep-y-values")
         sweep_run = gr.Button(I18N("img.sweep_run"), elem_id="img-sweep-run")
     with gr.Accordion(I18N("img.reuse"), open=False, elem_id="img-reuse"):
         reuse_file = gr.File(label=I18N("img.reuse_file"), file_types=[".png"], elem_id="img-reuse-file")
@@ -135,10 +151,12 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
 
     # ---------------------------------------------------------------- handlers
     def make_images(specs_settings, progress, lang, request, time_limit_s: float | None = None,
-                    on_time_limit=None) -> list[imagegen.ImageResult]:
-        """One GPU call for every (spec, settings); a model that cannot run is skipped with a warning.
-        Requests take turns image by image (round-robin between students); ``time_limit_s`` ends a
-        sweep early, keeping what it made (``on_time_limit(event)`` is told instead of a warning)."""
+                    on_time_limit=None):
+        """One GPU call for every (spec, settings), as a generator of (finished results, gallery): the
+        gallery grows as each image is done, and while one denoises its slot holds a preview. A model
+        that cannot run is skipped with a warning. Requests take turns image by image (round-robin
+        between students); ``time_limit_s`` ends a sweep early, keeping what it made
+        (``on_time_limit(event)`` is told instead of a warning)."""
         results, folder = [], tempfiles.new_dir("images")
 
         def skipped(event: gpu_tasks.Skipped) -> str:
@@ -156,27 +174,38 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         key = zerogpu.stop_key(request, "images")
         job = gpu_tasks.ImagesJob(tuple(gpu_tasks.ImageItem(spec, s) for spec, s in specs_settings),
                                   owner=key[0], time_limit_s=time_limit_s)
-        for done in gpu_tasks.call(gpu_tasks.images, job, key, on_progress=zerogpu.progress_to(progress, lang),
-                                   on_notice=notice):
-            result = imagegen.ImageResult(image=done.image, settings=done.settings, seconds=done.seconds)
-            imagegen.save_png(result, folder, f"{done.index:02d}-{done.settings.role}")
+        for event in gpu_tasks.call(gpu_tasks.images, job, key, on_progress=zerogpu.progress_to(progress, lang),
+                                    on_notice=notice):
+            if isinstance(event, gpu_tasks.ImagePreview):
+                caption = t("ux.img.preview_caption", lang, model=imagegen.DEFAULTS[event.role].title,
+                            step=event.step, steps=event.total)
+                yield results, gallery_items(results) + [(event.image, caption)]
+                continue
+            result = imagegen.ImageResult(image=event.image, settings=event.settings, seconds=event.seconds)
+            imagegen.save_png(result, folder, f"{event.index:02d}-{event.settings.role}")
             results.append(result)
-        return results
+            yield results, gallery_items(results)
+
+    def gallery_items(results) -> list[tuple[str, str]]:
+        return [(str(r.path), r.settings.label(r.seconds)) for r in results]
 
     @guard
     def generate_images(prompt: str, second_prompt: str = "", negative_prompt: str = "",
                         models: list[str] | None = None, seed: float = 42, use_defaults: bool = True,
                         focus_model: str = "sdxl_turbo", steps: float = 1, guidance: float = 0.0, size: float = 512,
                         request: gr.Request = None, progress=gr.Progress()):
+        """One image per (prompt, model); the gallery streams them, then the labelled grid comes."""
         lang = request_lang(request)
         prompts = [p.strip() for p in (prompt, second_prompt) if p and p.strip()]
         if not prompts:
             warn("err.empty_prompt", request)
-            return None, []
+            yield gr.update(), gr.update()
+            return
         roles = [r for r in IMAGE_ROLES if r in (models or [])]
         if not roles:
             warn("img.err.no_models", request)
-            return None, []
+            yield gr.update(), gr.update()
+            return
         jobs = []
         for p in prompts:
             for role in roles:
@@ -186,26 +215,40 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
                                                          steps=int(steps) if custom else None,
                                                          guidance=float(guidance) if custom else None,
                                                          size=int(size) if custom else None, tiny=tiny)))
-        results = make_images(jobs, progress, lang, request)
+        results, items = [], []
+        for results, items in make_images(jobs, progress, lang, request):
+            yield gr.update(), items  # the previous grid stays until the new one is complete
         if not results:
-            return None, []
-        columns = len(roles) if len(prompts) > 1 else min(4, len(results))
-        row_labels = [p[:40] + ("…" if len(p) > 40 else "") for p in prompts] if len(prompts) > 1 else None
+            yield gr.update(), items
+            return
+        two = len(prompts) > 1
+        columns = len(roles) if two else min(4, len(results))
+        # two prompts (short vs detailed): short row labels, each prompt written out in full under the grid
+        row_labels = [t("ux.img.prompt_n", lang, n=k + 1) for k in range(len(prompts))] if two else None
+        legend = [f"{t('ux.img.prompt_n', lang, n=k + 1)}: {p}" for k, p in enumerate(prompts)] if two else None
         image = imagegen.grid([r.image for r in results], [r.settings.label(r.seconds) for r in results],
-                              columns=columns, cell=256 if tiny else 384, row_labels=row_labels)
-        return image, [(str(r.path), r.settings.label(r.seconds)) for r in results]
+                              columns=columns, cell=256 if tiny else 384, row_labels=row_labels, legend=legend)
+        yield image, items
 
     @guard
     def image_grid_sweep(prompt: str, model: str = "sdxl_base", x_param: str = "guidance", x_values: str = "2, 5, 8",
                          y_param: str = "steps", y_values: str = "15, 30", seed: float = 42,
                          negative_prompt: str = "", request: gr.Request = None, progress=gr.Progress()):
+        """The same prompt with one parameter per axis; a bad value gives a message and keeps the
+        grid on screen."""
         lang = request_lang(request)
         if not (prompt or "").strip():
             warn("err.empty_prompt", request)
-            return None, []
-        if x_param == y_param:
-            raise UserError("img.err.same_param")
-        xs, ys = imagegen.parse_values(x_param, x_values), imagegen.parse_values(y_param, y_values)
+            yield gr.update(), gr.update()
+            return
+        try:
+            if x_param == y_param:
+                raise UserError("img.err.same_param")
+            xs, ys = imagegen.parse_values(x_param, x_values), imagegen.parse_values(y_param, y_values)
+        except UserError as err:  # a message, not an error state over the previous grid
+            warn(err.key, request, **err.params)
+            yield gr.update(), gr.update()
+            return
         spec = ctx.catalog.spec(model)
         d = imagegen.DEFAULTS[model]
         if "guidance" in (x_param, y_param) and not d.guidance_active:  # still drawn: seeing no change is the lesson
@@ -220,17 +263,20 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
                     s = replace(s, steps=min(s.steps, imagegen.TINY_MAX_STEPS))
                 jobs.append((spec, s))
         expired = []
-        results = make_images(jobs, progress, lang, request, time_limit_s=ctx.limits.sweep_seconds,
-                              on_time_limit=expired.append)
+        results, items = [], []
+        for results, items in make_images(jobs, progress, lang, request, time_limit_s=ctx.limits.sweep_seconds,
+                                          on_time_limit=expired.append):
+            yield gr.update(), items
         if expired:
             gr.Warning(t("safety.sweep_time_limit", lang, seconds=f"{ctx.limits.sweep_seconds:g}", done=len(results),
                          total=len(jobs)))
         if not results:
-            return None, []
+            yield gr.update(), items
+            return
         image = imagegen.grid([r.image for r in results], [f"{r.seconds:.1f} s" for r in results], columns=len(xs),
                               cell=256 if tiny else 320, row_labels=[f"{y_param} = {y}" for y in ys],
                               column_labels=[f"{x_param} = {x}" for x in xs])
-        return image, [(str(r.path), r.settings.label(r.seconds)) for r in results]
+        yield image, items
 
     @guard
     def read_png_settings(png: str | None, request: gr.Request = None):
@@ -253,10 +299,50 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     def show_step(step_id: str | None, request: gr.Request):
         lang = request_lang(request)
         if not step_id:
-            return gr.update(), gr.update(), gr.update(), gr.update()
-        s = next(x for x in EXERCISE if x["id"] == step_id)
+            return (gr.update(),) * 6
+        s = exercise_step(step_id)
+        has_target = "target_prompt_en" in s
         return (f"### {s['title_' + lang]}\n\n{s['goal_' + lang]}", s["prompt_" + lang],
-                s.get("second_prompt_" + lang, ""), s["models"])
+                s.get("second_prompt_" + lang, ""), s["models"], gr.Row(visible=has_target),
+                gr.Markdown(visible=False, value=""))
+
+    @guard
+    def make_td_target(step: str = "step2a", request: gr.Request = None, progress=gr.Progress()):
+        """Render a TD step's target from its hidden detailed prompt with a fixed seed, on the first
+        of its models that fits here; then pick that model and seed for the students' attempts."""
+        lang = request_lang(request)
+        s = exercise_step(step)
+        if "target_prompt_en" not in s:
+            raise UserError("ux.img.err_no_target", step=step)
+        role = target_role(s["target_models"])
+        spec = ctx.catalog.spec(role)
+        settings = imagegen.settings_for(spec, s["target_prompt_" + lang], seed=int(s["target_seed"]), tiny=tiny)
+        results = []
+        for results, items in make_images([(spec, settings)], progress, lang, request):
+            if items and not results:  # a preview while it denoises
+                yield items[-1][0], gr.update(), gr.update()
+        if not results:
+            yield gr.update(), gr.update(), gr.update()
+            return
+        label = t("ux.img.target_label", lang, model=imagegen.DEFAULTS[role].title, seed=settings.seed)
+        yield gr.Image(value=str(results[0].path), label=label), [role], settings.seed
+
+    def target_role(roles: list[str]) -> str:
+        """The first model of ``roles`` whose estimate fits this machine (the last one otherwise)."""
+        for role in roles:
+            try:
+                ctx.manager.check_fits(ctx.catalog.spec(role))
+                return role
+            except UserError:
+                continue
+        return roles[-1]
+
+    def reveal_target(step_id: str | None, request: gr.Request):
+        lang = request_lang(request)
+        if not step_id or "target_prompt_en" not in exercise_step(step_id):
+            return gr.Markdown(visible=False)
+        text = exercise_step(step_id)["target_prompt_" + lang]
+        return gr.Markdown(t("ux.img.hidden_prompt", lang, prompt=text), visible=True)
 
     def on_focus(role: str, use_defaults: bool, request: gr.Request):
         return focus_controls(role, request_lang(request), use_defaults=use_defaults, tiny=tiny)
@@ -280,19 +366,24 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         return tuple(merged.get(f, "") for f in FIELDS)
 
     inputs = [prompt, second, negative, models, seed, use_defaults, focus, steps, guidance, size]
+    # the progress bar over the grid only: the gallery's previews and finished images stay visible
     run.click(generate_images, inputs=inputs, outputs=[grid_out, gallery], api_name="generate_images",
-              concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1)
+              concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1, show_progress_on=[grid_out])
     sweep_run.click(image_grid_sweep, inputs=[prompt, sweep_model, x_param, x_values, y_param, y_values, seed, negative],
                     outputs=[grid_out, gallery], api_name="image_grid_sweep",
-                    concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1)
+                    concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1,
+                    show_progress_on=[grid_out])
     stop.click(stop_images, api_name="stop_images", queue=False)
     reuse_file.upload(read_png_settings, inputs=reuse_file,
                       outputs=[prompt, negative, models, seed, use_defaults, focus, steps, guidance, size, reuse_note],
                       api_name="read_png_settings", concurrency_limit=None
                       ).success(restored_controls, inputs=focus, outputs=[steps, guidance, size, negative], api_name=False,
                                 concurrency_limit=None)
-    td_pick.change(show_step, inputs=td_pick, outputs=[td_goal, prompt, second, models], api_name=False,
-                   concurrency_limit=None)
+    td_pick.change(show_step, inputs=td_pick, outputs=[td_goal, prompt, second, models, td_target_row, td_hidden],
+                   api_name=False, concurrency_limit=None)
+    td_make.click(make_td_target, inputs=td_pick, outputs=[target, models, seed], api_name="make_td_target",
+                  concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1, show_progress_on=[td_goal])
+    td_reveal.click(reveal_target, inputs=td_pick, outputs=td_hidden, api_name=False, queue=False)
     # .input, not .change: restoring a PNG sets the focus model and must keep the PNG's values
     focus.input(on_focus, inputs=[focus, use_defaults], outputs=[steps, guidance, size], api_name=False,
                 concurrency_limit=None)

@@ -1,27 +1,22 @@
 """Quantization: what bits do to weights (part 1), memory (part 2), speed and answers (part 3)."""
 from __future__ import annotations
 
-import html
-
 import gradio as gr
 import pandas as pd
 
-from engine import gpu_tasks, tempfiles
 from engine.errors import UserError
 from engine.model_policy import custom_models_allowed
-from engine.quantization import live, planner, weights
-from ui import zerogpu
+from engine.quantization import planner, weights
 from ui.context import AppContext
-from ui.feedback import guard, warn
+from ui.feedback import guard
 from ui.i18n import I18N, request_lang, t
 from ui.share import share_row
-from ui.widgets import spec_for
+from tabs.quantization_live import DEFAULT_PROMPT, PROMPTS, build_live, empty_frame
 
-PROMPTS = live.load_passages()["prompts"]
-DEFAULT_PROMPT = PROMPTS["en"]
 
 
 # =============================================================================== part 1
+DEFAULT_METHOD = "blockwise"  # the bits slider acts on it (1 → 8 bits is a teacher's first move); NF4 is one click away
 TRANSLATED_NAMES = ("absmax", "zeropoint", "blockwise", "int8-rowwise", "nf4-dq", "TQ2_0")
 
 
@@ -47,6 +42,23 @@ def load_matrix(source: str, model: str, layer: str, outliers: float) -> weights
         names = weights.list_layers(model)
         return weights.checkpoint_matrix(model, layer if layer in names else weights.default_layer(names))
     return weights.synthetic_matrix(int(outliers or 0))
+
+
+def method_controls(method: str, bits: float, lang: str) -> tuple[dict, dict]:
+    """The bits slider and block dropdown for ``method``: a format with a fixed width shows it,
+    disabled, with the reason; a method without blocks disables the block size, saying why."""
+    info = weights.METHODS.get(method) or weights.METHODS[DEFAULT_METHOD]
+    name = method_name(info.key, lang)
+    if info.fixed_bits is None:
+        bits_update = gr.update(value=int(bits or 4), interactive=True, info=t("ux.quant.bits_free", lang))
+    else:
+        bits_update = gr.update(value=info.fixed_bits, interactive=False,
+                                info=t("ux.quant.bits_fixed", lang, method=name, bits=info.fixed_bits))
+    if info.uses_block_size:
+        block_update = gr.update(interactive=True, info=t("quant.block_info", lang))
+    else:
+        block_update = gr.update(interactive=False, info=t("ux.quant.block_unused", lang, method=name))
+    return bits_update, block_update
 
 
 def method_text(method: str, lang: str) -> str:
@@ -106,6 +118,8 @@ def plan_frames(p: planner.Plan, lang: str) -> tuple[str, pd.DataFrame, pd.DataF
                 context=p.context_length, batch=p.batch_size, max_context=p.max_context or "?",
                 bf16=bf16.weights_gb, int8=int8.weights_gb, nf4=nf4.weights_gb, nf4_scales=nf4.scales_gb,
                 nf4_codes=nf4.weights_gb - nf4.scales_gb, kv=bf16.kv_cache_gb)
+    if p.sliding_window:
+        summary += "\n\n" + t("ux.plan.window", lang, window=p.sliding_window)
     summary += "\n\n" + t("quant.p_fits", lang)
     records = []
     for r in p.rows:
@@ -130,73 +144,42 @@ def plan_frames(p: planner.Plan, lang: str) -> tuple[str, pd.DataFrame, pd.DataF
     return summary, pd.DataFrame(records), chart
 
 
-# =============================================================================== part 3
-def display_frame(rows: list[live.Row]) -> pd.DataFrame:
-    """The results table exactly as the CSV holds it (missing numbers shown empty)."""
-    df = live.to_frame(rows).astype(object)
-    return df.where(pd.notna(df), None)
-
-
-def live_status(rows: list[live.Row], total: int, lang: str, finished: bool) -> str:
-    ok = [r for r in rows if r.status == "ok"]
-    lines = []
-    if finished:
-        lines.append(t("quant.l_done", lang, ok=len(ok), skipped=sum(r.status == "skipped" for r in rows),
-                       failed=sum(r.status == "failed" for r in rows), reference=ok[0].precision if ok else "—"))
-    else:
-        lines.append(t("quant.l_running", lang, done=len(rows), total=total))
-    for r in rows:
-        if r.status in ("skipped", "failed"):
-            lines.append(t(f"quant.l_row_{r.status}", lang, precision=r.precision, note=r.note))
-    lines.append("\n" + t("quant.l_footprint_note", lang))
-    return "\n".join(lines)
-
-
-def live_charts(rows: list[live.Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    ok = [r for r in rows if r.status == "ok"]
-    memory = pd.DataFrame({"precision": [r.precision for r in ok], "MB": [r.memory_mb for r in ok]})
-    speed = pd.DataFrame({"precision": [r.precision for r in ok], "tok/s": [r.tok_per_s for r in ok]})
-    # one bar per (precision, language): perplexities side by side, never stacked
-    ppl = pd.DataFrame([{"precision": f"{r.precision} · {lang}", "perplexity": value, "text": lang}
-                        for r in ok for lang, value in (("EN", r.ppl_en), ("FR", r.ppl_fr))],
-                       columns=["precision", "perplexity", "text"])
-    return memory, speed, ppl
-
-
-def outputs_html(rows: list[live.Row], lang: str) -> str:
-    cards = []
-    for r in rows:
-        if r.status != "ok":
-            continue
-        if r.first_divergence is None:
-            agree = t("quant.l_identical", lang)
-        else:
-            agree = t("quant.l_agreement", lang, pct=r.agreement_pct or 0.0, pos=r.first_divergence)
-        stats = t("quant.l_stats", lang, tokens=r.tokens, tps=r.tok_per_s or 0.0, mb=r.memory_mb or 0.0)
-        cards.append(
-            '<div class="quant-card" style="flex:1 1 260px;min-width:240px;border:1px solid var(--border-color-primary);'
-            'border-radius:8px;padding:8px 10px">'
-            f"<strong>{html.escape(r.precision)}</strong> <small>({html.escape(r.method)})</small><br>"
-            f"<small>{html.escape(stats)} · {html.escape(agree)}</small>"
-            f'<div style="white-space:pre-wrap;margin-top:6px">{html.escape(r.output)}</div></div>'
-        )
-    return f'<div id="quant-outputs-grid" style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cards)}</div>'
-
-
 # =============================================================================== UI
-def build(ctx: AppContext) -> None:
+def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     tiny = ctx.catalog.profile == "tiny"
     gr.Markdown(I18N("quant.intro"))
     with gr.Tabs():
         with gr.Tab(I18N("quant.sub_weights"), id="quant-weights", elem_id="quant-weights"):
-            _build_weights(ctx)
+            w_inputs, w_outputs, quantize_weights = _build_weights(ctx)
         with gr.Tab(I18N("quant.sub_planner"), id="quant-planner", elem_id="quant-planner"):
-            _build_planner(ctx)
+            p_inputs, p_outputs, memory_plan = _build_planner(ctx)
         with gr.Tab(I18N("quant.sub_live"), id="quant-live", elem_id="quant-live"):
-            _build_live(ctx, tiny)
+            live_prompt, live_table = build_live(ctx, tiny, model_choices(ctx))
+    if tab is None:
+        return
+    opened = gr.State(False)
+
+    def first_view(was_opened: bool, prompt: str, source: str, model: str, layer: str, method: str, bits: float,
+                   block_size: str, outliers: float, plan_model: str, context_length: float, batch_size: float,
+                   request: gr.Request):
+        """The first time the tab opens: the histogram, error chart, metrics table and memory plan of
+        the default settings, computed in the visitor's language (no empty plots, no "1 2 3" headers),
+        the live results' headers, and its prompt in that language if it is still an untouched example."""
+        if was_opened:
+            return (True, gr.update(), gr.update()) + (gr.update(),) * (len(w_outputs) + len(p_outputs))
+        lang = request_lang(request)
+        text = PROMPTS.get(lang, DEFAULT_PROMPT) if prompt in PROMPTS.values() else gr.update()
+        table = gr.Dataframe(empty_frame(lang), visible=True)
+        weights_view = quantize_weights(source, model, layer, method, bits, block_size, outliers, request)
+        plan_view = memory_plan(plan_model, context_length, batch_size, request)
+        return (True, text, table) + tuple(weights_view) + tuple(plan_view)
+
+    tab.select(first_view, inputs=[opened, live_prompt] + w_inputs + p_inputs,
+               outputs=[opened, live_prompt, live_table] + w_outputs + p_outputs, api_name=False,
+               concurrency_limit=None, show_progress="hidden")
 
 
-def _build_weights(ctx: AppContext) -> None:
+def _build_weights(ctx: AppContext) -> tuple[list, list, object]:
     gr.Markdown(I18N("quant.w_intro"))
     subject = ctx.catalog.spec("quant_subject").id
     with gr.Row():
@@ -210,8 +193,9 @@ def _build_weights(ctx: AppContext) -> None:
                                 elem_id="quant-w-model")
             layer = gr.Dropdown([], value="", label=I18N("quant.layer"), allow_custom_value=True, visible=False,
                                 elem_id="quant-layer")
-            method = gr.Dropdown(method_choices(), value="nf4", label=I18N("quant.method"), elem_id="quant-method")
-            bits = gr.Slider(1, 8, value=4, step=1, label=I18N("quant.bits"), info=I18N("quant.bits_info"),
+            method = gr.Dropdown(method_choices(), value=DEFAULT_METHOD, label=I18N("quant.method"),
+                                 elem_id="quant-method")
+            bits = gr.Slider(1, 8, value=4, step=1, label=I18N("quant.bits"), info=I18N("ux.quant.bits_free"),
                              elem_id="quant-bits")
             block = gr.Dropdown([str(b) for b in weights.BLOCK_SIZES], value="64", label=I18N("quant.block"),
                                 info=I18N("quant.block_info"), elem_id="quant-block")
@@ -237,7 +221,7 @@ def _build_weights(ctx: AppContext) -> None:
         return gr.update(choices=names, value=weights.default_layer(tuple(names)))
 
     @guard
-    def quantize_weights(source: str = "synthetic", model: str = "", layer: str = "", method: str = "nf4",
+    def quantize_weights(source: str = "synthetic", model: str = "", layer: str = "", method: str = DEFAULT_METHOD,
                          bits: float = 4, block_size: str | int = 64, outliers: float = 8,
                          request: gr.Request = None):
         lang = request_lang(request)
@@ -247,29 +231,46 @@ def _build_weights(ctx: AppContext) -> None:
         plot = gr.ScatterPlot(value=chart_df, x_title=t("quant.chart_x", lang), y_title=t("quant.chart_y", lang))
         return histogram(a, lang), weights_summary(a, lang), plot, table_df
 
+    @guard
+    def pick_method(source: str, model: str, layer: str, method: str, bits: float, block_size: str | int,
+                    outliers: float, request: gr.Request = None):
+        """A new method: its bits / block controls, then the matrix quantized with it."""
+        lang = request_lang(request)
+        bits_update, block_update = method_controls(method, bits, lang)
+        return (bits_update, block_update) + quantize_weights(source, model, layer, method, bits, block_size, outliers,
+                                                                 request)
+
     inputs = [source, model, layer, method, bits, block, outliers]
     outputs = [hist, summary, chart, table]
+    # the previous plot stays on screen while the next one is computed (no full-size spinner over it)
+    live = dict(api_name=False, concurrency_limit=None, trigger_mode="always_last", show_progress="minimal")
     source.change(toggle_source, inputs=source, outputs=[outliers, model, layer], api_name=False, queue=False)
     source.change(layers_of, inputs=model, outputs=layer, api_name=False, concurrency_limit=None)
     model.change(layers_of, inputs=model, outputs=layer, api_name=False, concurrency_limit=None)
-    run.click(quantize_weights, inputs=inputs, outputs=outputs, api_name="quantize_weights", concurrency_limit=None)
-    for control in (method, bits, block, layer):
-        control.change(quantize_weights, inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None,
-                       trigger_mode="always_last")
-    outliers.release(quantize_weights, inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None)
+    run.click(quantize_weights, inputs=inputs, outputs=outputs, api_name="quantize_weights", concurrency_limit=None,
+              show_progress="minimal")
+    # .input: user actions only (pick_method sets the bits slider itself; .change would compute twice)
+    method.input(pick_method, inputs=inputs, outputs=[bits, block] + outputs, **live)
+    bits.input(quantize_weights, inputs=inputs, outputs=outputs, **live)
+    block.input(quantize_weights, inputs=inputs, outputs=outputs, **live)
+    layer.change(quantize_weights, inputs=inputs, outputs=outputs, **live)
+    outliers.release(quantize_weights, inputs=inputs, outputs=outputs, **live)
     share_row(ctx, "quantization", api="quantize_weights",
               outputs={"histogram": hist, "summary": summary, "chart": chart, "table": table},
               card={"share.card.histogram": "histogram", "share.card.methods": "table"},
               title=lambda v: f"{v.get('method')} · {v.get('bits')} bits · {v.get('source')}")
+    return inputs, outputs, quantize_weights
 
 
-def _build_planner(ctx: AppContext) -> None:
+def _build_planner(ctx: AppContext) -> tuple[list, list, object]:
     gr.Markdown(I18N("quant.p_intro"))
     with gr.Row():
         model = gr.Dropdown(planner.preset_choices(), value="mistral-7b", label=I18N("quant.p_model"),
-                            info=I18N("quant.p_model_info"), allow_custom_value=custom_models_allowed(),
-                            filterable=True, elem_id="quant-p-model")
-        context = gr.Slider(128, 131072, value=4096, step=128, label=I18N("quant.p_context"), elem_id="quant-p-context")
+                            info=I18N("quant.p_model_info"), allow_custom_value=custom_models_allowed(), filterable=True,
+                            elem_id="quant-p-model")
+        max_context, _ = planner.context_limits("mistral-7b")
+        context = gr.Slider(128, max_context, value=4096, step=128, label=I18N("quant.p_context"),
+                            elem_id="quant-p-context")
         batch = gr.Slider(1, 64, value=1, step=1, label=I18N("quant.p_batch"), elem_id="quant-p-batch")
         run = gr.Button(I18N("quant.p_run"), variant="primary", elem_id="quant-p-run")
     summary = gr.Markdown(elem_id="quant-p-summary")
@@ -286,90 +287,27 @@ def _build_planner(ctx: AppContext) -> None:
         plot = gr.BarPlot(value=chart_df, sort=order, x_title=t("quant.col_format", lang), y_title="GB")
         return text, plot, table_df
 
+    @guard
+    def context_slider(model: str, context_length: float, request: gr.Request = None):
+        """The context slider's range follows the chosen model's config (``max_position_embeddings``)."""
+        try:
+            max_context, _ = planner.context_limits(model)
+        except UserError:
+            return gr.update()  # an unknown id: memory_plan says why
+        if not max_context:
+            return gr.update(maximum=131072, info=None)
+        value = min(int(context_length or 4096), max_context)
+        return gr.update(maximum=max_context, value=value,
+                         info=t("ux.plan.context_info", request_lang(request), max_context=max_context))
+
     inputs, outputs = [model, context, batch], [summary, chart, table]
     run.click(memory_plan, inputs=inputs, outputs=outputs, api_name="memory_plan", concurrency_limit=None)
-    model.change(memory_plan, inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None)
+    model.change(context_slider, inputs=[model, context], outputs=context, api_name=False, concurrency_limit=None,
+                 show_progress="hidden").then(memory_plan, inputs=inputs, outputs=outputs, api_name=False,
+                                              concurrency_limit=None)
     for control in (context, batch):
         control.release(memory_plan, inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None)
     share_row(ctx, "quantization", api="memory_plan", outputs={"summary": summary, "chart": chart, "table": table},
               card={"share.card.memory": "table"},
               title=lambda v: f"{v.get('model')} · context {v.get('context_length')} · batch {v.get('batch_size')}")
-
-
-def _build_live(ctx: AppContext, tiny: bool) -> None:
-    gr.Markdown(I18N("quant.l_intro"))
-    subject = ctx.catalog.spec("quant_subject")
-    device, bf16 = ctx.hardware.device, ctx.hardware.bf16
-    default_tokens = 24 if tiny else (48 if device == "cpu" else 128)
-    with gr.Row():
-        with gr.Column(scale=2):
-            preset = gr.Dropdown([(f"{lang.upper()} · {text[:60]}…", text) for lang, text in PROMPTS.items()],
-                                 value=None, label=I18N("quant.l_preset"), elem_id="quant-l-preset")
-            prompt = gr.Textbox(DEFAULT_PROMPT, lines=3, label=I18N("quant.l_prompt"), elem_id="quant-l-prompt")
-            precisions = gr.CheckboxGroup([(v.label, k) for k, v in live.VARIANTS.items()],
-                                          value=live.default_variants(device, bf16), label=I18N("quant.l_precisions"),
-                                          elem_id="quant-l-precisions")
-        with gr.Column(scale=1):
-            model = gr.Dropdown(model_choices(ctx), value=subject.id, label=I18N("quant.l_model"),
-                                allow_custom_value=custom_models_allowed(), filterable=True, elem_id="quant-l-model")
-            max_tokens = gr.Slider(4, 512, value=default_tokens, step=1, label=I18N("quant.l_max_tokens"),
-                                   elem_id="quant-l-tokens")
-            with gr.Row():
-                run = gr.Button(I18N("quant.l_run"), variant="primary", elem_id="quant-l-run", scale=3)
-                stop = gr.Button(I18N("common.stop"), variant="stop", elem_id="quant-l-stop", scale=1, min_width=90)
-    status = gr.Markdown(elem_id="quant-l-status")
-    table = gr.Dataframe(label=I18N("quant.l_table"), interactive=False, wrap=False, elem_id="quant-l-table")
-    with gr.Row():
-        mem_plot = gr.BarPlot(x="precision", y="MB", label=I18N("quant.l_chart_memory"), y_lim=[0, None],
-                              elem_id="quant-l-memory")
-        speed_plot = gr.BarPlot(x="precision", y="tok/s", label=I18N("quant.l_chart_speed"), y_lim=[0, None],
-                                elem_id="quant-l-speed")
-        ppl_plot = gr.BarPlot(x="precision", y="perplexity", color="text", label=I18N("quant.l_chart_ppl"),
-                              y_lim=[0, None], x_label_angle=-30, elem_id="quant-l-ppl")
-    with gr.Accordion(I18N("quant.l_outputs"), open=True):
-        outputs_box = gr.HTML(elem_id="quant-l-outputs")
-    csv_file = gr.File(label=I18N("quant.l_csv"), interactive=False, elem_id="quant-l-csv")
-
-    @guard
-    def quantize_compare(model: str = "", precisions: list[str] | None = None, prompt: str = DEFAULT_PROMPT,
-                         max_new_tokens: float = 24, request: gr.Request = None, progress=gr.Progress()):
-        lang = request_lang(request)
-        if not (prompt or "").strip():
-            warn("err.empty_prompt", request)
-            return
-        chosen = list(precisions) if precisions else live.default_variants(device, bf16)
-        spec = spec_for(ctx, "quant_subject", model)
-        total = len(live.ordered(chosen))
-        passages = live.load_passages()["passages"]
-
-        def emit(rows: list[live.Row], csv_path: str | None, finished: bool):
-            memory, speed, ppl = live_charts(rows)
-            order = [r.precision for r in rows if r.status == "ok"]
-            return (live_status(rows, total, lang, finished), display_frame(rows),
-                    gr.BarPlot(value=memory, sort=order), gr.BarPlot(value=speed, sort=order),
-                    gr.BarPlot(value=ppl, sort=list(ppl["precision"])), outputs_html(rows, lang), csv_path)
-
-        rows: list[live.Row] = []
-        progress(0.0, desc=spec.id)
-        job = gpu_tasks.QuantizeJob(spec, tuple(live.ordered(chosen)), prompt, int(max_new_tokens or 24),
-                                    passages=tuple(passages.items()), lang=lang)
-        for rows in gpu_tasks.call(gpu_tasks.quantize, job, zerogpu.stop_key(request, "quantize"),
-                                   on_progress=zerogpu.progress_to(progress, lang), on_notice=zerogpu.warn_notice(lang)):
-            yield emit(rows, None, False)
-        path = tempfiles.new_dir("quant") / "quantization-results.csv"
-        live.write_csv(rows, path)
-        yield emit(rows, str(path), True)
-
-    preset.change(lambda text: text, inputs=preset, outputs=prompt, api_name=False, queue=False)
-    run.click(quantize_compare, inputs=[model, precisions, prompt, max_tokens],
-              outputs=[status, table, mem_plot, speed_plot, ppl_plot, outputs_box, csv_file],
-              api_name="quantize_compare", concurrency_id="quant-live", concurrency_limit=1)
-
-    def stop_quantize_compare(request: gr.Request):
-        zerogpu.stop(request, "quantize")
-
-    stop.click(stop_quantize_compare, api_name="stop_quantize_compare", queue=False)
-    share_row(ctx, "quantization", api="quantize_compare",
-              outputs={"status": status, "table": table, "memory": mem_plot, "speed": speed_plot,
-                       "perplexity": ppl_plot, "outputs": outputs_box},
-              card={"share.card.comparison": "table"}, title="prompt")
+    return inputs, outputs, memory_plan

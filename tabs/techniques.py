@@ -13,7 +13,7 @@ from engine.techniques import tasks as task_sets
 from engine.techniques.benchmark import BenchmarkResult
 from engine.techniques.extraction import format_number
 from engine.techniques.tasks import CUSTOM, Task
-from engine.techniques.techniques import TECHNIQUES, Call, Run, Settings
+from engine.techniques.techniques import SETTINGS_USED, TECHNIQUES, Call, Run, Settings
 from engine.errors import UserError
 from engine.model_policy import custom_models_allowed
 from ui import zerogpu
@@ -28,6 +28,11 @@ DEFAULT_PROBLEM = "arith-09"
 DEFAULT_LANG = "fr"
 DEFAULT_BENCH = ["zero_shot", "explicit", "few_shot", "zero_shot_cot", "self_consistency"]
 STATUS_COLORS = ("#2e7d32", "#f9a825", "#90a4ae")  # winner, tied (lost the tie-break), other
+# one colour per technique (Tableau 10), fixed so the chart and its legend agree
+TECHNIQUE_COLORS = dict(zip(TECHNIQUES, ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
+                                         "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")))
+SETTING_FIELDS = ("k_examples", "shuffle", "shuffle_seed", "n_samples", "sample_temperature", "rounds", "k_thoughts",
+                  "depth")
 
 
 # =============================================================================== inputs
@@ -209,7 +214,15 @@ def run_outputs(run: Run, lang: str) -> tuple:
             calls_html(run, lang), run.as_dict())
 
 
-def summary_frame(result: BenchmarkResult, lang: str) -> pd.DataFrame:
+SUMMARY_COLUMNS = ("tech.col_technique", "tech.col_tasks", "tech.col_correct", "tech.col_accuracy", "tech.col_no_answer",
+                   "tech.col_calls", "tech.col_prompt_tokens", "tech.col_generated_tokens", "tech.col_tokens_per_task",
+                   "tech.col_seconds", "tech.col_seconds_per_task")
+
+
+def summary_frame(result: BenchmarkResult | None, lang: str) -> pd.DataFrame:
+    """One row per technique; with no result, the headers only (an empty table shows them)."""
+    if result is None:
+        return pd.DataFrame(columns=[t(key, lang) for key in SUMMARY_COLUMNS])
     rows = []
     for s in result.stats():
         rows.append({
@@ -239,10 +252,50 @@ def chart_frame(result: BenchmarkResult, lang: str) -> pd.DataFrame:
 def bench_status(result: BenchmarkResult, lang: str) -> str:
     done = len(result.runs)
     if result.done and result.stopped:
-        return t("tech.bench_stopped", lang, done=done, total=result.total)
-    if result.done:
-        return t("tech.bench_done", lang, total=result.total, seconds=sum(result.seconds.values()))
-    return t("tech.bench_status", lang, done=done, total=result.total)
+        text = t("tech.bench_stopped", lang, done=done, total=result.total)
+    elif result.done:
+        text = t("tech.bench_done", lang, total=result.total, seconds=sum(result.seconds.values()))
+    else:
+        text = t("tech.bench_status", lang, done=done, total=result.total)
+    used = settings_line(result.techniques, result.runs[0].settings if result.runs else None, lang)
+    return text + ("\n\n" + used if used else "")
+
+
+def settings_line(techniques: list[str], settings: Settings | None, lang: str) -> str:
+    """The technique settings a benchmark used, for the techniques that read them."""
+    if settings is None:
+        return ""
+    used = {name for tech in techniques for name in SETTINGS_USED.get(tech, ())}
+    parts = []
+    if "k_examples" in used:
+        parts.append(t("ux.tech.used_k", lang, k=settings.k_examples) +
+                     (" " + t("ux.tech.used_shuffled", lang, seed=settings.shuffle_seed) if settings.shuffle else ""))
+    if "n_samples" in used:
+        parts.append(t("ux.tech.used_n", lang, n=settings.n_samples))
+    if "sample_temperature" in used:
+        parts.append(t("ux.tech.used_t", lang, temperature=settings.sample_temperature))
+    if "rounds" in used:
+        parts.append(t("ux.tech.used_rounds", lang, rounds=settings.rounds))
+    if "k_thoughts" in used:
+        parts.append(t("ux.tech.used_tree", lang, k=settings.k_thoughts, depth=settings.depth))
+    return t("ux.tech.used", lang, settings=" · ".join(parts)) if parts else ""
+
+
+def legend_html(names: list[str]) -> str:
+    """The cost chart's legend, every technique shown (the chart's own legend is one clipped row)."""
+    keys = {t(f"tech.name.{k}", lang): k for lang in ("en", "fr") for k in TECHNIQUES}
+    items = []
+    for name in names:
+        color = TECHNIQUE_COLORS.get(keys.get(name, ""), "#888")
+        items.append(f'<span class="tech-legend-item"><span class="tech-legend-dot" style="border-color:{color}"></span>'
+                     f"{esc(name)}</span>")
+    return f'<div class="tech-legend">{"".join(items)}</div>' if items else ""
+
+
+def bench_legend(table: pd.DataFrame | None) -> str:
+    if table is None or not len(table.columns) or not len(table):
+        return ""
+    return legend_html([str(v) for v in table.iloc[:, 0] if str(v)])
 
 
 def bench_outputs(result: BenchmarkResult, lang: str, files: list[str] | None) -> tuple:
@@ -250,9 +303,10 @@ def bench_outputs(result: BenchmarkResult, lang: str, files: list[str] | None) -
     order = list(frame["technique"])
     acc = gr.BarPlot(value=frame, x="technique", y="accuracy", sort=order or None, y_lim=[0, 100],
                      x_title=t("tech.col_technique", lang), y_title=t("tech.col_accuracy", lang))
-    # colors_in_legend changes with the techniques shown: that makes the chart rebuild its colour scale
+    # the chart's own legend (one row, clipped past ~5 names) is replaced by bench_legend's, same colours
+    names = {t(f"tech.name.{k}", lang): k for k in TECHNIQUES}
     cost = gr.ScatterPlot(value=frame, x="tokens_per_task", y="accuracy", color="technique", y_lim=[0, 100],
-                          colors_in_legend=order,
+                          color_map={n: TECHNIQUE_COLORS[names[n]] for n in order}, colors_in_legend=[],
                           x_title=t("tech.col_tokens_per_task", lang), y_title=t("tech.col_accuracy", lang))
     return bench_status(result, lang), summary_frame(result, lang), acc, cost, files
 
@@ -284,18 +338,27 @@ def build(ctx: AppContext) -> None:
                 answer_type = gr.Radio([(I18N("tech.type_number"), "number"), (I18N("tech.type_text"), "text")],
                                        value="number", label=I18N("tech.answer_type"), visible=False,
                                        elem_id="tech-answer-type")
-    with gr.Accordion(I18N("tech.settings"), open=True, elem_id="tech-settings"):
+    # only the settings the chosen technique reads are shown (zero-shot: none, so Run stays near the top)
+    shown = set(SETTINGS_USED["zero_shot"])
+    with gr.Accordion(I18N("tech.settings"), open=True, visible=bool(shown), elem_id="tech-settings") as settings_box:
         with gr.Row():
-            k_examples = gr.Slider(0, 8, value=3, step=1, label=I18N("tech.k_examples"), info=I18N("tech.k_info"))
-            shuffle = gr.Checkbox(False, label=I18N("tech.shuffle"))
-            shuffle_seed = gr.Number(0, precision=0, minimum=0, label=I18N("tech.shuffle_seed"))
-            n_samples = gr.Slider(1, 20, value=5, step=1, label=I18N("tech.n_samples"))
-        with gr.Row():
+            k_examples = gr.Slider(0, 8, value=3, step=1, label=I18N("tech.k_examples"), info=I18N("tech.k_info"),
+                                   visible="k_examples" in shown, elem_id="tech-k-examples")
+            shuffle = gr.Checkbox(False, label=I18N("tech.shuffle"), visible="shuffle" in shown, elem_id="tech-shuffle")
+            shuffle_seed = gr.Number(0, precision=0, minimum=0, label=I18N("tech.shuffle_seed"),
+                                     visible="shuffle_seed" in shown, elem_id="tech-shuffle-seed")
+            n_samples = gr.Slider(1, 20, value=5, step=1, label=I18N("tech.n_samples"), visible="n_samples" in shown,
+                                  elem_id="tech-n-samples")
             sample_temperature = gr.Slider(0.05, 1.5, value=0.8, step=0.05, label=I18N("tech.sample_temperature"),
-                                           info=I18N("tech.sample_temperature_info"))
-            rounds = gr.Slider(0, 4, value=1, step=1, label=I18N("tech.rounds"))
-            k_thoughts = gr.Slider(1, 5, value=3, step=1, label=I18N("tech.k_thoughts"))
-            depth = gr.Slider(1, 4, value=2, step=1, label=I18N("tech.depth"))
+                                           info=I18N("tech.sample_temperature_info"),
+                                           visible="sample_temperature" in shown, elem_id="tech-sample-temperature")
+            rounds = gr.Slider(0, 4, value=1, step=1, label=I18N("tech.rounds"), visible="rounds" in shown,
+                               elem_id="tech-rounds")
+            k_thoughts = gr.Slider(1, 5, value=3, step=1, label=I18N("tech.k_thoughts"), visible="k_thoughts" in shown,
+                                   elem_id="tech-k-thoughts")
+            depth = gr.Slider(1, 4, value=2, step=1, label=I18N("tech.depth"), visible="depth" in shown,
+                              elem_id="tech-depth")
+    setting_controls = [k_examples, shuffle, shuffle_seed, n_samples, sample_temperature, rounds, k_thoughts, depth]
     with gr.Accordion(I18N("tech.model_settings"), open=False, elem_id="tech-model-settings"):
         with gr.Row():
             model = gr.Dropdown(model_choices(ctx), value=ctx.catalog.spec("instruct_llm").id, label=I18N("tech.model"),
@@ -334,20 +397,33 @@ def build(ctx: AppContext) -> None:
             bench_btn = gr.Button(I18N("tech.bench_run"), variant="primary", elem_id="tech-bench-run", scale=4)
             bench_stop = gr.Button(I18N("common.stop"), variant="stop", elem_id="tech-bench-stop", scale=1, min_width=120)
         bench_md = gr.Markdown(elem_id="tech-bench-status")
-        bench_table = gr.Dataframe(label=I18N("tech.bench_table"), interactive=False, wrap=True,
+        # shown with its translated headers when the page loads (empty, Gradio would show "1 2 3")
+        bench_table = gr.Dataframe(label=I18N("tech.bench_table"), interactive=False, wrap=True, visible=False,
                                    elem_id="tech-bench-table")
         with gr.Row():
             acc_plot = gr.BarPlot(x="technique", y="accuracy", label=I18N("tech.bench_chart_accuracy"),
                                   x_label_angle=-30, elem_id="tech-bench-accuracy")
             cost_plot = gr.ScatterPlot(x="tokens_per_task", y="accuracy", color="technique",
                                        tooltip=["technique", "accuracy", "tokens_per_task", "seconds_per_task"],
-                                       label=I18N("tech.bench_chart_cost"), elem_id="tech-bench-cost")
+                                       colors_in_legend=[], label=I18N("tech.bench_chart_cost"),
+                                       elem_id="tech-bench-cost")
+        cost_legend = gr.HTML(elem_id="tech-bench-legend")
         bench_files = gr.File(label=I18N("tech.bench_csv"), file_count="multiple", interactive=False,
                               height=140, elem_id="tech-bench-csv")
 
     # ------------------------------------------------------------------ small events
     def show_card(technique: str, request: gr.Request):
         return t(f"tech.card.{technique}", request_lang(request)) if technique in TECHNIQUES else ""
+
+    def show_settings(technique: str):
+        used = set(SETTINGS_USED.get(technique, SETTING_FIELDS))
+        return (gr.Accordion(visible=bool(used)),) + tuple(gr.update(visible=name in used) for name in SETTING_FIELDS)
+
+    def on_page_load(request: gr.Request):
+        """The problems in the visitor's language (English UI → English problems), and the benchmark
+        table's real headers (an empty Dataframe would show "1 2 3")."""
+        lang = request_lang(request)
+        return "en" if lang == "en" else "fr", gr.Dataframe(summary_frame(None, lang), visible=True)
 
     def pick_problem(problem: str, language: str):
         custom = problem == CUSTOM
@@ -365,6 +441,9 @@ def build(ctx: AppContext) -> None:
         return CUSTOM
 
     technique.change(show_card, inputs=technique, outputs=card, api_name=False, queue=False)
+    technique.change(show_settings, inputs=technique, outputs=[settings_box] + setting_controls, api_name=False,
+                     queue=False)
+    gr.on(None, on_page_load, inputs=None, outputs=[language, bench_table], api_name=False, queue=False)  # page load
     problem.change(pick_problem, inputs=[problem, language], outputs=[question, expected, answer_type],
                    api_name=False, queue=False)
     language.change(pick_language, inputs=[language, problem], outputs=[problem, question], api_name=False,
@@ -462,8 +541,10 @@ def build(ctx: AppContext) -> None:
     bench_btn.click(benchmark_techniques, inputs=bench_inputs,
                     outputs=[bench_md, bench_table, acc_plot, cost_plot, bench_files],
                     api_name="benchmark_techniques", concurrency_id=ctx.concurrency_id("causal_lm"),
-                    concurrency_limit=ctx.llm_concurrency)
+                    concurrency_limit=ctx.llm_concurrency, show_progress_on=[bench_md])  # the table stays visible
     bench_stop.click(stop_benchmark, api_name="stop_benchmark", queue=False)
+    bench_table.change(bench_legend, inputs=bench_table, outputs=cost_legend, api_name=False, queue=False,
+                       show_progress="hidden")
     share_row(ctx, "techniques", api="run_technique",
               outputs={"result": result, "vote": vote_md, "votes": votes, "calls": calls, "raw": raw},
               card={"share.card.answer": "result"}, title=lambda v: f"[{v.get('technique')}] {v.get('question', '')}",

@@ -16,6 +16,8 @@ CASES = {
     "class_load": (["--students", "1", "3", "--tokens", "4"], ["one student alone", "one-at-a-time", "largest batch seen"]),
     "techniques": (["--samples", "1", "3", "--tokens", "4", "--repeats", "1"], ["N"]),
     "quantization": (["--variants", "fp32,nf4", "--tokens", "4", "--dir", "{tmp}"], ["fp32", "nf4", "tok/s"]),
+    "quant_first_run": (["--variants", "fp32", "--tokens", "2"], ["cold  first click", "ratio warm / cold"]),
+    "quant_histogram": (["--rounds", "1", "--methods", "absmax"], ["baseline drawing", "ratio app / baseline"]),
     "tokenizer_views": (["--chars", "3000", "--repeat", "1"], ["whole request", "chars/s"]),
     "images": (["--sizes", "64"], ["64"]),
     "load_soak": (["--rounds", "1", "--compares", "2", "--tokens", "4", "--tokenize", "1", "--chars", "2000",

@@ -25,11 +25,11 @@ GROUPS: dict[str, tuple[LimitOf, tuple[str, ...]]] = {
     "gpu-causal_lm": (lambda L, ctx: min(L.llm_events, ctx.llm_concurrency), ("compare", "run_technique")),
     "gpu-causal_lm-bench": (lambda L, ctx: L.benchmark_events, ("benchmark_techniques",)),
     "quant-live": (lambda L, ctx: 1, ("quantize_compare",)),
-    "gpu-image": (lambda L, ctx: L.image_events, ("generate_images", "image_grid_sweep")),
+    "gpu-image": (lambda L, ctx: L.image_events, ("generate_images", "image_grid_sweep", "make_td_target")),
     "png": (lambda L, ctx: L.png_reads, ("read_png_settings",)),
     "cpu": (lambda L, ctx: L.cpu_events, ("tokenize", "refresh", "language_cost", "decode_ids", "clip_window",
                                           "pick_preset", "quantize_weights", "layers_of", "memory_plan",
-                                          "comparison_card")),
+                                          "comparison_card", "pick_method", "first_view")),
     # sharing and the class wall: small SQLite reads and writes (the ZIP export included)
     "share": (lambda L, ctx: 8, ("copy_link", "send_to_wall", "share_experiment", "open_experiment", "join_room",
                                  "open_room", "close_room", "toggle_hidden", "toggle_pinned", "wall_open_room",
@@ -37,7 +37,7 @@ GROUPS: dict[str, tuple[LimitOf, tuple[str, ...]]] = {
     # instant UI updates: never behind heavy work
     "ui": (lambda L, ctx: 16, ("refresh_about", "restored_controls", "show_step", "on_focus", "on_use_defaults",
                                "refresh_tokens", "localise", "build_prompt", "pick_style", "restore", "settle",
-                               "on_tab")),
+                               "on_tab", "context_slider")),
 }
 
 

@@ -81,12 +81,16 @@ RULES: dict[str, dict[str, Rule]] = {
     # Quantization
     "layers_of": {"model": Model(llm_ids)},
     "quantize_weights": {"model": Model(llm_ids), "layer": Text(300)},
+    "pick_method": {"model": Model(llm_ids), "layer": Text(300)},
+    "first_view": {"was_opened": Bool(), "model": Model(llm_ids), "layer": Text(300),
+                   "plan_model": Model(planner_ids)},
     "memory_plan": {"model": Model(planner_ids)},
     "quantize_compare": {"model": Model(llm_ids), "prompt": PROMPT,
                          "precisions": Choices(max_count=lambda L: L.quant_variants),
                          "max_new_tokens": Num(hi=lambda L: L.quant_new_tokens)},
     # Prompt techniques
     "run_technique": {"problem": Choice(task_ids), "question": PROMPT, **TECHNIQUE_SETTINGS},
+    "bench_legend": {"table": Payload(2_000_000)},
     "benchmark_techniques": {"n_problems": Num(1, lambda L: L.benchmark_problems, True), **TECHNIQUE_SETTINGS},
     # Image prompting
     "generate_images": {"prompt": IMAGE_PROMPT, "second_prompt": IMAGE_PROMPT, "negative_prompt": IMAGE_PROMPT,

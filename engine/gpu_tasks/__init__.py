@@ -16,7 +16,8 @@ from typing import Any, Callable, Hashable, Iterator
 
 from engine.errors import UserError
 from engine.gpu_tasks import durations
-from engine.gpu_tasks.jobs import (BenchmarkJob, CompareJob, Failed, ImageDone, ImageItem, ImagesJob, Progress,
+from engine.gpu_tasks.jobs import (BenchmarkJob, CompareJob, Failed, ImageDone, ImageItem, ImagePreview, ImagesJob,
+                                   Progress,
                                    QuantizeJob, Skipped, Snapshot, TechniqueJob, TimeLimit)
 from engine.gpu_tasks.tasks import benchmark, bind, compare, images, manager, quantize, technique
 from engine.stopping import BOARD
@@ -62,6 +63,6 @@ def stop(key: Hashable) -> int:
     return BOARD.stop(key)
 
 
-__all__ = ["BenchmarkJob", "CompareJob", "ImageDone", "ImageItem", "ImagesJob", "Progress", "QuantizeJob",
+__all__ = ["BenchmarkJob", "CompareJob", "ImageDone", "ImageItem", "ImagePreview", "ImagesJob", "Progress", "QuantizeJob",
            "Skipped", "TechniqueJob", "TimeLimit", "benchmark", "bind", "call", "compare", "images", "manager",
            "quantize", "seconds_for", "stop", "technique"]

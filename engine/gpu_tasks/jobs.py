@@ -113,6 +113,17 @@ class TimeLimit:
 
 
 @dataclass(frozen=True)
+class ImagePreview(Coalesced):
+    """What an image looks like while it denoises (only the latest one is worth sending)."""
+
+    index: int
+    role: str
+    step: int
+    total: int
+    image: Any  # PIL.Image.Image
+
+
+@dataclass(frozen=True)
 class ImageDone:
     index: int
     image: Any  # PIL.Image.Image

@@ -20,9 +20,8 @@ from typing import Any, Callable, Iterator
 from engine.errors import UserError, as_user_error
 from engine.fairness import Cancelled, FairGate
 from engine.gpu_tasks.durations import MARGIN_S, OVERHEAD_S
-from engine.gpu_tasks.jobs import (QUEUE_KEY, BenchmarkJob, CompareJob, Failed, ImageDone, ImagesJob, Progress,
-                                   QuantizeJob,
-                                   Skipped, Snapshot, TechniqueJob, TimeLimit)
+from engine.gpu_tasks.jobs import (QUEUE_KEY, BenchmarkJob, CompareJob, Failed, ImageDone, ImagePreview, ImagesJob,
+                                   Progress, QuantizeJob, Skipped, Snapshot, TechniqueJob, TimeLimit)
 from engine.stopping import StopSignal, StopToken
 from engine.zerogpu import Emit, gpu, on_zerogpu, streamed
 
@@ -153,17 +152,30 @@ def benchmark(job: BenchmarkJob, stop: StopToken, seconds: float) -> Iterator[An
 
 # ------------------------------------------------------------------------------ Quantization (live)
 def _quantize_body(job: QuantizeJob, signal: StopSignal, emit: Emit) -> Iterator[Any]:
-    from engine.quantization import live
+    """The comparison runs in its own thread, admitted by memory next to other students'
+    (``live_runs``); this yields its state whenever it changed, and stops it on Stop."""
+    from engine.quantization import live_runs
 
     lang = job.lang
 
     def explain(err: UserError) -> str:
         return _translate(err.key, lang, **err.params) if _translate else f"{err.key}: {err.params}"
 
-    for rows in live.compare(manager(), job.model, list(job.variants), job.prompt,
-                             max_new_tokens=job.max_new_tokens, passages=dict(job.passages) or None,
-                             explain=explain, progress=_loading(emit), stop=signal):
-        yield Snapshot(copy.deepcopy(rows))
+    run = live_runs.start(manager(), job.model, list(job.variants), job.prompt, max_new_tokens=job.max_new_tokens,
+                          passages=dict(job.passages) or None, explain=explain)
+    try:
+        seen = -1
+        while True:
+            if signal.is_set():
+                run.stop()
+            snap = run.wait_change(seen, 0.1)
+            if snap.version != seen:
+                seen = snap.version
+                yield Snapshot(replace(snap, rows=copy.deepcopy(snap.rows), error=_portable_error(snap.error)))
+            if snap.state in ("done", "stopped", "failed"):
+                return
+    finally:
+        run.stop()  # a no-op once finished; ends the comparison if the visitor went away
 
 
 @gpu(duration=_requested)
@@ -182,17 +194,22 @@ def _images_body(job: ImagesJob, signal: StopSignal, emit: Emit) -> Iterator[Any
             break
         title = imagegen.DEFAULTS[item.spec.role].title
         try:
-            def on_step(step: int, steps: int, i: int = i, title: str = title) -> None:
-                emit(Progress((i + step / steps) / n, key="img.progress",
-                              params={"model": title, "step": step, "steps": steps, "i": i + 1, "n": n}))
-
             def waiting(ahead: int, i: int = i) -> None:
                 emit(Progress(i / n, key="safety.waiting_turn", params={"ahead": ahead}))
 
+            result = None
             # a turn per image (round-robin between requests), the pipeline leased while it draws
             with _image_gate.turn(job.owner, signal, on_wait=waiting), \
                     manager().using(item.spec, _loading(emit, i / n, (i + 1) / n)) as pipe:
-                result = imagegen.generate(pipe, item.settings, on_step=on_step, stop=signal)
+                for update in imagegen.generate_stream(pipe, item.settings, stop=signal):
+                    emit(Progress((i + update.step / update.total) / n, key="img.progress",
+                                  params={"model": title, "step": update.step, "steps": update.total,
+                                          "i": i + 1, "n": n}))
+                    if update.preview is not None:
+                        yield ImagePreview(i, item.spec.role, update.step, update.total, update.preview)
+                    result = update.result or result
+            if result is None:  # stopped mid-image
+                break
         except Cancelled:
             break
         except Exception as exc:  # noqa: BLE001 - one model failing (missing, out of memory) keeps the others

@@ -18,14 +18,18 @@ import logging
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from engine.catalog import PRECISIONS, ModelSpec
 from engine.errors import UserError, as_user_error
 from engine.memory import free_memory
+from engine.stopping import LinkedStop
 from engine.quantization import planner
+# the results table and its CSV live in results.py; their names stay importable from here
+from engine.quantization.results import (COLUMNS, INT_COLUMNS, TEXT_COLUMNS, Row, normalize_frame,  # noqa: F401
+                                         read_csv, to_frame, write_csv)
 
 PASSAGES_PATH = Path(__file__).resolve().parents[2] / "assets" / "quantization_passages.json"
 ProgressFn = Callable[[float, str], None]
@@ -67,76 +71,6 @@ def default_variants(device: str, bf16: bool = True) -> list[str]:
 
 def load_passages() -> dict:
     return json.loads(PASSAGES_PATH.read_text(encoding="utf-8"))
-
-
-# ---------------------------------------------------------------------------- results
-@dataclass
-class Row:
-    precision: str
-    method: str
-    bits: float
-    status: str = "pending"  # ok | skipped | failed
-    memory_mb: float | None = None  # what the weights really take, quantization scales included
-    hf_footprint_mb: float | None = None  # model.get_memory_footprint()
-    memory_ratio: float | None = None  # vs the reference row
-    load_s: float | None = None
-    ttft_s: float | None = None
-    tokens: int | None = None
-    seconds: float | None = None
-    tok_per_s: float | None = None
-    speed_ratio: float | None = None
-    ppl_en: float | None = None
-    ppl_fr: float | None = None
-    agreement_pct: float | None = None
-    first_divergence: int | None = None
-    note: str = ""
-    output: str = ""
-    token_ids: list[int] = field(default_factory=list, repr=False)
-
-    def as_record(self) -> dict:
-        rec = asdict(self)
-        rec.pop("token_ids")
-        return rec
-
-
-COLUMNS = [f.name for f in fields(Row) if f.name != "token_ids"]
-INT_COLUMNS = ("tokens", "first_divergence")
-TEXT_COLUMNS = ("precision", "method", "status", "note", "output")
-
-
-def to_frame(rows: Sequence[Row]):
-    import pandas as pd
-
-    df = pd.DataFrame([r.as_record() for r in rows], columns=COLUMNS)
-    return normalize_frame(df)
-
-
-def normalize_frame(df):
-    """Column types a CSV round trip preserves: nullable ints, floats, plain strings."""
-    import pandas as pd
-
-    df = df.copy()
-    for col in COLUMNS:
-        if col in INT_COLUMNS:
-            df[col] = pd.array(df[col], dtype="Int64")
-        elif col in TEXT_COLUMNS:
-            df[col] = df[col].fillna("").astype(str)
-        else:
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    return df[COLUMNS]
-
-
-def write_csv(rows: Sequence[Row], path: str | Path) -> Path:
-    path = Path(path)
-    to_frame(rows).to_csv(path, index=False)
-    return path
-
-
-def read_csv(path: str | Path):
-    import pandas as pd
-
-    df = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in COLUMNS if c not in TEXT_COLUMNS})
-    return normalize_frame(df)
 
 
 # -------------------------------------------------------------------------- measuring
@@ -212,21 +146,30 @@ def prompt_for(handle, text: str):
     return handle.prepare_raw(text)
 
 
-def run_greedy(handle, prompt_text: str, max_new_tokens: int, stop: threading.Event | None = None):
+class Stopped(Exception):
+    """The student pressed Stop: the variant being measured is dropped, the rows so far are kept."""
+
+
+def run_greedy(handle, prompt_text: str, max_new_tokens: int, stop: threading.Event | None = None,
+               on_token: Callable[[int], None] | None = None):
     """(token ids, text, ttft s, total s, tokens/s) of one greedy generation.
 
     Runs on a private inline engine: the timing is this model's alone (not shared with other
-    users' rows), and nothing keeps a reference to the variant once it is freed.
+    users' rows), and nothing keeps a reference to the variant once it is freed. ``stop`` ends
+    it after the current token (:class:`Stopped`); ``on_token(tokens so far)`` follows it.
     """
     from engine.generation import DecodeEngine, SamplingParams, stream
-    from engine.stopping import LinkedStop
-
     params = SamplingParams(max_new_tokens=max_new_tokens, greedy=True, temperature=0.0)
     prompt = prompt_for(handle, prompt_text)
     last = None
+    # stream() sets the event it is given when it ends: give it one of its own that also reads ours
     for last in stream(handle, prompt, params, stop=LinkedStop(stop), eng=DecodeEngine(background=False)):
         if last.error is not None:
             raise last.error
+        if on_token:
+            on_token(len(last.token_ids))
+    if stop is not None and stop.is_set():
+        raise Stopped()
     if last is None:
         return [], "", 0.0, 0.0, 0.0
     return list(last.token_ids), last.text, last.ttft_s or 0.0, last.elapsed_s, last.tokens_per_s
@@ -340,38 +283,79 @@ def ordered(variants: Sequence[str]) -> list[str]:
     return [k for k in VARIANTS if k in chosen]
 
 
+# Share of one precision's slot in the progress bar taken by each phase (kernels = waiting for the
+# background warm-up of its library, usually nothing)
+PHASES = {"check": (0.0, 0.0), "kernels": (0.0, 0.05), "load": (0.05, 0.55), "generate": (0.55, 0.85),
+          "perplexity": (0.85, 1.0), "done": (1.0, 1.0)}
+PhaseFn = Callable[[str, float, str], None]  # (phase, fraction of the phase, detail)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where a comparison is: the ``index``-th precision of ``total`` (1-based, in measuring order),
+    its phase, and the fraction of the whole comparison done (never decreasing)."""
+
+    index: int
+    total: int
+    variant: str
+    phase: str  # check | kernels | load | generate | perplexity | done
+    fraction: float
+    seconds: float = 0.0  # seconds waited so far in the kernels phase
+    detail: str = ""  # the loader's own step (tokenizer, weights, …)
+
+    def describe(self) -> str:
+        """English description (scripts, benchmarks); the tab writes its own, translated."""
+        wait = f" {self.seconds:.0f} s" if self.phase == "kernels" else ""
+        return f"{VARIANTS[self.variant].label} ({self.index}/{self.total}): {self.phase}{wait}"
+
+
 def measure_variant(manager, spec: ModelSpec, variant: str, prompt: str, max_new_tokens: int,
-                    passages: dict, progress: ProgressFn | None = None,
+                    passages: dict, progress: PhaseFn | None = None,
                     stop: threading.Event | None = None) -> tuple[Row, object]:
-    """Load (or reuse), measure and return the row; the caller frees the handle."""
-    step = (lambda f, d: progress(f, d)) if progress else None
+    """Load (or reuse), measure and return the row; the caller frees the handle.
+
+    ``progress(phase, fraction of that phase, detail)``; ``stop`` raises :class:`Stopped` at the
+    next phase boundary or token."""
+    report = progress or (lambda phase, frac, detail: None)
+
+    def loading(frac: float, detail: str) -> None:
+        report("load", frac, detail)
+
     started = time.perf_counter()
+    report("load", 0.0, "")
     if variant in PRECISIONS:  # from the cache, leased so that nobody evicts it mid-measure
-        with manager.using(spec.with_precision(variant), step) as handle:
-            return _measure(handle, variant, prompt, max_new_tokens, passages, started, progress, stop), handle
+        with manager.using(spec.with_precision(variant), loading) as handle:
+            return _measure(handle, variant, prompt, max_new_tokens, passages, started, report, stop), handle
     owner = f"quantization:{variant}:{threading.get_ident()}"
     with manager.reservation(owner, in_place_bytes(manager, spec, variant), spec.id):
-        handle = load_in_place(spec, variant, manager.device, manager.hardware.bf16, step)
-        return _measure(handle, variant, prompt, max_new_tokens, passages, started, progress, stop), handle
+        handle = load_in_place(spec, variant, manager.device, manager.hardware.bf16, loading)
+        return _measure(handle, variant, prompt, max_new_tokens, passages, started, report, stop), handle
 
 
 def _measure(handle, variant: str, prompt: str, max_new_tokens: int, passages: dict, started: float,
-             progress: ProgressFn | None, stop: threading.Event | None = None) -> Row:
+             report: PhaseFn, stop: threading.Event | None) -> Row:
+    def check_stop() -> None:
+        if stop is not None and stop.is_set():
+            raise Stopped()
+
+    check_stop()
     v = VARIANTS[variant]
     row = Row(precision=variant, method=v.method, bits=v.bits)
     row.load_s = round(handle.load_seconds or (time.perf_counter() - started), 3)
     row.memory_mb = round(model_bytes(handle.model) / 1e6, 3)
     row.hf_footprint_mb = round(handle.model.get_memory_footprint() / 1e6, 3)
-    if progress:
-        progress(0.6, "generate")
-    run_greedy(handle, prompt, min(WARMUP_TOKENS, max_new_tokens), stop)  # first-call kernel set-up is not speed
-    ids, text, ttft, total, tps = run_greedy(handle, prompt, max_new_tokens, stop)
+    report("generate", 0.0, "")
+    run_greedy(handle, prompt, min(WARMUP_TOKENS, max_new_tokens), stop)  # first-call set-up is not speed
+    report("generate", 0.2, "")
+    ids, text, ttft, total, tps = run_greedy(handle, prompt, max_new_tokens, stop,
+                                             lambda n: report("generate", 0.2 + 0.8 * n / max(1, max_new_tokens), ""))
     row.token_ids, row.output = ids, text
     row.tokens, row.seconds = len(ids), round(total, 4)
     row.ttft_s, row.tok_per_s = round(ttft, 4), round(tps, 3)
-    if progress:
-        progress(0.85, "perplexity")
+    report("perplexity", 0.0, "")
     row.ppl_en = round(perplexity(handle, passages["en"]), 3)
+    check_stop()
+    report("perplexity", 0.5, "")
     row.ppl_fr = round(perplexity(handle, passages["fr"]), 3)
     row.status = "ok"
     return row
@@ -394,11 +378,20 @@ def _fill_relative(rows: list[Row]) -> None:
 
 def compare(manager, spec: ModelSpec, variants: Sequence[str], prompt: str, *, max_new_tokens: int = 32,
             passages: dict | None = None, explain: Callable[[UserError], str] | None = None,
-            progress: ProgressFn | None = None, stop: threading.Event | None = None) -> Iterator[list[Row]]:
-    """Measure each variant in turn; yield the rows so far after each one (skipped ones included).
+            progress: ProgressFn | None = None, stop: threading.Event | None = None,
+            describe: Callable[[Stage], str] | None = None, on_stage: Callable[[Stage], None] | None = None,
+            ) -> Iterator[list[Row]]:
+    """Measure each variant in turn; yield the rows so far (table order) after each one, skipped
+    ones included.
 
-    ``stop`` ends the comparison: the variant being measured is left out (its figures would be
-    those of an interrupted run) and the rows so far stand."""
+    ``progress(fraction, text)`` never goes backwards (``describe`` writes the text of a
+    :class:`Stage`, ``on_stage`` gets the stage itself). A variant whose library is still being
+    prepared in the background (:mod:`engine.quantization.warmup`) waits its turn: the ready ones
+    are measured first. ``stop`` ends the comparison within a token or a phase: the rows measured
+    so far are kept, the variant in flight is dropped.
+    """
+    from engine.quantization import warmup
+
     if not (prompt or "").strip():
         raise UserError("err.empty_prompt")
     keys = ordered(variants)
@@ -406,19 +399,38 @@ def compare(manager, spec: ModelSpec, variants: Sequence[str], prompt: str, *, m
         raise UserError("quant.err_no_precision")
     passages = passages or load_passages()["passages"]
     explain = explain or (lambda e: f"{e.key}: {e.params}")
+    describe = describe or Stage.describe
+    device = manager.device
     rows: list[Row] = []
     n = len(keys)
-    for i, key in enumerate(keys):
-        if stop is not None and stop.is_set():
+    best = 0.0
+    pending = list(keys)
+
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
+
+    def report(i: int, key: str, phase: str, frac: float = 0.0, detail: str = "", seconds: float = 0.0) -> None:
+        nonlocal best
+        lo, hi = PHASES[phase]
+        best = max(best, (i + lo + (hi - lo) * max(0.0, min(1.0, frac))) / n)
+        stage = Stage(i + 1, n, key, phase, best, seconds, detail)
+        if on_stage:
+            on_stage(stage)
+        if progress:
+            progress(best, describe(stage))
+
+    def table_order() -> list[Row]:
+        return sorted(rows, key=lambda r: keys.index(r.precision))
+
+    for i in range(n):
+        if stopped():
             return
+        # a variant whose library is still warming up waits; the ready ones go first
+        key = next((k for k in pending if warmup.ready(VARIANTS[k].method, device)), pending[0])
+        pending.remove(key)
         v = VARIANTS[key]
-
-        def sub(frac: float, desc: str, i=i, key=key) -> None:
-            if progress:
-                progress((i + max(0.0, min(1.0, frac))) / n, f"{VARIANTS[key].label}: {desc}")
-
-        sub(0.0, "check")
-        reason = unavailable_reason(key, manager.device, manager.hardware.bf16)
+        report(i, key, "check")
+        reason = unavailable_reason(key, device, manager.hardware.bf16)
         if reason is None:
             try:
                 check_variant_fits(manager, spec, key)
@@ -426,14 +438,23 @@ def compare(manager, spec: ModelSpec, variants: Sequence[str], prompt: str, *, m
                 reason = exc
         if reason is not None:
             rows.append(Row(precision=key, method=v.method, bits=v.bits, status="skipped", note=explain(reason)))
-            _fill_relative(rows)
-            yield rows
+            _fill_relative(table_order())
+            report(i, key, "done")
+            yield table_order()
             continue
+        if not warmup.ready(v.method, device):
+            warmup.wait(v.method, device, stop, lambda sec, i=i, key=key: report(i, key, "kernels", 0.0, "", sec))
+            if stopped():
+                return
         spec_v = spec.with_precision(key) if key in PRECISIONS else None
         was_loaded = spec_v is not None and manager.is_loaded(spec_v)
         handle = None
         try:
-            row, handle = measure_variant(manager, spec, key, prompt, max_new_tokens, passages, sub, stop)
+            row, handle = measure_variant(manager, spec, key, prompt, max_new_tokens, passages,
+                                          lambda phase, frac, detail, i=i, key=key: report(i, key, phase, frac, detail),
+                                          stop)
+        except Stopped:
+            return
         except Exception as exc:  # noqa: BLE001 - one variant failing must not stop the others
             user = as_user_error(exc, spec.id) or UserError("quant.why_failed", detail=f"{type(exc).__name__}: {exc}"[:240])
             row = Row(precision=key, method=v.method, bits=v.bits, status="failed", note=explain(user))
@@ -445,9 +466,9 @@ def compare(manager, spec: ModelSpec, variants: Sequence[str], prompt: str, *, m
         if stop is not None and stop.is_set():
             return
         rows.append(row)
-        _fill_relative(rows)
-        sub(1.0, "done")
-        yield rows
+        _fill_relative(table_order())
+        report(i, key, "done")
+        yield table_order()
 
 
 def run_comparison(manager, spec: ModelSpec, variants: Sequence[str], prompt: str, **kwargs) -> list[Row]:
@@ -457,5 +478,5 @@ def run_comparison(manager, spec: ModelSpec, variants: Sequence[str], prompt: st
     return rows
 
 
-__all__ = ["VARIANTS", "Row", "compare", "run_comparison", "to_frame", "read_csv", "write_csv",
+__all__ = ["VARIANTS", "Row", "Stage", "Stopped", "compare", "run_comparison", "to_frame", "read_csv", "write_csv",
            "model_bytes", "agreement", "default_variants"]

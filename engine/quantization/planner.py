@@ -61,7 +61,9 @@ def _llama_config(**shape):
 def _mistral_7b():
     from transformers import MistralConfig
 
-    return MistralConfig()  # its defaults are Mistral-7B's shapes
+    # Mistral-7B-v0.1's config.json: MistralConfig's defaults are its shapes, but not its context
+    # (transformers defaults to 131,072 positions; v0.1 has 32,768 with a 4,096-token sliding window)
+    return MistralConfig(max_position_embeddings=32768, sliding_window=4096)
 
 
 PRESETS = {
@@ -120,8 +122,27 @@ def counts_for(model: str) -> tuple[str, memory.ParamCounts, dict]:
         "kv_heads": int(getattr(text, "num_key_value_heads", None) or heads),
         "head_dim": int(getattr(text, "head_dim", None) or (text.hidden_size // max(heads, 1))),
         "max_context": int(getattr(text, "max_position_embeddings", 0) or 0),
+        "sliding_window": kv_window(text),
     }
     return label, counts, shapes
+
+
+def kv_window(config) -> int:
+    """Tokens of keys/values a cache keeps per layer when every layer uses sliding-window
+    attention (transformers' ``DynamicSlidingWindowLayer``: Mistral-7B-v0.1 keeps 4,096), else 0."""
+    window = int(getattr(config, "sliding_window", None) or 0)
+    if not window or getattr(config, "use_sliding_window", True) is False:
+        return 0
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types and any(kind != "sliding_attention" for kind in layer_types):
+        return 0  # mixed full / sliding layers: the full layers grow with the context
+    return window
+
+
+def context_limits(model: str) -> tuple[int, int]:
+    """(maximum context in tokens from the model's config — 0 if it does not say —, sliding window or 0)."""
+    _, _, shapes = counts_for(model)
+    return shapes["max_context"], shapes["sliding_window"]
 
 
 # -------------------------------------------------------------------------- bytes
@@ -164,9 +185,13 @@ def weights_bytes(counts: memory.ParamCounts, fmt: str, compute_bytes: int = 2) 
 
 
 def kv_cache_bytes(shapes: dict, context_length: int, batch_size: int, bytes_per_value: int = 2) -> int:
-    """Keys and values of every layer for ``batch_size`` sequences of ``context_length`` tokens."""
+    """Keys and values of every layer for ``batch_size`` sequences of ``context_length`` tokens
+    (at most the sliding window's tokens when every layer slides)."""
     per_token = 2 * shapes["layers"] * shapes["kv_heads"] * shapes["head_dim"] * bytes_per_value
-    return int(per_token * max(0, context_length) * max(1, batch_size))
+    tokens = max(0, context_length)
+    if shapes.get("sliding_window"):
+        tokens = min(tokens, shapes["sliding_window"])
+    return int(per_token * tokens * max(1, batch_size))
 
 
 # --------------------------------------------------------------------------- plan
@@ -193,6 +218,7 @@ class Plan:
     batch_size: int
     max_context: int
     rows: list[PlanRow]
+    sliding_window: int = 0
 
     def row(self, fmt: str) -> PlanRow:
         return next(r for r in self.rows if r.format == fmt)
@@ -205,6 +231,8 @@ def plan(model: str = "mistral-7b", context_length: int = 4096, batch_size: int 
     if context_length < 1 or batch_size < 1:
         raise UserError("quant.err_plan_args")
     label, counts, shapes = counts_for(model)
+    if shapes["max_context"] and context_length > shapes["max_context"]:
+        raise UserError("ux.plan.err_context", model=label, context=context_length, max_context=shapes["max_context"])
     rows = []
     for fmt in formats:
         compute = 4 if fmt == "fp32" else 2
@@ -222,4 +250,5 @@ def plan(model: str = "mistral-7b", context_length: int = 4096, batch_size: int 
             overhead_gb=overhead / GB, total_gb=(weights + kv + overhead) / GB, fits=fits,
         ))
     return Plan(model=model, label=label, params_b=counts.total / 1e9, quantizable_b=counts.quantizable / 1e9,
-                context_length=context_length, batch_size=batch_size, max_context=shapes["max_context"], rows=rows)
+                context_length=context_length, batch_size=batch_size, max_context=shapes["max_context"], rows=rows,
+                sliding_window=shapes["sliding_window"])

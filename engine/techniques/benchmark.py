@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from engine.techniques.tasks import Task
-from engine.techniques.techniques import TECHNIQUES, Generator, Run, Settings, drive
+from engine.techniques.techniques import TECHNIQUES, Call, Generator, Run, Settings, drive
 
 ProgressFn = Callable[[int, int, str], None]  # (finished runs, total runs, technique now running)
 DEFAULT_CHUNK = 16
@@ -77,22 +77,44 @@ class BenchmarkResult:
         return list(out.values())
 
     def run_rows(self) -> list[dict]:
-        return [{"technique": r.technique, "task": r.task.id, "lang": r.task.lang, "kind": r.task.kind,
-                 "expected": r.task.expected_display(), "extracted": r.answer.display(r.task.lang),
-                 "rule": r.answer.rule, "correct": r.correct, "calls": len(r.calls),
-                 "prompt_tokens": r.prompt_tokens, "generated_tokens": r.generated_tokens,
-                 "call_seconds": round(sum(c.seconds for c in r.calls), 3)}
-                for r in self.runs]
+        rows = []
+        for r in self.runs:
+            final = answer_call(r)
+            rows.append({"technique": r.technique, "task": r.task.id, "lang": r.task.lang, "kind": r.task.kind,
+                         "expected": r.task.expected_display(), "extracted": r.answer.display(r.task.lang),
+                         "rule": r.answer.rule, "correct": r.correct, "calls": len(r.calls),
+                         "prompt_tokens": r.prompt_tokens, "generated_tokens": r.generated_tokens,
+                         "call_seconds": round(sum(c.seconds for c in r.calls), 3),
+                         "final_output": final.output if final else "", "outputs": all_outputs(r)})
+        return rows
 
     def write_csv(self, folder: str | Path) -> tuple[Path, Path]:
-        """Two CSV files: one row per technique, and one row per (technique, task)."""
+        """Two CSV files: one row per technique, and one row per (technique, task) with the model's
+        outputs (``final_output``: the call the answer was extracted from; ``outputs``: every call)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         summary, runs = folder / "techniques_summary.csv", folder / "techniques_runs.csv"
         _write(summary, [s.as_dict() for s in self.stats()], list(TechniqueStats("").as_dict()))
-        _write(runs, self.run_rows(), ["technique", "task", "lang", "kind", "expected", "extracted", "rule", "correct",
-                                       "calls", "prompt_tokens", "generated_tokens", "call_seconds"])
+        _write(runs, self.run_rows(), RUN_COLUMNS)
         return summary, runs
+
+
+RUN_COLUMNS = ["technique", "task", "lang", "kind", "expected", "extracted", "rule", "correct", "calls",
+               "prompt_tokens", "generated_tokens", "call_seconds", "final_output", "outputs"]
+
+
+def answer_call(run: Run) -> Call | None:
+    """The call whose output gave the run's answer: the last one an answer was extracted from, or
+    for a vote the first path that reached the winning answer."""
+    extracted = [c for c in run.calls if c.answer is not None]
+    if run.vote is not None and run.vote.winner is not None:
+        return next((c for c in extracted if c.answer.ok and c.answer.key == run.vote.winner), None)
+    return extracted[-1] if extracted else (run.calls[-1] if run.calls else None)
+
+
+def all_outputs(run: Run) -> str:
+    """Every call's output in order, each under a ``[#index step]`` line."""
+    return "\n\n".join(f"[#{c.index} {c.step}]\n{c.output}" for c in run.calls)
 
 
 def _write(path: Path, rows: list[dict], columns: list[str]) -> None:

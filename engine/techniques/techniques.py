@@ -400,6 +400,17 @@ def tree_of_thoughts(task: Task, s: Settings) -> Flow:
     return Outcome(final[0][0].answer, details={"levels": levels, "path": path})
 
 
+# The Settings fields each technique reads (besides ``params``): the UI shows only these.
+SETTINGS_USED: dict[str, tuple[str, ...]] = {
+    "zero_shot": (), "explicit": (), "zero_shot_cot": (), "role": (), "least_to_most": (),
+    "few_shot": ("k_examples", "shuffle", "shuffle_seed"),
+    "few_shot_cot": ("k_examples", "shuffle", "shuffle_seed"),
+    # k > 0: the paths start from worked chain-of-thought examples
+    "self_consistency": ("n_samples", "sample_temperature", "k_examples", "shuffle", "shuffle_seed"),
+    "self_refine": ("rounds",),
+    "tree_of_thoughts": ("k_thoughts", "depth", "sample_temperature"),
+}
+
 FLOWS: dict[str, Callable[[Task, Settings], Flow]] = {
     "zero_shot": zero_shot, "explicit": explicit, "few_shot": few_shot, "zero_shot_cot": zero_shot_cot,
     "few_shot_cot": few_shot_cot, "role": role, "self_consistency": self_consistency,
