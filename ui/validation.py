@@ -85,6 +85,7 @@ RULES: dict[str, dict[str, Rule]] = {
     "first_view": {"was_opened": Bool(), "model": Model(llm_ids), "layer": Text(300),
                    "plan_model": Model(planner_ids)},
     "memory_plan": {"model": Model(planner_ids)},
+    "context_slider": {"model": Model(planner_ids)},
     "quantize_compare": {"model": Model(llm_ids), "prompt": PROMPT,
                          "precisions": Choices(max_count=lambda L: L.quant_variants),
                          "max_new_tokens": Num(hi=lambda L: L.quant_new_tokens)},
@@ -213,7 +214,7 @@ def make_validator(fn: Callable, event: EventRules, limits: Limits, ctx: Any) ->
         values = _input_values(event.names, arguments)
         found = event.problems(arguments, values, Env(limits, ctx, {}))
         lang = request_lang(request)
-        out = [gr.validate(p is None, "" if p is None else t(p[0], lang, param=name, **p[1]))
+        out = [gr.validate(p is None, "" if p is None else t(p[0], lang, **{"param": name, **p[1]}))
                for name, p in zip(event.names, found)]
         return out[0] if single else out
 
@@ -238,7 +239,7 @@ def check_call(fn_name: str, fn: Callable, inputs: Sequence[Any], values: Sequen
     event = rules_for(fn_name, fn, inputs)
     args = dict(zip(event.names, values))
     found = event.problems(args, list(values), Env(limits, ctx, {}))
-    return [t(p[0], lang, param=name, **p[1]) for name, p in zip(event.names, found) if p is not None]
+    return [t(p[0], lang, **{"param": name, **p[1]}) for name, p in zip(event.names, found) if p is not None]
 
 
 # =============================================================================== lenient preprocessing
