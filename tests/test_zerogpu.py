@@ -399,9 +399,13 @@ def test_quantization_live_comparison(space):
     status, table, *_charts, html, csv_path = client.predict(model="tiny/mistral-instruct", precisions=["fp32", "int8"],
                                                              max_new_tokens=6, api_name="/quantize_compare")
     one_gpu_call(stub, mark)
-    status_col = table["headers"].index("status")
+    from tabs.quantization_live import column_name
+    from ui.i18n import t
+
+    status_col = table["headers"].index(column_name("status", "en"))  # the table shows translated headers
     rows = {r[0]: r for r in table["data"]}
-    assert set(rows) == {"fp32", "int8"} and all(r[status_col] == "ok" for r in rows.values()), table["data"]
+    ok = t("ux.quant.status_ok", "en")
+    assert set(rows) == {"fp32", "int8"} and all(r[status_col] == ok for r in rows.values()), table["data"]
     assert csv_path
 
 
