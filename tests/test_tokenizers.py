@@ -228,7 +228,7 @@ def test_empty_text_and_the_limit():
     assert err.value.key == "tok.err.too_long"
     message = t(err.value.key, "en", **err.value.params)
     assert message == "The text has 100,001 characters; the limit is 100,000. Shorten it."
-    assert "100001 caractères" in t(err.value.key, "fr", **err.value.params)
+    assert "100\u202f001 caractères" in t(err.value.key, "fr", **err.value.params)
 
 
 def visible_text(out: str) -> str:
@@ -293,7 +293,7 @@ def test_language_table_and_chart_data():
     assert list(shown.columns) == ["Langue", "Mistral v1", "Tekken"]
     assert len(shown) == len(tk.language_sentences()) and shown.iloc[0, 1].endswith("(×1,00)")
     assert list(chart.columns) == ["bar", "tokens", "tokenizer", "ratio_to_english"]
-    assert chart["bar"].is_unique and chart["bar"].iloc[0] == "EN · Mistral v1"
+    assert chart["bar"].is_unique and chart["bar"].iloc[0] == "anglais · Mistral v1"
 
 
 def test_chat_preset_through_the_template():
@@ -417,7 +417,7 @@ def test_tab_handler_builds_views_and_table():
     assert selected_keys(None, "gpt2, gpt2,\nt5-small") == [*tk.DEFAULT_SET, "gpt2", "t5-small"]
     out, table = tokenize_views("Bonjour 😀", ["mistral-v1", "clip"], show_ids=False, parse_special=False, lang="fr")
     assert out.count('class="tokview"') == 2 and "caractères par token" in out
-    assert list(table["Tokens"]) == [len(tk.get(k).encode("Bonjour 😀")) for k in ("mistral-v1", "clip")]
+    assert list(table.data["Tokens"]) == [len(tk.get(k).encode("Bonjour 😀")) for k in ("mistral-v1", "clip")]
     with pytest.raises(UserError):
         tokenize_views("x" * (tk.MAX_CHARS + 1), ["tekken"], False, False, "en")
     md = decoded_markdown([tk.Decoded("T", "a ``` b", [], 10)], "en")
