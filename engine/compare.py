@@ -55,7 +55,7 @@ def compare_stream(manager: ModelManager, base_spec: ModelSpec, instruct_spec: M
     if not prompt or not prompt.strip():
         raise UserError("err.empty_prompt")
     if len(prompt) > MAX_PROMPT_CHARS:
-        raise UserError("err.prompt_too_many_chars", chars=f"{len(prompt):,}", limit=f"{MAX_PROMPT_CHARS:,}")
+        raise UserError("err.prompt_too_many_chars", chars=len(prompt), limit=MAX_PROMPT_CHARS)
     base = manager.llm(base_spec, _sub(progress, 0.0, 0.5, base_spec.id))
     instruct = manager.llm(instruct_spec, _sub(progress, 0.5, 1.0, instruct_spec.id))
     base_in, instr_in = prepare_inputs(base, instruct, prompt, system, template_on_base)

@@ -185,9 +185,22 @@ class ModelManager:
                 {"model": e.spec.id, "precision": e.spec.precision, "role": e.spec.role,
                  "gb": round(e.bytes / 1e9, 3), "weights_gb": round(e.weights / 1e9, 3),
                  "load_seconds": round(e.load_seconds, 2),
-                 "fast_path": _fast_path_status(e.obj)}
+                 "fast_path": _fast_path_status(e.obj), "decoding": decoding_state(e.obj)}
                 for e in self._entries.values()
             ]
+
+
+def decoding_state(obj: Any) -> dict:
+    """How a loaded model decodes, as data (the UI words it in each language): ``kind`` is
+    ``compiled``, ``static``, ``plain``, ``failed`` or ``""`` (not an LLM)."""
+    extra = getattr(obj, "extra", None) or {}
+    fast = extra.get("fast_path")
+    if fast is not None:
+        return {"kind": "compiled" if fast.compiled else "static", "buckets": [d.bucket for d in fast.decoders],
+                "warmup_s": round(fast.warmup_seconds, 1)}
+    if extra.get("fast_path_error"):
+        return {"kind": "failed", "error": extra["fast_path_error"]}
+    return {"kind": "plain" if hasattr(obj, "model") else ""}
 
 
 def _fast_path_status(obj: Any) -> str:

@@ -17,10 +17,16 @@ from engine.prompt_recipe import FIELDS, STYLE_PRESETS, apply_preset, assemble
 from engine.tokenizers import t5_count
 from ui.context import AppContext
 from ui.feedback import guard, warn
-from ui.i18n import I18N, request_lang, t
+from ui.i18n import I18N, forced_lang, request_lang, t
+from ui.wording import image_label, progress_stage
 
 EXERCISE = json.loads((Path(__file__).resolve().parent.parent / "assets" / "image_exercise.json").read_text("utf-8"))["steps"]
 _stops: dict[str, threading.Event] = {}
+
+
+def exercise_choices(lang: str) -> list[tuple[str, str]]:
+    """The guided exercise's steps, titled in the UI's language."""
+    return [(s["title_fr" if lang == "fr" else "title_en"], s["id"]) for s in EXERCISE]
 
 
 def model_choices() -> list[tuple[str, str]]:
@@ -81,7 +87,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     if tiny:
         gr.Markdown(I18N("img.tiny_note"), elem_classes="tab-intro")
     with gr.Accordion(I18N("img.td"), open=False, elem_id="img-td"):
-        td_pick = gr.Dropdown([(f"{s['title_en']} · {s['title_fr']}", s["id"]) for s in EXERCISE], value=None,
+        td_pick = gr.Dropdown(exercise_choices(forced_lang() or "en"), value=None,
                               label=I18N("img.td_pick"), elem_id="img-td-pick")
         td_goal = gr.Markdown(elem_id="img-td-goal")
     with gr.Row(equal_height=False):
@@ -143,7 +149,8 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
             if stop_event.is_set():
                 break
             try:
-                pipe = ctx.manager.pipeline(spec, lambda f, d: progress(i / total, desc=f"{spec.id}: {d}"))
+                pipe = ctx.manager.pipeline(spec, lambda f, d: progress(i / total,
+                                                                        desc=f"{spec.id}: {progress_stage(d, lang)}"))
             except Exception as exc:  # noqa: BLE001 - one model failing must not stop the grid
                 err = as_user_error(exc, spec.id)
                 if err is None:
@@ -196,9 +203,9 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
             return None, []
         columns = len(roles) if len(prompts) > 1 else min(4, len(results))
         row_labels = [p[:40] + ("…" if len(p) > 40 else "") for p in prompts] if len(prompts) > 1 else None
-        image = imagegen.grid([r.image for r in results], [r.settings.label(r.seconds) for r in results],
+        image = imagegen.grid([r.image for r in results], [image_label(r.settings, lang, r.seconds) for r in results],
                               columns=columns, cell=256 if tiny else 384, row_labels=row_labels)
-        return image, [(str(r.path), r.settings.label(r.seconds)) for r in results]
+        return image, [(str(r.path), image_label(r.settings, lang, r.seconds)) for r in results]
 
     @guard
     def image_grid_sweep(prompt: str, model: str = "sdxl_base", x_param: str = "guidance", x_values: str = "2, 5, 8",
@@ -229,10 +236,10 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         results = make_images(jobs, progress, stop_event, lang)
         if not results:
             return None, []
-        image = imagegen.grid([r.image for r in results], [f"{r.seconds:.1f} s" for r in results], columns=len(xs),
+        image = imagegen.grid([r.image for r in results], [t("img.sweep_cell", lang, seconds=r.seconds) for r in results], columns=len(xs),
                               cell=256 if tiny else 320, row_labels=[f"{y_param} = {y}" for y in ys],
                               column_labels=[f"{x_param} = {x}" for x in xs])
-        return image, [(str(r.path), r.settings.label(r.seconds)) for r in results]
+        return image, [(str(r.path), image_label(r.settings, lang, r.seconds)) for r in results]
 
     @guard
     def read_png_settings(png: str | None, request: gr.Request = None):
@@ -310,3 +317,6 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     if tab is not None:
         tab.select(localise, inputs=prompt, outputs=[tokens, table], api_name=False, concurrency_limit=None,
                    show_progress="hidden")
+    ctx.on_language(lambda lang, text: (token_counter_html(text, lang), defaults_table(lang, tiny),
+                                        gr.Dropdown(choices=exercise_choices(lang))),
+                    inputs=[prompt], outputs=[tokens, table, td_pick])

@@ -10,10 +10,12 @@ import pandas as pd
 
 from engine.errors import UserError
 from engine.quantization import live, planner, weights
+from ui import fmt
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
-from ui.widgets import spec_for
+from ui.widgets import preset_label, spec_for
+from ui.wording import localised_progress
 
 PROMPTS = live.load_passages()["prompts"]
 DEFAULT_PROMPT = PROMPTS["en"]
@@ -47,6 +49,14 @@ def load_matrix(source: str, model: str, layer: str, outliers: float) -> weights
     return weights.synthetic_matrix(int(outliers or 0))
 
 
+def matrix_name(mat: weights.Matrix, lang: str) -> tuple[str, str]:
+    """(name, source) of a matrix in ``lang``: a synthetic one is described, a checkpoint's keeps its names."""
+    if mat.synthetic is None:
+        return mat.name, mat.source
+    std, n = mat.synthetic
+    return t("ui.synthetic_matrix", lang, std=std, n=n), t("ui.synthetic_source", lang)
+
+
 def method_text(method: str, lang: str) -> str:
     info = weights.METHODS[method]
     if info.family == "GGUF" and method != "Q6_K":
@@ -60,8 +70,9 @@ def weights_summary(a: weights.Analysis, lang: str) -> str:
     full = " × ".join(str(d) for d in mat.full_shape)
     cropped = t("quant.w_cropped", lang, full=full) if mat.cropped else ""
     levels_key = "quant.levels_tensor" if a.levels_scope == "tensor" else "quant.levels_block"
+    name, source = matrix_name(mat, lang)
     return "\n\n".join([
-        t("quant.w_matrix", lang, name=mat.name, source=mat.source, rows=rows, cols=cols, cropped=cropped,
+        t("quant.w_matrix", lang, name=name, source=source, rows=rows, cols=cols, cropped=cropped,
           dtype=mat.stored_dtype),
         method_text(a.method, lang),
         t("quant.w_metrics", lang, mse=m.mse, max_abs=m.max_abs_error, snr=m.snr_db, bpw=m.bits_per_weight,
@@ -75,22 +86,25 @@ def sweep_frames(a: weights.Analysis, lang: str) -> tuple[pd.DataFrame, pd.DataF
     chart = raw[["method", "family", "bits", "bits_per_weight", "snr_db"]].copy()
     chart["method"] = [f"{m} {b}-bit" if weights.METHODS[m].fixed_bits is None else m
                        for m, b in zip(raw["method"], raw["bits"])]
+    chart = chart.rename(columns={"family": t("ui.col_family", lang)})
     table = pd.DataFrame({
         t("quant.col_method", lang): [method_name(m, lang) for m in raw["method"]],
         t("quant.col_bits", lang): raw["bits"],
         t("quant.col_bpw", lang): raw["bits_per_weight"].round(3),
-        t("quant.col_mse", lang): raw["mse"].map(lambda v: f"{v:.3e}"),
-        t("quant.col_max_abs", lang): raw["max_abs_error"].map(lambda v: f"{v:.3e}"),
+        t("quant.col_mse", lang): raw["mse"].map(lambda v: fmt.scientific(v, lang)),
+        t("quant.col_max_abs", lang): raw["max_abs_error"].map(lambda v: fmt.scientific(v, lang)),
         t("quant.col_snr", lang): raw["snr_db"],
         t("quant.col_hurt", lang): raw["outlier_hurt_pct"],
         t("quant.col_zeroed", lang): raw["zeroed_pct"],
     })
+    table = fmt.table(table, lang)
     return chart, table
 
 
 def histogram(a: weights.Analysis, lang: str):
     labels = {
-        "title": t("quant.hist_title", lang, method=method_name(a.method, lang), bits=a.bits, matrix=a.matrix.name),
+        "title": t("quant.hist_title", lang, method=method_name(a.method, lang), bits=a.bits,
+                   matrix=matrix_name(a.matrix, lang)[0]),
         "original": t("quant.hist_original", lang), "dequantized": t("quant.hist_dequantized", lang),
         "levels": t("quant.hist_levels", lang), "x": t("quant.hist_x", lang), "y": t("quant.hist_y", lang),
     }
@@ -119,13 +133,15 @@ def plan_frames(p: planner.Plan, lang: str) -> tuple[str, pd.DataFrame, pd.DataF
         for dev in planner.DEVICES:
             rec[dev.label] = "✓" if r.fits[dev.key] else "✗"
         records.append(rec)
+    gb_columns = ("quant.col_weights", "quant.col_scales", "quant.col_kv", "quant.col_overhead", "quant.col_total")
+    records = fmt.table(pd.DataFrame(records), lang, {t(key, lang): 2 for key in gb_columns})
     chart = pd.DataFrame([
         {"precision": r.label, "GB": round(value, 3), "part": t(key, lang)}
         for r in p.rows
         for key, value in (("quant.comp_weights", r.weights_gb), ("quant.comp_kv", r.kv_cache_gb),
                            ("quant.comp_overhead", r.overhead_gb))
     ])
-    return summary, pd.DataFrame(records), chart
+    return summary, records, chart
 
 
 # =============================================================================== part 3
@@ -185,7 +201,7 @@ def outputs_html(rows: list[live.Row], lang: str) -> str:
 def build(ctx: AppContext) -> None:
     tiny = ctx.catalog.profile == "tiny"
     gr.Markdown(I18N("quant.intro"))
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab(I18N("quant.sub_weights"), id="quant-weights", elem_id="quant-weights"):
             _build_weights(ctx)
         with gr.Tab(I18N("quant.sub_planner"), id="quant-planner", elem_id="quant-planner"):
@@ -241,7 +257,8 @@ def _build_weights(ctx: AppContext) -> None:
         matrix = load_matrix(source, model or subject, layer or "", outliers)
         a = weights.analyze(matrix, method, int(bits or 4), int(block_size or 64))
         chart_df, table_df = sweep_frames(a, lang)
-        plot = gr.ScatterPlot(value=chart_df, x_title=t("quant.chart_x", lang), y_title=t("quant.chart_y", lang))
+        plot = gr.ScatterPlot(value=chart_df, x_title=t("quant.chart_x", lang), y_title=t("quant.chart_y", lang),
+                              color=t("ui.col_family", lang))
         return histogram(a, lang), weights_summary(a, lang), plot, table_df
 
     inputs = [source, model, layer, method, bits, block, outliers]
@@ -293,7 +310,7 @@ def _build_live(ctx: AppContext, tiny: bool) -> None:
     default_tokens = 24 if tiny else (48 if device == "cpu" else 128)
     with gr.Row():
         with gr.Column(scale=2):
-            preset = gr.Dropdown([(f"{lang.upper()} · {text[:60]}…", text) for lang, text in PROMPTS.items()],
+            preset = gr.Dropdown([(f"{lang.upper()} · {preset_label(text, 60)}", text) for lang, text in PROMPTS.items()],
                                  value=None, label=I18N("quant.l_preset"), elem_id="quant-l-preset")
             prompt = gr.Textbox(DEFAULT_PROMPT, lines=3, label=I18N("quant.l_prompt"), elem_id="quant-l-prompt")
             precisions = gr.CheckboxGroup([(v.label, k) for k, v in live.VARIANTS.items()],
@@ -345,7 +362,7 @@ def _build_live(ctx: AppContext, tiny: bool) -> None:
         progress(0.0, desc=spec.id)
         for rows in live.compare(ctx.manager, spec, chosen, prompt, max_new_tokens=int(max_new_tokens or 24),
                                  passages=passages, explain=explain,
-                                 progress=lambda frac, desc: progress(frac, desc=desc)):
+                                 progress=localised_progress(progress, lang)):
             yield emit(rows, None, False)
         path = Path(tempfile.mkdtemp(prefix="quant-")) / "quantization-results.csv"
         live.write_csv(rows, path)

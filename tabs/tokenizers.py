@@ -1,6 +1,7 @@
 """Tokenizers: text → coloured token pieces across real vocabularies, language cost, decoding."""
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import gradio as gr
@@ -8,9 +9,11 @@ import pandas as pd
 
 from engine import tokenizers as tk
 from engine.errors import UserError
+from ui import fmt
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
+from ui.wording import tokenizer_label
 from ui.token_view import clip_window_html, number, render_views
 from ui.token_view import translated_labels as view_labels
 
@@ -39,12 +42,24 @@ def load_tokenizers(keys: list[str], lang: str, request: gr.Request | None) -> l
     return ok
 
 
-def stats_table(encodings: list[tk.Encoding], lang: str) -> pd.DataFrame:
-    return pd.DataFrame([{
+def tokenizer_choices() -> list[tuple]:
+    """The offline tokenizers (names translated in the browser), then tiktoken's."""
+    return [(I18N(f"tok.choice.{key}"), key) for _, key in tk.offline_choices()] + TIKTOKEN_CHOICES
+
+
+def localised(enc: tk.Encoding, lang: str) -> tk.Encoding:
+    """The encoding with its tokenizer's name in ``lang``."""
+    return dataclasses.replace(enc, label=tokenizer_label(enc.key, lang, enc.label, enc.vocab_size))
+
+
+def stats_table(encodings: list[tk.Encoding], lang: str):
+    """Counts per tokenizer, shown with the language's number format."""
+    frame = pd.DataFrame([{
         t("tok.col_tokenizer", lang): e.label, t("tok.col_tokens", lang): e.n_tokens,
         t("tok.col_chars", lang): e.n_chars, t("tok.col_bytes", lang): e.n_bytes,
         t("tok.col_cpt", lang): round(e.chars_per_token, 2), t("tok.col_vocab", lang): e.vocab_size,
     } for e in encodings])
+    return fmt.table(frame, lang, {t("tok.col_cpt", lang): 2})
 
 
 def tokenize_views(text: str, keys: list[str], show_ids: bool, parse_special: bool, lang: str,
@@ -52,7 +67,7 @@ def tokenize_views(text: str, keys: list[str], show_ids: bool, parse_special: bo
     """The tab's work for one request: encode with every tokenizer, one HTML view each, counts."""
     tk.check_text(text)
     keys = load_tokenizers(keys, lang, request)
-    encodings = [tk.get(k).encoding(text, parse_special) for k in keys]
+    encodings = [localised(tk.get(k).encoding(text, parse_special), lang) for k in keys]
     windows = {k: tk.get(k).window for k in keys if tk.get(k).window}
     return render_views(encodings, view_labels(lang), show_ids, windows), stats_table(encodings, lang)
 
@@ -60,14 +75,15 @@ def tokenize_views(text: str, keys: list[str], show_ids: bool, parse_special: bo
 def language_tables(rows: list[dict], lang: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The shown table (tokens and ratio to English per language × tokenizer) and the chart's data."""
     frame = pd.DataFrame(rows)
+    frame["language"] = [t(f"langname.{r['lang']}", lang) for r in rows]
     labels = view_labels(lang)
     tokens = frame.pivot_table(index="language", columns="tokenizer", values="tokens", sort=False)
     ratio = frame.pivot_table(index="language", columns="tokenizer", values="ratio_to_english", sort=False)
-    shown = tokens.astype(int).astype(str) + " (×" + ratio.map(lambda v: number(v, labels, 2)) + ")"
+    shown = tokens.map(lambda v: number(v, labels)) + " (×" + ratio.map(lambda v: number(v, labels, 2)) + ")"
     shown = shown.reset_index().rename(columns={"language": t("tok.col_language", lang)})
     shown.columns.name = None
     chart = pd.DataFrame({
-        "bar": [f"{r['lang'].upper()} · {r['tokenizer']}" for r in rows],
+        "bar": [f"{name} · {r['tokenizer']}" for name, r in zip(frame["language"], rows)],
         "tokens": [r["tokens"] for r in rows],
         "tokenizer": [r["tokenizer"] for r in rows],
         "ratio_to_english": [r["ratio_to_english"] for r in rows],
@@ -107,7 +123,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         with gr.Column(scale=2, min_width=280):
             preset = gr.Dropdown([(I18N(f"tok.preset.{p['id']}"), p["id"]) for p in tk.presets()], value=None,
                                  label=I18N("tok.preset"), elem_id="tok-preset")
-            selection = gr.CheckboxGroup(tk.offline_choices() + TIKTOKEN_CHOICES, value=list(tk.DEFAULT_SET),
+            selection = gr.CheckboxGroup(tokenizer_choices(), value=list(tk.DEFAULT_SET),
                                          label=I18N("tok.select"), info=I18N("tok.select_info"), elem_id="tok-select")
             hub_ids = gr.Textbox("", label=I18N("tok.hub"), placeholder=I18N("tok.hub_placeholder"), elem_id="tok-hub")
     views = gr.HTML(elem_id="tok-views")

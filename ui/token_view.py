@@ -11,6 +11,7 @@ import itertools
 from html import escape
 
 from engine.tokenizers import Encoding, Piece
+from ui import fmt
 
 MAX_SHOWN = 5_000  # tokens drawn per view (a browser lays out ~20,000 tokens a second); counts stay exact
 N_COLOURS = 6
@@ -123,9 +124,12 @@ def render_pieces(enc: Encoding, show_ids: bool = False, window: int | None = No
 
 
 def number(x: float, labels: dict[str, str], decimals: int = 0) -> str:
-    """``12345.6`` → ``12,345.6`` (English) or ``12 345,6`` (French)."""
-    text = f"{x:,.{decimals}f}"
-    return text.translate({ord(","): "\x00", ord("."): labels["decimal_sep"]}).replace("\x00", labels["thousands_sep"])
+    """``12345.6`` → ``12,345.6`` (English) or ``12 345,6`` (French): the language of ``labels``."""
+    return fmt.number(x, labels.get("lang", "en"), decimals)
+
+
+def _say(labels: dict[str, str], key: str, **params: object) -> str:
+    return fmt.format_text(labels[key], labels.get("lang", "en"), **params)
 
 
 def stats_line(enc: Encoding, labels: dict[str, str]) -> str:
@@ -142,9 +146,9 @@ def render_view(enc: Encoding, labels: dict[str, str], show_ids: bool = False, w
     """One tokenizer's view: heading, counts, notes (window cut, display truncated), pieces."""
     note = ""
     if window and enc.n_tokens > window:
-        note = f'<div class="toknote">{escape(labels["cut"].format(window=window, n=enc.n_tokens))}</div>'
+        note = f'<div class="toknote">{escape(_say(labels, "cut", window=window, n=enc.n_tokens))}</div>'
     if enc.n_tokens > max_shown:
-        note += f'<div class="toknote">{escape(labels["truncated"].format(shown=number(max_shown, labels)))}</div>'
+        note += f'<div class="toknote">{escape(_say(labels, "truncated", shown=max_shown))}</div>'
     return (f'<div class="tokview" data-tok="{escape(enc.key, quote=True)}">'
             f'<div class="tokhead">{escape(enc.label)}</div>{stats_line(enc, labels)}{note}'
             f'<div class="tokpieces">{render_pieces(enc, show_ids, window, max_shown)}</div></div>')
@@ -168,25 +172,26 @@ def clip_window_html(text: str, labels: dict[str, str] | None = None) -> str:
     tok = tokenizers.get("clip")
     enc = tok.encoding(text, parse_special=True)
     used = min(enc.n_tokens, tok.window)
-    head = escape(labels["clip_count"].format(used=used, window=tok.window, n=enc.n_tokens))
+    head = escape(_say(labels, "clip_count", used=used, window=tok.window, n=enc.n_tokens))
     cls = "clipcount over" if enc.n_tokens > tok.window else "clipcount"
     return (f'<div class="tokview clipwin" data-tok="clip" data-r="{next(_render_ids)}"><div class="{cls}">{head}</div>'
             f'<div class="tokpieces">{render_pieces(enc, False, tok.window)}</div></div>')
 
 
-LABEL_KEYS = ("thousands_sep", "decimal_sep", "tokens", "chars", "bytes", "cpt", "cut", "truncated", "clip_count")
+LABEL_KEYS = ("tokens", "chars", "bytes", "cpt", "cut", "truncated", "clip_count")
 
 
 def translated_labels(lang: str) -> dict[str, str]:
-    from ui.i18n import t
+    """The views' words in ``lang`` (templates kept: numbers are filled in per language)."""
+    from ui.i18n import tables
 
-    return {k: t(f"tok.{k}", lang) for k in LABEL_KEYS}
+    return {k: tables()[lang][f"tok.{k}"] for k in LABEL_KEYS} | {"lang": lang}
 
 
 def _english_labels() -> dict[str, str]:
     from ui.strings.tokenizers import EN
 
-    return {k: EN[f"tok.{k}"] for k in LABEL_KEYS}
+    return {k: EN[f"tok.{k}"] for k in LABEL_KEYS} | {"lang": "en"}
 
 
 DEFAULT_LABELS = _english_labels()
