@@ -74,8 +74,20 @@
     }
   }
 
+  // file sizes next to download links: "660.0 B" → "660,0 o"
+  const SIZE = /(\d+)\.(\d)(\s|\u00a0)(B|KB|MB|GB|PB)\b/;
+  const SIZE_UNITS = { B: "o", KB: "Ko", MB: "Mo", GB: "Go", PB: "Po" };
+  function patchSize(el) {
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    for (let text = walker.nextNode(); text; text = walker.nextNode()) {
+      const m = SIZE.exec(text.nodeValue);
+      if (m) text.nodeValue = text.nodeValue.replace(SIZE, `${m[1]},${m[2]}\u00a0${SIZE_UNITS[m[4]]}`);
+    }
+  }
+
   function patchText(node) {
     if (node.matches && node.matches(NUMBERS)) { patchNumber(node); return; }
+    if (node.matches && node.matches(SIZES)) { patchSize(node); return; }
     if (node.matches && node.matches(".progress-level-inner")) { patchPercent(node); return; }
     const table = GRADIO_TEXT[current];
     if (!table) return;
@@ -93,7 +105,8 @@
   }
 
   const NUMBERS = ".min_value, .max_value";
-  const CHROME = `.toast-title, .progress-text, .meta-text, .meta-text-center, .progress-level-inner, ${NUMBERS}`;
+  const SIZES = "a[download]";
+  const CHROME = `.toast-title, .progress-text, .meta-text, .meta-text-center, .progress-level-inner, ${NUMBERS}, ${SIZES}`;
   function patchAll(root) {
     if (root.nodeType !== Node.ELEMENT_NODE) {
       if (root.nodeType === Node.TEXT_NODE && root.parentElement && root.parentElement.closest(CHROME)) {

@@ -16,14 +16,32 @@
     }, whole ? 0 : PAUSE_MS);
   });
 
-  let shown = null;
+  // The latest views; applied now, or when the tab's content is first put in the page (Gradio
+  // mounts a tab's components on its first visit).
+  let latest = null;
+  function apply(box) {
+    if (latest !== null && box.dataset.shown !== String(latest.length) + ":" + latestId) {
+      box.innerHTML = latest;
+      box.dataset.shown = String(latest.length) + ":" + latestId;
+    }
+  }
+  let latestId = 0;
+  new MutationObserver((records) => {
+    if (latest === null) return;
+    for (const record of records) {
+      for (const node of record.addedNodes) {
+        if (node.nodeType !== Node.ELEMENT_NODE) continue;
+        const box = node.matches(".tok-views-box") ? node : node.querySelector(".tok-views-box");
+        if (box) apply(box);
+      }
+    }
+  }).observe(document.documentElement, { childList: true, subtree: true });
+
   window.genaiTokenizer = {
     show(html) {
+      if (html !== latest) { latest = html || ""; latestId += 1; }
       const box = document.querySelector("#tok-views .tok-views-box");
-      if (box && html !== shown) {
-        box.innerHTML = html || "";
-        shown = html;
-      }
+      if (box) apply(box);
       return html;
     },
   };

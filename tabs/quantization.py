@@ -15,7 +15,7 @@ from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
 from ui.widgets import preset_label, spec_for
-from ui.wording import localised_progress
+from ui.wording import live_columns, localised_progress
 
 PROMPTS = live.load_passages()["prompts"]
 DEFAULT_PROMPT = PROMPTS["en"]
@@ -112,6 +112,13 @@ def histogram(a: weights.Analysis, lang: str):
 
 
 # =============================================================================== part 2
+def device_label(dev: planner.DeviceInfo, lang: str) -> str:
+    """"T4 16 GB" / "T4 16 Go", "Laptop 16 GB RAM" / "Portable 16 Go de RAM"."""
+    if dev.kind == "cpu":
+        return t("ui.device_laptop", lang, gb=dev.capacity_gb)
+    return t("ui.device_gpu", lang, name=dev.label.rsplit(" ", 2)[0], gb=dev.capacity_gb)
+
+
 def plan_frames(p: planner.Plan, lang: str) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     bf16, int8, nf4 = p.row("bf16"), p.row("int8"), p.row("nf4")
     summary = t("quant.p_summary", lang, label=p.label, params=p.params_b, quant=p.quantizable_b,
@@ -131,7 +138,7 @@ def plan_frames(p: planner.Plan, lang: str) -> tuple[str, pd.DataFrame, pd.DataF
             t("quant.col_total", lang): round(r.total_gb, 2),
         }
         for dev in planner.DEVICES:
-            rec[dev.label] = "✓" if r.fits[dev.key] else "✗"
+            rec[device_label(dev, lang)] = "✓" if r.fits[dev.key] else "✗"
         records.append(rec)
     gb_columns = ("quant.col_weights", "quant.col_scales", "quant.col_kv", "quant.col_overhead", "quant.col_total")
     records = fmt.table(pd.DataFrame(records), lang, {t(key, lang): 2 for key in gb_columns})
@@ -145,10 +152,11 @@ def plan_frames(p: planner.Plan, lang: str) -> tuple[str, pd.DataFrame, pd.DataF
 
 
 # =============================================================================== part 3
-def display_frame(rows: list[live.Row]) -> pd.DataFrame:
-    """The results table exactly as the CSV holds it (missing numbers shown empty)."""
+def display_frame(rows: list[live.Row], lang: str = "en"):
+    """The results table: the CSV's columns, headed and numbered in ``lang`` (missing numbers shown "—")."""
     df = live.to_frame(rows).astype(object)
-    return df.where(pd.notna(df), None)
+    df = df.where(pd.notna(df), None)
+    return fmt.table(df.rename(columns=live_columns(lang)), lang)
 
 
 def live_status(rows: list[live.Row], total: int, lang: str, finished: bool) -> str:
@@ -192,7 +200,7 @@ def outputs_html(rows: list[live.Row], lang: str) -> str:
             'border-radius:8px;padding:8px 10px">'
             f"<strong>{html.escape(r.precision)}</strong> <small>({html.escape(r.method)})</small><br>"
             f"<small>{html.escape(stats)} · {html.escape(agree)}</small>"
-            f'<div style="white-space:pre-wrap;margin-top:6px">{html.escape(r.output)}</div></div>'
+            f'<div class="quant-card-output" style="white-space:pre-wrap;margin-top:6px">{html.escape(r.output)}</div></div>'
         )
     return f'<div id="quant-outputs-grid" style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cards)}</div>'
 
@@ -293,7 +301,9 @@ def _build_planner() -> None:
         p = planner.plan(model, int(context_length or 0), int(batch_size or 0))
         text, table_df, chart_df = plan_frames(p, lang)
         order = [r.label for r in p.rows]
-        plot = gr.BarPlot(value=chart_df, sort=order, x_title=t("quant.col_format", lang), y_title="GB")
+        chart_df = chart_df.rename(columns={"part": t("ui.col_part", lang)})
+        plot = gr.BarPlot(value=chart_df, sort=order, x_title=t("quant.col_format", lang), y_title=t("ui.unit_gb", lang),
+                          color=t("ui.col_part", lang))
         return text, plot, table_df
 
     inputs, outputs = [model, context, batch], [summary, chart, table]
@@ -354,9 +364,14 @@ def _build_live(ctx: AppContext, tiny: bool) -> None:
         def emit(rows: list[live.Row], csv_path: str | None, finished: bool):
             memory, speed, ppl = live_charts(rows)
             order = [r.precision for r in rows if r.status == "ok"]
-            return (live_status(rows, total, lang, finished), display_frame(rows),
-                    gr.BarPlot(value=memory, sort=order), gr.BarPlot(value=speed, sort=order),
-                    gr.BarPlot(value=ppl, sort=list(ppl["precision"])), outputs_html(rows, lang), csv_path)
+            x_title = t("ui.col_precision", lang)
+            ppl = ppl.rename(columns={"text": t("ui.col_text", lang)})
+            return (live_status(rows, total, lang, finished), display_frame(rows, lang),
+                    gr.BarPlot(value=memory, sort=order, x_title=x_title, y_title=t("ui.unit_mb", lang)),
+                    gr.BarPlot(value=speed, sort=order, x_title=x_title, y_title="tok/s"),
+                    gr.BarPlot(value=ppl, sort=list(ppl["precision"]), x_title=x_title,
+                               y_title=t("ui.col_perplexity", lang), color=t("ui.col_text", lang)),
+                    outputs_html(rows, lang), csv_path)
 
         rows: list[live.Row] = []
         progress(0.0, desc=spec.id)
@@ -364,7 +379,7 @@ def _build_live(ctx: AppContext, tiny: bool) -> None:
                                  passages=passages, explain=explain,
                                  progress=localised_progress(progress, lang)):
             yield emit(rows, None, False)
-        path = Path(tempfile.mkdtemp(prefix="quant-")) / "quantization-results.csv"
+        path = Path(tempfile.mkdtemp(prefix="quant-")) / t("ui.live_csv_name", lang)
         live.write_csv(rows, path)
         yield emit(rows, str(path), True)
 

@@ -12,6 +12,7 @@ import re
 from ui.i18n import tables
 
 WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿœŒ]+(?:['’][A-Za-zÀ-ÖØ-öø-ÿœŒ]+)?")
+SPACES = re.compile(r"[ \t\u00a0]+")
 CODEISH = re.compile(r"[_/\\=@<>\[\]{}#$]|\w\.\w|\d")
 
 # Texts Gradio draws itself, and English found in engine output before it was translated.
@@ -78,27 +79,27 @@ def wrong_number(token: str, lang: str) -> bool:
     return bool(ENGLISH_NUMBER.match(digits)) if lang == "fr" else bool(FRENCH_DECIMAL.match(digits))
 
 
-def find_foreign(texts: list[tuple[str, bool]] | str, lang: str) -> list[str]:
+def find_foreign(texts: list[tuple[str, str]] | str, lang: str) -> list[str]:
     """Each offending word (or number written the other language's way) with its surrounding text."""
     if isinstance(texts, str):
-        texts = [(texts, False)]
+        texts = [(texts, "all")]
     banned = foreign_words(lang)
     hits = []
-    for text, in_plot in texts:
+    for text, mode in texts:
         for name in MODEL_NAMES:
             text = text.replace(name, " ")
-        hits += _check_line(text, lang, banned, numbers=not in_plot)
+        hits += _check_line(text, lang, banned, numbers=mode != "words", words=mode != "numbers")
     return hits
 
 
-def _check_line(text: str, lang: str, banned: set[str], numbers: bool) -> list[str]:
+def _check_line(text: str, lang: str, banned: set[str], numbers: bool, words: bool = True) -> list[str]:
     hits = []
     for line in text.splitlines():
-        for token in line.split():
+        for token in SPACES.split(line):  # not at a narrow no-break space: "32 301,9" is one number
             if numbers and wrong_number(token, lang):
                 hits.append(f"number {token!r} in {line.strip()[:160]!r}")
                 continue
-            if CODEISH.search(token):
+            if not words or CODEISH.search(token):
                 continue  # code, ids, paths, numbers with units glued
             for word in WORD.findall(token):
                 if len(word) > 1 and word.lower() in banned:
@@ -110,10 +111,12 @@ def _check_line(text: str, lang: str, banned: set[str], numbers: bool) -> list[s
 # token pieces, code, and Gradio's own footer links (translated by Gradio itself).
 CONTENT = (".gen-out, pre, code, .tokpieces, .tkg, .tech-prompt, .tech-output, .quant-card-output, "
            ".cm-editor, footer, [data-content], .tech-badge, .token-tip .tt-alt, #lang-switch")
+# Tables whose cells hold content (model outputs) next to numbers: only their numbers are checked.
+NUMBERS_ONLY = "#quant-l-table tbody, #quant-l-table .virtual-body"
 
 PLOTS = ".vega-embed, .js-plotly-plot, canvas"
 
-VISIBLE_TEXT_JS = """([content, plots]) => {
+VISIBLE_TEXT_JS = """([content, plots, numbersOnly]) => {
   const out = [];
   const skip = (el) => !el || el.closest(content) ||
     (el.checkVisibility && !el.checkVisibility({checkOpacity: true, checkVisibilityCSS: true}));
@@ -123,18 +126,19 @@ VISIBLE_TEXT_JS = """([content, plots]) => {
     if (!text || skip(n.parentElement)) continue;
     const tag = n.parentElement.tagName;
     if (tag === 'SCRIPT' || tag === 'STYLE' || tag === 'TEXTAREA' || tag === 'OPTION') continue;
-    out.push([text, !!n.parentElement.closest(plots)]);
+    const mode = n.parentElement.closest(plots) ? 'words' : n.parentElement.closest(numbersOnly) ? 'numbers' : 'all';
+    out.push([text, mode]);
   }
   document.querySelectorAll('input[placeholder], textarea[placeholder], [aria-label]').forEach((el) => {
     if (skip(el)) return;
     const text = el.getAttribute('placeholder') || '';
-    if (text) out.push([text, false]);
+    if (text) out.push([text, 'all']);
   });
   return out;
 }"""
 
 
-def visible_text(page) -> list[tuple[str, bool]]:
-    """Every visible text of the page outside content, each with "inside a plot" (plots' tick
-    numbers are Vega's, so only their words are checked)."""
-    return [(text, in_plot) for text, in_plot in page.evaluate(VISIBLE_TEXT_JS, [CONTENT, PLOTS])]
+def visible_text(page) -> list[tuple[str, str]]:
+    """Every visible text of the page outside content, each with what to check in it: "all", "words"
+    (plots: their tick numbers are Vega's) or "numbers" (cells next to model outputs)."""
+    return [tuple(x) for x in page.evaluate(VISIBLE_TEXT_JS, [CONTENT, PLOTS, NUMBERS_ONLY])]

@@ -34,7 +34,8 @@ def _localise(text: str, lang: str) -> str:
 
 
 def number(value: float | int, lang: str = "en", decimals: int | None = None, group: bool = True) -> str:
-    """``12345.678`` → ``12,345.68`` / ``12 345,68`` (``decimals=None``: as many as needed, at most 3)."""
+    """``12345.678`` → ``12,345.7`` / ``12 345,7``. ``decimals=None``: as many as needed, at most
+    3 below 10, 2 below 1,000, then 1 (what a table of measurements needs)."""
     if value is None:
         return "—"
     if isinstance(value, float) and not math.isfinite(value):
@@ -44,7 +45,8 @@ def number(value: float | int, lang: str = "en", decimals: int | None = None, gr
         if float(value).is_integer():
             text = f"{int(value):{comma}d}"
         else:
-            text = f"{value:{comma}.3f}".rstrip("0").rstrip(".")
+            places = 3 if abs(value) < 10 else 2 if abs(value) < 1000 else 1
+            text = f"{value:{comma}.{places}f}".rstrip("0").rstrip(".")
     else:
         text = f"{value:{comma}.{decimals}f}"
     return _localise(text, lang)
@@ -129,6 +131,14 @@ def table(frame, lang: str, decimals: dict[str, int] | None = None):
             return number(value, lang, places) if _is_number(value) else str(value)
         return format_cell
 
-    numeric = [c for c in frame.columns
-               if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
+    def is_numeric(column) -> bool:
+        series = frame[column]
+        if pd.api.types.is_bool_dtype(series):
+            return False
+        if pd.api.types.is_numeric_dtype(series):
+            return True
+        values = [v for v in series if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        return bool(values) and all(_is_number(v) for v in values)  # an object column holding numbers
+
+    numeric = [c for c in frame.columns if is_numeric(c)]
     return frame.style.format({c: formatter(decimals.get(c)) for c in numeric})

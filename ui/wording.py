@@ -50,3 +50,13 @@ def tokenizer_label(key: str, lang: str, default: str, vocab_size: int = 0) -> s
     """The offline tokenizers' names in ``lang``; other tokenizers keep their own name."""
     name = f"tok.label.{key}"
     return t(name, lang, n=vocab_size) if name in tables()["en"] else default
+
+
+LIVE_COLUMNS = ("precision", "method", "bits", "status", "memory_mb", "hf_footprint_mb", "memory_ratio", "load_s",
+                "ttft_s", "tokens", "seconds", "tok_per_s", "speed_ratio", "ppl_en", "ppl_fr", "agreement_pct",
+                "first_divergence", "note", "output")
+
+
+def live_columns(lang: str) -> dict[str, str]:
+    """The live quantization comparison's CSV column names → the table's headers in ``lang``."""
+    return {c: t(f"ui.live.{c}", lang) for c in LIVE_COLUMNS}
