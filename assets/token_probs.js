@@ -25,7 +25,8 @@
     const box = token.closest(".with-probs");
     if (!box) return false;
     const lang = box.dataset.lang || document.documentElement.lang || "en";
-    const pct = new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 1 });
+    const fmt = new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 1 });
+    const pct = { format: (x) => (x > 0 && x < 0.001 ? `< ${fmt.format(0.001)}` : fmt.format(x)) };
     let top = [];
     try { top = JSON.parse(token.dataset.top || "[]"); } catch { top = []; }
     const chosen = token.textContent;

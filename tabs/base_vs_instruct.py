@@ -18,7 +18,8 @@ from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, forced_lang, request_lang, t
 from ui.token_probs import legend_html, render_output
-from ui.widgets import model_picker, on_new_sample, preset_label, run_row, sampling_controls, spec_for, to_params
+from ui.widgets import (model_picker, on_new_sample, preset_label, run_row, sampling_controls, sampling_summary,
+                        spec_for, to_params)
 from ui.wording import localised_progress
 
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets" / "base_vs_instruct.json"
@@ -46,12 +47,6 @@ def _stop_for(request: gr.Request | None) -> threading.Event:
 
 def pane_header(title_key: str, model: str, lang: str) -> str:
     return f"### {t(title_key, lang)} · `{model}`"
-
-
-def sampling_summary(params: SamplingParams | dict, lang: str) -> str:
-    """"seed 1234" (what reproduces a sampled answer), or "greedy" (no randomness to reproduce)."""
-    p = params if isinstance(params, SamplingParams) else SamplingParams(**params)
-    return t("ui.greedy_shown", lang) if p.is_greedy else t("ui.seed_shown", lang, seed=p.seed)
 
 
 def pane_stats(state: PaneState, lang: str, params: SamplingParams | None = None) -> str:

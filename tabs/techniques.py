@@ -20,7 +20,7 @@ from engine.errors import UserError
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
-from ui.widgets import on_new_sample, preset_label, run_row, spec_for
+from ui.widgets import on_new_sample, preset_label, run_row, sampling_summary, spec_for
 from ui.wording import localised_progress, stop_reason
 
 DEFAULT_PROBLEM = "arith-09"
@@ -150,9 +150,10 @@ def result_markdown(run: Run, lang: str) -> str:
         lines.append(t("tech.stopped", lang))
     else:
         lines.append(t("tech.running", lang, calls=len(run.calls)))
+    sampled = True if run.technique == "self_consistency" else None
     lines.append(t("tech.totals", lang, technique=t(f"tech.name.{run.technique}", lang), calls=len(run.calls),
                    batches=run.batches, prompt_tokens=run.prompt_tokens, tokens=run.generated_tokens,
-                   seconds=run.wall_seconds))
+                   seconds=run.wall_seconds) + " · " + sampling_summary(run.settings.params, lang, sampled))
     lines += _details_lines(run, lang)
     return "\n\n".join(lines)
 

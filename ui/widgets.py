@@ -10,7 +10,7 @@ import gradio as gr
 from engine.catalog import ModelSpec
 from engine.generation import SamplingParams
 from ui.context import AppContext
-from ui.i18n import I18N
+from ui.i18n import I18N, t
 
 
 def model_picker(ctx: AppContext, role: str, label_key: str = "common.model", **kwargs) -> gr.Dropdown:
@@ -99,6 +99,14 @@ def preset_label(text: str, width: int = 70) -> str:
         first = cut[:cut.rfind(" ")] if " " in cut else first[:width]
         first = first.rstrip(" ,;:·-–—")
     return first + (" …" if more else "")
+
+
+def sampling_summary(params: SamplingParams | dict, lang: str, sampled: bool | None = None) -> str:
+    """For a stats line: "seed 1234" (what reproduces a sampled result) or "greedy" (nothing random).
+    ``sampled`` overrides the params (e.g. self-consistency samples whatever the greedy box says)."""
+    p = params if isinstance(params, SamplingParams) else SamplingParams(**params)
+    random = (not p.is_greedy) if sampled is None else sampled
+    return t("ui.seed_shown", lang, seed=p.seed) if random else t("ui.greedy_shown", lang)
 
 
 def to_params(max_new_tokens: float, temperature: float, top_p: float, top_k: float,
