@@ -20,7 +20,7 @@ def open_page(browser, app_url, query: str = "lang=fr", viewport=DESKTOP, **cont
     page = context.new_page()
     page.goto(f"{app_url}?{query}")
     page.wait_for_selector("#bvi-run", timeout=LONG)
-    page.wait_for_function("document.documentElement.lang === 'fr'", timeout=LONG)
+    page.wait_for_function("document.body.dataset.langReady === 'fr'", timeout=LONG)
     return page
 
 
@@ -66,8 +66,7 @@ def test_presentation_mode_is_readable_from_the_back_and_remembered(browser, app
         assert borders and max(borders) <= 1
         # the secondary controls stay folded
         assert not page.get_by_label(t("common.temperature", "fr")).is_visible()
-        page.evaluate("window.scrollTo(0, 0)")
-        screenshot(page, "presentation_mode")
+        screenshot(page, "presentation_mode", focus="#bvi-run")
         page.goto(f"{app_url}?lang=fr&present=0")
         page.wait_for_selector("#bvi-run", timeout=LONG)
         page.wait_for_function("!document.body.classList.contains('presentation')", timeout=LONG)

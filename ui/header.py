@@ -1,9 +1,10 @@
 """The app's header row: title, the FR / EN language switch, presentation mode.
 
 The switch's client side is ``assets/header.js`` (storage, cookie, Gradio's locale); here it
-is wired to the server: tab labels (Gradio translates them once, when the page is built) are
-sent again in the new language, then every hook registered with
-:meth:`ui.context.AppContext.on_language` re-renders its view.
+is wired to the server: one request sends the tab labels again in the new language (Gradio
+translates them once, when the page is built) with every view registered with
+:meth:`ui.context.AppContext.on_language`, re-rendered. It also runs on load, with the language
+the page starts in.
 """
 from __future__ import annotations
 
@@ -56,14 +57,25 @@ def wire_header(demo: gr.Blocks, header: Header, ctx: AppContext) -> None:
     demo.load(None, outputs=[header.language, header.presentation], api_name=False,
               js="() => [window.genaiHeader.initialLang(null), window.genaiHeader.initialPresentation()]")
     tabs = translated_tabs(demo)
+    hooks = ctx.language_hooks
+    inputs = [header.language] + [component for _, hook_inputs, _ in hooks for component in hook_inputs]
+    outputs = [tab for tab, _ in tabs] + [component for _, _, hook_outputs in hooks for component in hook_outputs]
 
-    def relabel(lang: str):
+    def apply_language(lang: str, *values):
+        """Tab labels, then every registered view, in ``lang``: one request for the whole page."""
         lang = lang if lang in LANGS else "en"
-        return tuple(gr.Tab(label=t(key, lang)) for _, key in tabs)
+        out: list = [gr.Tab(label=t(key, lang)) for _, key in tabs]
+        start = 0
+        for fn, hook_inputs, hook_outputs in hooks:
+            result = fn(lang, *values[start:start + len(hook_inputs)])
+            start += len(hook_inputs)
+            out += list(result) if isinstance(result, (tuple, list)) and len(hook_outputs) > 1 else [result]
+        return tuple(out)
 
-    event = header.language.change(relabel, inputs=header.language, outputs=[tab for tab, _ in tabs],
-                                   js="(lang) => window.genaiHeader.setLang(lang)", api_name=False, queue=False,
-                                   show_progress="hidden")
-    for fn, inputs, outputs in ctx.language_hooks:
-        event.then(fn, inputs=[header.language, *inputs], outputs=outputs, api_name=False, show_progress="hidden",
-                   concurrency_limit=None)
+    # the browser side first (cookie, storage, Gradio's locale), then the server's texts
+    set_lang = ("async (...values) => { await window.genaiHeader.setLang(values[0]); "
+                f"return {'values' if len(inputs) > 1 else 'values[0]'}; }}")
+    header.language.change(apply_language, inputs=inputs, outputs=outputs, js=set_lang, api_name=False,
+                           show_progress="hidden", concurrency_limit=None).then(
+        None, inputs=header.language, api_name=False,
+        js="(lang) => { document.body.dataset.langReady = lang; }")  # tests wait on it
