@@ -13,9 +13,9 @@ from ui import fmt
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, forced_lang, request_lang, t
-from ui.wording import tokenizer_label
 from ui.token_view import FIRST_SHOWN, MAX_SHOWN, clip_window_html, limit_html, number, render_views
 from ui.token_view import translated_labels as view_labels
+from ui.wording import tokenizer_label
 
 TIKTOKEN_CHOICES = [("tiktoken cl100k (GPT-4)", "tiktoken:cl100k_base"),
                     ("tiktoken o200k (GPT-4o)", "tiktoken:o200k_base")]

@@ -46,19 +46,11 @@ def translated_tabs(demo: gr.Blocks) -> list[tuple[gr.Tab, str]]:
 
 def wire_header(demo: gr.Blocks, header: Header, ctx: AppContext) -> None:
     """Call at the end of the Blocks: restores both switches on load and wires the language change."""
-    forced = json.dumps(forced_lang())
     header.presentation.change(None, inputs=header.presentation, js="(on) => window.genaiHeader.setPresentation(on)",
                                api_name=False)
-    if header.language is None:
-        demo.load(None, outputs=header.presentation, api_name=False,
-                  js=f"async () => {{ await window.genaiHeader.setLang({forced}); "
-                     "return window.genaiHeader.initialPresentation(); }")
-        return
-    demo.load(None, outputs=[header.language, header.presentation], api_name=False,
-              js="() => [window.genaiHeader.initialLang(null), window.genaiHeader.initialPresentation()]")
-    tabs = translated_tabs(demo)
+    tabs = translated_tabs(demo) if header.language is not None else []  # forced: every locale has its labels
     hooks = ctx.language_hooks
-    inputs = [header.language] + [component for _, hook_inputs, _ in hooks for component in hook_inputs]
+    hook_inputs = [component for _, inputs, _ in hooks for component in inputs]
     outputs = [tab for tab, _ in tabs] + [component for _, _, hook_outputs in hooks for component in hook_outputs]
 
     def apply_language(lang: str, *values):
@@ -66,16 +58,28 @@ def wire_header(demo: gr.Blocks, header: Header, ctx: AppContext) -> None:
         lang = lang if lang in LANGS else "en"
         out: list = [gr.Tab(label=t(key, lang)) for _, key in tabs]
         start = 0
-        for fn, hook_inputs, hook_outputs in hooks:
-            result = fn(lang, *values[start:start + len(hook_inputs)])
-            start += len(hook_inputs)
+        for fn, inputs, hook_outputs in hooks:
+            result = fn(lang, *values[start:start + len(inputs)])
+            start += len(inputs)
             out += list(result) if isinstance(result, (tuple, list)) and len(hook_outputs) > 1 else [result]
         return tuple(out)
 
+    ready = "(lang) => { document.body.dataset.langReady = lang; }"  # tests wait on it
+    quiet = {"api_name": False, "show_progress": "hidden", "concurrency_limit": None}
+    if header.language is None:  # --lang: no switch; the views are drawn once in that language
+        forced = forced_lang()
+        lang_state = gr.State(forced)
+        demo.load(None, outputs=header.presentation, api_name=False,
+                  js=f"async () => {{ await window.genaiHeader.setLang({json.dumps(forced)}); "
+                     "return window.genaiHeader.initialPresentation(); }")
+        demo.load(apply_language, inputs=[lang_state, *hook_inputs], outputs=outputs, **quiet).then(
+            None, js=f"() => ({ready})({json.dumps(forced)})", api_name=False)
+        return
+    demo.load(None, outputs=[header.language, header.presentation], api_name=False,
+              js="() => [window.genaiHeader.initialLang(null), window.genaiHeader.initialPresentation()]")
     # the browser side first (cookie, storage, Gradio's locale), then the server's texts
+    n_inputs = 1 + len(hook_inputs)
     set_lang = ("async (...values) => { await window.genaiHeader.setLang(values[0]); "
-                f"return {'values' if len(inputs) > 1 else 'values[0]'}; }}")
-    header.language.change(apply_language, inputs=inputs, outputs=outputs, js=set_lang, api_name=False,
-                           show_progress="hidden", concurrency_limit=None).then(
-        None, inputs=header.language, api_name=False,
-        js="(lang) => { document.body.dataset.langReady = lang; }")  # tests wait on it
+                f"return {'values' if n_inputs > 1 else 'values[0]'}; }}")
+    header.language.change(apply_language, inputs=[header.language, *hook_inputs], outputs=outputs, js=set_lang,
+                           **quiet).then(None, inputs=header.language, js=ready, api_name=False)
