@@ -165,5 +165,14 @@
   }
 
   observer.observe(document.documentElement, { childList: true, subtree: true, characterData: true });
+
+  // Gradio's own Settings → Language sets <html lang>: the header's switch follows (and with it the
+  // cookie and the server's texts), so the two never disagree.
+  new MutationObserver(() => {
+    const chosen = (document.documentElement.getAttribute("lang") || "").slice(0, 2).toLowerCase();
+    if (!LANGS.includes(chosen) || chosen === current) return;
+    const input = document.querySelector(`#lang-switch input[value="${chosen}"]`);
+    if (input && !input.checked) input.click();
+  }).observe(document.documentElement, { attributes: true, attributeFilter: ["lang"] });
   window.genaiHeader = { initialLang, setLang, setPresentation, initialPresentation, current: () => current };
 })();

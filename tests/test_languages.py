@@ -138,6 +138,10 @@ def test_the_switch_changes_everything_at_once_and_is_remembered(browser, app_ur
                                arg=t("tab.about", "fr"), timeout=LONG)
         assert t("bvi.generate", "fr") in text_of(page, "#bvi-run")
         assert "genai_lang=fr" in page.evaluate("document.cookie")
+        # Gradio's untranslatable texts are rewritten as they appear (here a status line like its own)
+        page.evaluate("() => { const d = document.createElement('div'); d.className = 'progress-text';"
+                      " d.id = 'fake-status'; d.textContent = 'processing |'; document.body.appendChild(d); }")
+        page.wait_for_function("document.getElementById('fake-status').textContent === 'traitement |'")
         page.fill("#bvi-prompt textarea", "Bonjour")
         page.click("#bvi-run")
         page.wait_for_function("(d) => document.querySelector('#bvi-base-stats').innerText.includes(d)",
