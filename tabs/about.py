@@ -51,7 +51,8 @@ def profile_description(ctx: AppContext, lang: str) -> str:
 def decoding_text(state: dict, lang: str) -> str:
     kind = (state or {}).get("kind", "")
     if kind in ("compiled", "static"):
-        return t(f"about.decoding_{kind}", lang, buckets="/".join(map(str, state["buckets"])), seconds=state["warmup_s"])
+        buckets = "/".join(map(str, state["buckets"]))
+        return t(f"about.decoding_{kind}", lang, buckets=buckets, seconds=state["warmup_s"])
     if kind == "failed":
         return t("about.decoding_failed", lang, error=state.get("error", ""))
     return t("about.decoding_plain", lang) if kind == "plain" else ""

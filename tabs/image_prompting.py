@@ -236,8 +236,9 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         results = make_images(jobs, progress, stop_event, lang)
         if not results:
             return None, []
-        image = imagegen.grid([r.image for r in results], [t("img.sweep_cell", lang, seconds=r.seconds) for r in results], columns=len(xs),
-                              cell=256 if tiny else 320, row_labels=[f"{y_param} = {y}" for y in ys],
+        cells = [t("img.sweep_cell", lang, seconds=r.seconds) for r in results]
+        image = imagegen.grid([r.image for r in results], cells, columns=len(xs), cell=256 if tiny else 320,
+                              row_labels=[f"{y_param} = {y}" for y in ys],
                               column_labels=[f"{x_param} = {x}" for x in xs])
         return image, [(str(r.path), image_label(r.settings, lang, r.seconds)) for r in results]
 

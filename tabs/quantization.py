@@ -81,7 +81,7 @@ def weights_summary(a: weights.Analysis, lang: str) -> str:
     ])
 
 
-def sweep_frames(a: weights.Analysis, lang: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def sweep_frames(a: weights.Analysis, lang: str) -> tuple[pd.DataFrame, object]:
     raw = pd.DataFrame(a.sweep)
     chart = raw[["method", "family", "bits", "bits_per_weight", "snr_db"]].copy()
     chart["method"] = [f"{m} {b}-bit" if weights.METHODS[m].fixed_bits is None else m
@@ -119,7 +119,7 @@ def device_label(dev: planner.DeviceInfo, lang: str) -> str:
     return t("ui.device_gpu", lang, name=dev.label.rsplit(" ", 2)[0], gb=dev.capacity_gb)
 
 
-def plan_frames(p: planner.Plan, lang: str) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+def plan_frames(p: planner.Plan, lang: str) -> tuple[str, object, pd.DataFrame]:
     bf16, int8, nf4 = p.row("bf16"), p.row("int8"), p.row("nf4")
     summary = t("quant.p_summary", lang, label=p.label, params=p.params_b, quant=p.quantizable_b,
                 context=p.context_length, batch=p.batch_size, max_context=p.max_context or "?",
@@ -200,7 +200,8 @@ def outputs_html(rows: list[live.Row], lang: str) -> str:
             'border-radius:8px;padding:8px 10px">'
             f"<strong>{html.escape(r.precision)}</strong> <small>({html.escape(r.method)})</small><br>"
             f"<small>{html.escape(stats)} · {html.escape(agree)}</small>"
-            f'<div class="quant-card-output" style="white-space:pre-wrap;margin-top:6px">{html.escape(r.output)}</div></div>'
+            f'<div class="quant-card-output" style="white-space:pre-wrap;margin-top:6px">'
+            f'{html.escape(r.output)}</div></div>'
         )
     return f'<div id="quant-outputs-grid" style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cards)}</div>'
 
@@ -302,8 +303,8 @@ def _build_planner() -> None:
         text, table_df, chart_df = plan_frames(p, lang)
         order = [r.label for r in p.rows]
         chart_df = chart_df.rename(columns={"part": t("ui.col_part", lang)})
-        plot = gr.BarPlot(value=chart_df, sort=order, x_title=t("quant.col_format", lang), y_title=t("ui.unit_gb", lang),
-                          color=t("ui.col_part", lang))
+        plot = gr.BarPlot(value=chart_df, sort=order, x_title=t("quant.col_format", lang),
+                          y_title=t("ui.unit_gb", lang), color=t("ui.col_part", lang))
         return text, plot, table_df
 
     inputs, outputs = [model, context, batch], [summary, chart, table]
@@ -320,8 +321,8 @@ def _build_live(ctx: AppContext, tiny: bool) -> None:
     default_tokens = 24 if tiny else (48 if device == "cpu" else 128)
     with gr.Row():
         with gr.Column(scale=2):
-            preset = gr.Dropdown([(f"{lang.upper()} · {preset_label(text, 60)}", text) for lang, text in PROMPTS.items()],
-                                 value=None, label=I18N("quant.l_preset"), elem_id="quant-l-preset")
+            examples = [(f"{lang.upper()} · {preset_label(text, 60)}", text) for lang, text in PROMPTS.items()]
+            preset = gr.Dropdown(examples, value=None, label=I18N("quant.l_preset"), elem_id="quant-l-preset")
             prompt = gr.Textbox(DEFAULT_PROMPT, lines=3, label=I18N("quant.l_prompt"), elem_id="quant-l-prompt")
             precisions = gr.CheckboxGroup([(v.label, k) for k, v in live.VARIANTS.items()],
                                           value=live.default_variants(device, bf16), label=I18N("quant.l_precisions"),

@@ -129,7 +129,7 @@ VISIBLE_TEXT_JS = """([content, plots, numbersOnly]) => {
     const mode = n.parentElement.closest(plots) ? 'words' : n.parentElement.closest(numbersOnly) ? 'numbers' : 'all';
     out.push([text, mode]);
   }
-  document.querySelectorAll('input[placeholder], textarea[placeholder], [aria-label]').forEach((el) => {
+  document.querySelectorAll('input[placeholder], textarea[placeholder]').forEach((el) => {
     if (skip(el)) return;
     const text = el.getAttribute('placeholder') || '';
     if (text) out.push([text, 'all']);
