@@ -25,6 +25,7 @@ from engine.models import ModelManager
 from engine.redact import install_log_redaction
 from ui import share
 from ui.context import AppContext
+from ui.header import build_header, wire_header
 from ui.i18n import I18N, build_i18n, set_forced_lang
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -36,9 +37,6 @@ TABS = (
     ("tab.img", "image_prompting"),
     ("tab.wall", "wall"),
 )
-
-PRESENTATION_JS = "(on) => { document.body.classList.toggle('presentation', !!on); return on; }"
-
 
 def load_css() -> str:
     files = [ASSETS / "style.css"] + sorted(p for p in ASSETS.glob("*.css") if p.name != "style.css")
@@ -67,14 +65,14 @@ def make_context(profile: str = "auto", settings: dict | None = None) -> AppCont
     return AppContext(manager=manager, catalog=catalog, hardware=hardware, settings=settings)
 
 
-def engine_stats_markdown() -> str:
+def engine_stats_markdown(lang: str = "en") -> str:
     from engine.generation import engine
+    from ui.i18n import t
 
     s = engine().stats()
     running = ", ".join(f"`{m}` × {n}" for m, n in s["running"].items()) or "—"
-    return (f"- requests waiting: **{s['waiting']}** · running batch: **{s['batch_size']}** ({running})\n"
-            f"- throughput (last 5 s): **{s['tokens_per_s']} tok/s** · largest batch so far: {s['max_batch_seen']}"
-            f" · tokens generated: {s['total_tokens']}")
+    return t("about.engine_stats", lang, waiting=s["waiting"], batch=s["batch_size"], running=running,
+             tps=s["tokens_per_s"], largest=s["max_batch_seen"], total=s["total_tokens"])
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
@@ -83,19 +81,14 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     age = int(ctx.limits.temp_age_s)
     # delete_cache: Gradio's copies of returned files are deleted an hour after they were made
     with gr.Blocks(title="Generative AI in class", fill_width=True, delete_cache=(min(600, age), age)) as demo:
-        with gr.Row(elem_classes="app-header"):
-            with gr.Column(scale=5):
-                gr.Markdown(I18N("app.title"), elem_id="app-title", elem_classes="app-title")
-                gr.Markdown(I18N("app.subtitle"))
-            with gr.Column(scale=1, min_width=160):
-                presentation = gr.Checkbox(False, label=I18N("app.presentation"), elem_id="presentation-toggle")
-        presentation.change(None, inputs=presentation, js=PRESENTATION_JS, api_name=False)
+        header = build_header(ctx)
         if ctx.catalog.noise:
             gr.Markdown(I18N("app.noise_banner"), elem_id="noise-banner")
         elif ctx.catalog.stand_in:
             gr.Markdown(I18N("app.stand_in_banner"), elem_id="stand-in-banner")
         share.restore_banner()
-        with gr.Tabs(elem_id="main-tabs"):  # share.install finds it (and each tab's id) to open links
+        # share.install finds the tabs (and each tab's id) to open links; the bar wraps on phones
+        with gr.Tabs(overflow_behavior="wrap", elem_id="main-tabs"):
             for label_key, module_name in TABS:
                 with gr.Tab(I18N(label_key), id=module_name, elem_id=f"tab-{module_name}") as tab:
                     build = importlib.import_module(f"tabs.{module_name}").build
@@ -106,6 +99,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             with gr.Tab(I18N("tab.about"), id="about", elem_id="tab-about") as about_tab:
                 importlib.import_module("tabs.about").build(ctx, about_tab)
         share.install(demo, ctx)
+        wire_header(demo, header, ctx)
     return demo
 
 

@@ -62,7 +62,7 @@ def compare_stream(manager: ModelManager, base_spec: ModelSpec, instruct_spec: M
     limits = current_limits()
     max_chars = min(MAX_PROMPT_CHARS, limits.prompt_chars)
     if len(prompt) > max_chars:
-        raise UserError("err.prompt_too_many_chars", chars=f"{len(prompt):,}", limit=f"{max_chars:,}")
+        raise UserError("err.prompt_too_many_chars", chars=len(prompt), limit=max_chars)
     # both models leased for the whole comparison: loading the second never evicts the first
     with ExitStack() as leases:
         base, base_err = _use(leases, manager, base_spec, _sub(progress, 0.0, 0.5, base_spec.id))

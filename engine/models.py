@@ -385,7 +385,7 @@ class ModelManager:
                 {"model": e.spec.id, "precision": e.spec.precision, "role": e.spec.role,
                  "gb": round(e.bytes / 1e9, 3), "weights_gb": round(e.weights / 1e9, 3),
                  "load_seconds": round(e.load_seconds, 2), "in_use": leases.count(e.obj),
-                 "fast_path": _fast_path_status(e.obj)}
+                 "fast_path": _fast_path_status(e.obj), "decoding": decoding_state(e.obj)}
                 for e in self._entries.values()
             ]
 
@@ -402,6 +402,19 @@ def _fast_path_bytes(obj: Any) -> int:
     """What the fast path allocated after the weights (static caches, CUDA-graph pools)."""
     fast = (getattr(obj, "extra", None) or {}).get("fast_path")
     return int(fast.nbytes) if fast is not None else 0
+
+
+def decoding_state(obj: Any) -> dict:
+    """How a loaded model decodes, as data (the UI words it in each language): ``kind`` is
+    ``compiled``, ``static``, ``plain``, ``failed`` or ``""`` (not an LLM)."""
+    extra = getattr(obj, "extra", None) or {}
+    fast = extra.get("fast_path")
+    if fast is not None:
+        return {"kind": "compiled" if fast.compiled else "static", "buckets": [d.bucket for d in fast.decoders],
+                "warmup_s": round(fast.warmup_seconds, 1)}
+    if extra.get("fast_path_error"):
+        return {"kind": "failed", "error": extra["fast_path_error"]}
+    return {"kind": "plain" if hasattr(obj, "model") else ""}
 
 
 def _fast_path_status(obj: Any) -> str:

@@ -408,9 +408,61 @@ def get(key: str) -> Tokenizer:
                     del _key_locks[key]
 
 
+def is_loaded(key: str) -> bool:
+    """True when ``key`` is in memory (using it costs no download or load)."""
+    with _lock:
+        return key in _cache
+
+
 def check_text(text: str) -> None:
     if len(text) > MAX_CHARS:
         raise UserError("tok.err.too_long", n=len(text), limit=MAX_CHARS)
+
+
+# Token ids of the last texts, per tokenizer: a long text is tokenized once, whatever is drawn of it
+# afterwards (more pieces, another language, the tab shown again).
+IDS_CACHE_SIZE = 32
+_ids_cache: OrderedDict[tuple, list[int]] = OrderedDict()
+_ids_lock = threading.Lock()
+
+
+def token_ids(tok: Tokenizer, text: str, parse_special: bool = False) -> list[int]:
+    """``tok.encode(text)``, remembered for the last few texts."""
+    key = (tok.key, parse_special, len(text), hash(text), text[:64])
+    with _ids_lock:
+        if key in _ids_cache:
+            _ids_cache.move_to_end(key)
+            return _ids_cache[key]
+    ids = tok.encode(text, parse_special)
+    with _ids_lock:
+        _ids_cache[key] = ids
+        while len(_ids_cache) > IDS_CACHE_SIZE:
+            _ids_cache.popitem(last=False)
+    return ids
+
+
+def head_encoding(tok: Tokenizer, text: str, parse_special: bool = False, pieces: int = 2_000) -> Encoding:
+    """The whole text's ids (exact counts) with character spans for its first ``pieces`` tokens only.
+
+    Spans are what costs on a long text; a view draws only its first tokens. They come from
+    encoding a prefix of the text, long enough that its first ids equal the whole text's: only
+    the tokens both encodings share are kept, so every piece is exactly the whole text's."""
+    ids = token_ids(tok, text, parse_special)
+    if len(ids) <= pieces:
+        enc = tok.encoding(text, parse_special)
+        return Encoding(tok.key, tok.label, text, ids, enc.pieces, tok.vocab_size)
+    chars = max(256, int(len(text) * (pieces + 64) / len(ids) * 1.25))
+    while True:
+        head = tok.encoding(text[:chars], parse_special)
+        same = 0
+        for a, b in zip(head.ids, ids):
+            if a != b:
+                break
+            same += 1
+        if same >= pieces or chars >= len(text):
+            break
+        chars = min(len(text), chars * 2)
+    return Encoding(tok.key, tok.label, text, ids, head.pieces[:min(same, pieces)], tok.vocab_size)
 
 
 def encode_all(text: str, keys: list[str], parse_special: bool = False) -> list[Encoding]:

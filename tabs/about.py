@@ -5,10 +5,12 @@ import gradio as gr
 import pandas as pd
 
 from engine.catalog import ROLES
+from engine.hardware import GB, Hardware
 from engine.hub_cache import is_cached, offline_estimate_bytes
 from engine.redact import redact_url
+from ui import fmt
 from ui.context import AppContext
-from ui.i18n import I18N, request_lang, t
+from ui.i18n import I18N, request_lang, t, tables
 from ui.zerogpu import residency_markdown
 
 
@@ -17,36 +19,71 @@ def roles_table(ctx: AppContext, lang: str = "en") -> pd.DataFrame:
     for role in ROLES:
         spec = ctx.catalog.spec(role)
         est = offline_estimate_bytes(ctx.manager, spec)
+        precision = spec.precision
+        if spec.transformer_precision:
+            precision += " " + t("about.transformer_precision", lang, precision=spec.transformer_precision)
         rows.append({
             t("about.col_role", lang): role,
             t("about.col_model", lang): spec.id + (f" → {redact_url(spec.endpoint)}" if spec.endpoint else ""),
-            t("about.col_precision", lang): spec.precision + (f" (transformer {spec.transformer_precision})" if spec.transformer_precision else ""),
+            t("about.col_precision", lang): precision,
             t("about.col_cached", lang): "✅" if is_cached(spec) else "—",
             t("about.col_estimate", lang): round(est / 1e9, 2) if est else None,
             t("about.col_loaded", lang): "✅" if ctx.manager.is_loaded(spec) else "",
         })
-    return pd.DataFrame(rows)
+    return fmt.table(pd.DataFrame(rows), lang, {t("about.col_estimate", lang): 2})
+
+
+def hardware_summary(hw: Hardware, lang: str) -> str:
+    if hw.gpu_name:
+        gpu = t("about.gpu", lang, name=hw.gpu_name, gb=round(hw.gpu_bytes / GB),
+                bf16=t("about.bf16" if hw.bf16 else "about.no_bf16", lang))
+    else:
+        gpu = t("about.no_gpu", lang)
+    line = t("about.machine", lang, cpu=hw.cpu_name, cores=hw.cpu_cores, ram=round(hw.ram_bytes / GB), gpu=gpu)
+    if hw.space_id:
+        line += " · " + t("about.space_zerogpu" if hw.zerogpu else "about.space", lang, space=hw.space_id)
+    return line
+
+
+def profile_description(ctx: AppContext, lang: str) -> str:
+    key = f"about.profile_desc.{ctx.catalog.profile}"
+    return t(key, lang) if key in tables()[lang] else ctx.catalog.description
+
+
+def decoding_text(state: dict, lang: str) -> str:
+    kind = (state or {}).get("kind", "")
+    if kind in ("compiled", "static"):
+        buckets = "/".join(map(str, state["buckets"]))
+        return t(f"about.decoding_{kind}", lang, buckets=buckets, seconds=state["warmup_s"])
+    if kind == "failed":
+        return t("about.decoding_failed", lang, error=state.get("error", ""))
+    return t("about.decoding_plain", lang) if kind == "plain" else ""
+
+
+def loaded_lines(ctx: AppContext, lang: str) -> str:
+    lines = []
+    for e in ctx.manager.status():
+        line = t("about.loaded_line", lang, model=e["model"], precision=e["precision"], weights=e["weights_gb"],
+                 budgeted=e["gb"], seconds=e["load_seconds"])
+        decoding = decoding_text(e.get("decoding", {}), lang)
+        lines.append(f"- {line}" + (f" · {decoding}" if decoding else ""))
+    return "\n".join(lines) or "- —"
 
 
 def overview_markdown(ctx: AppContext, lang: str = "en") -> str:
-    hw = ctx.hardware
-    loaded = ctx.manager.status()
-    loaded_lines = "\n".join(
-        f"- `{e['model']}` ({e['precision']}): {e['weights_gb']} GB of weights ({e['gb']} GB budgeted with head-room),"
-        f" loaded in {e['load_seconds']} s"
-        + (f" · {e['fast_path']}" if e.get("fast_path") else "") for e in loaded) or "- —"
     budget = ctx.manager.budget / 1e9
     used = ctx.manager.used_bytes() / 1e9
     engine_lines = ""
     gpu_section = residency_markdown(ctx, lang)
     stats_fn = ctx.settings.get("engine_stats")
     if callable(stats_fn):
-        engine_lines = "\n\n### " + t("about.engine", lang) + "\n" + stats_fn()
+        engine_lines = "\n\n### " + t("about.engine", lang) + "\n" + stats_fn(lang)
     return (
-        f"### {t('about.hardware', lang)}\n{hw.summary()}\n\n"
-        f"### {t('about.profile', lang)}\n`{ctx.catalog.profile}` — {ctx.catalog.description}\n\n"
+        f"### {t('about.hardware', lang)}\n{hardware_summary(ctx.hardware, lang)}\n\n"
+        f"### {t('about.profile', lang)}\n`{ctx.catalog.profile}` — {profile_description(ctx, lang)}\n\n"
         f"{t('about.offline' if ctx.settings.get('offline') else 'about.online', lang)}\n\n"
-        f"### {t('about.loaded', lang)} ({used:.2f} / {budget:.1f} GB)\n{loaded_lines}"
+        f"### {t('about.loaded', lang)} ({t('about.used_of_budget', lang, used=used, budget=budget)})\n"
+        f"{loaded_lines(ctx, lang)}"
         f"{engine_lines}\n\n"
         + (f"{gpu_section}\n\n" if gpu_section else "")
         + f"### {t('about.how_to_change', lang)}\n{t('about.how_to_change_body', lang)}"
@@ -59,10 +96,13 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
                          elem_id="about-roles")
     refresh = gr.Button(I18N("about.refresh"), size="sm")
 
-    def refresh_about(request: gr.Request):
-        lang = request_lang(request)
+    def about(lang: str) -> tuple[str, pd.DataFrame]:
         return overview_markdown(ctx, lang), roles_table(ctx, lang)
+
+    def refresh_about(request: gr.Request):
+        return about(request_lang(request))
 
     refresh.click(refresh_about, outputs=[overview, table], api_name="about", concurrency_limit=None)
     if tab is not None:
         tab.select(refresh_about, outputs=[overview, table], api_name=False, concurrency_limit=None)
+    ctx.on_language(about, outputs=[overview, table])

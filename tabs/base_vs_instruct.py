@@ -1,6 +1,7 @@
 """Base vs Instruct: one prompt, two models streamed side by side."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,14 +10,16 @@ import gradio as gr
 from engine import gpu_tasks, tempfiles
 from engine.cards import CardContent, PaneResult, render_markdown, render_png
 from engine.compare import PaneState
-from ui import zerogpu
+from engine.generation import SamplingParams
+from ui import fmt, zerogpu
 from ui.context import AppContext
 from ui.feedback import error_message, guard, warn
-from ui.i18n import I18N, request_lang, t
-from ui.share import share_row
+from ui.i18n import I18N, forced_lang, request_lang, t
 from ui.queue_status import queue_text
-from ui.token_probs import render_output
-from ui.widgets import model_picker, sampling_controls, spec_for, to_params
+from ui.share import share_row
+from ui.token_probs import legend_html, render_output
+from ui.widgets import (model_picker, on_new_sample, preset_label, run_row, sampling_controls, sampling_summary,
+                        spec_for, to_params)
 
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets" / "base_vs_instruct.json"
 
@@ -25,30 +28,27 @@ def load_presets() -> list[dict]:
     return json.loads(PRESETS_PATH.read_text(encoding="utf-8"))["presets"]
 
 
-def preset_choices() -> list[tuple[str, str]]:
-    """Dropdown entries "FR · prompt…" / "EN · prompt…", value = the prompt itself."""
-    out = []
-    for p in load_presets():
-        for lang in ("fr", "en"):
-            text = p[lang]
-            label = f"{lang.upper()} · {text.splitlines()[0][:70]}"
-            out.append((label, text))
-    return out
+def preset_choices(lang: str) -> list[tuple[str, str]]:
+    """The example prompts in the UI's language: label = the prompt's start (cut between words),
+    value = the whole prompt."""
+    lang = "fr" if lang == "fr" else "en"
+    return [(preset_label(p[lang]), p[lang]) for p in load_presets()]
 
 
 def pane_header(title_key: str, model: str, lang: str) -> str:
     return f"### {t(title_key, lang)} · `{model}`"
 
 
-def pane_stats(state: PaneState, lang: str) -> str:
+def pane_stats(state: PaneState, lang: str, params: SamplingParams | None = None) -> str:
     u = state.update
     if u.error is not None:
         return "⚠️ " + error_message(u.error, lang, markdown=True)
     if u.queue_position is not None and not u.finished:
         return queue_text(u.queue_position, lang)
     reason = t(f"bvi.reason_{u.stop_reason}", lang) if u.stop_reason else t("bvi.reason_running", lang)
-    ttft = f"{u.ttft_s:.2f} s" if u.ttft_s is not None else "…"
-    return t("bvi.stats", lang, ttft=ttft, tokens=u.n_tokens, tps=f"{u.tokens_per_s:.1f}", reason=reason)
+    ttft = fmt.seconds(u.ttft_s, lang) if u.ttft_s is not None else "…"
+    line = t("bvi.stats", lang, ttft=ttft, tokens=u.n_tokens, tps=u.tokens_per_s, reason=reason)
+    return line + (" · " + sampling_summary(params, lang) if params is not None else "")
 
 
 def pane_input_info(state: PaneState, lang: str, show_probs: bool = False) -> str:
@@ -63,15 +63,17 @@ def pane_input_info(state: PaneState, lang: str, show_probs: bool = False) -> st
     return info
 
 
-def settings_text(params) -> str:
-    if params.is_greedy:
-        mode = "greedy"
-    else:
-        mode = f"T={params.temperature:g}, top-p={params.top_p:g}, top-k={params.top_k}"
-    return f"{mode} · max {params.max_new_tokens} tokens · repetition penalty {params.repetition_penalty:g} · seed {params.seed}"
+def settings_text(params: SamplingParams | dict, lang: str = "en") -> str:
+    """The sampling settings in one line (the comparison card's), in ``lang``."""
+    p = params if isinstance(params, SamplingParams) else SamplingParams(**params)
+    mode = t("ui.greedy_shown", lang) if p.is_greedy else t("ui.sampled_mode", lang, temperature=p.temperature,
+                                                                top_p=p.top_p, top_k=p.top_k)
+    return t("ui.card_settings", lang, mode=mode, max_new_tokens=p.max_new_tokens,
+             penalty=p.repetition_penalty, seed=p.seed)
 
 
-def _outputs(panes: tuple[PaneState, PaneState], show_probs: bool, lang: str, meta: dict) -> tuple:
+def _outputs(panes: tuple[PaneState, PaneState], show_probs: bool, lang: str, meta: dict,
+             params: SamplingParams) -> tuple:
     out: list = []
     for state, key in zip(panes, ("bvi.base_title", "bvi.instruct_title")):
         u = state.update
@@ -79,8 +81,8 @@ def _outputs(panes: tuple[PaneState, PaneState], show_probs: bool, lang: str, me
             pane_header(key, state.model, lang),
             state.prompt.text,
             pane_input_info(state, lang, show_probs),
-            render_output(u.text, u.tokens, show_probs, drop_last=u.stop_reason == "eos"),
-            pane_stats(state, lang),
+            render_output(u.text, u.tokens, show_probs, drop_last=u.stop_reason == "eos", lang=lang),
+            pane_stats(state, lang, params),
         ]
     out.append({**meta, "base": panes[0].as_dict(), "instruct": panes[1].as_dict()})
     return tuple(out)
@@ -92,15 +94,14 @@ def build(ctx: AppContext) -> None:
     with gr.Row(equal_height=True):
         with gr.Column(scale=4):
             prompt = gr.Textbox("", lines=2, max_lines=12, label=I18N("bvi.prompt"),
-                                placeholder=I18N("bvi.prompt_placeholder"), elem_id="bvi-prompt")
+                                placeholder=I18N("bvi.prompt_placeholder"), elem_id="bvi-prompt",
+                                elem_classes="main-prompt")
         with gr.Column(scale=2, min_width=240):
-            preset = gr.Dropdown(choices=preset_choices(), value=None, label=I18N("bvi.preset"),
+            preset = gr.Dropdown(choices=preset_choices(forced_lang() or "en"), value=None, label=I18N("bvi.preset"),
                                  elem_id="bvi-preset")
             show_probs = gr.Checkbox(False, label=I18N("bvi.probs"), elem_id="bvi-probs")
-    with gr.Row():
-        run = gr.Button(I18N("bvi.generate"), variant="primary", elem_id="bvi-run", scale=4)
-        stop = gr.Button(I18N("common.stop"), variant="stop", elem_id="bvi-stop", scale=1, min_width=120)
-    with gr.Row(equal_height=False):
+    row = run_row("bvi.generate", "bvi")
+    with gr.Row(equal_height=False, elem_classes="secondary-controls"):
         with gr.Column(min_width=300):
             with gr.Accordion(I18N("bvi.options"), open=False, elem_id="bvi-options"):
                 base_model = model_picker(ctx, "base_llm", "bvi.base_model")
@@ -120,11 +121,11 @@ def build(ctx: AppContext) -> None:
                     sees = gr.Code(language=None, interactive=False, lines=3, elem_id=f"bvi-{side}-sees",
                                    show_label=False, wrap_lines=True)
                     sees_info = gr.Markdown(elem_id=f"bvi-{side}-sees-info")
-                output = gr.HTML(elem_id=f"bvi-{side}-output", elem_classes="bvi-output",
+                output = gr.HTML(elem_id=f"bvi-{side}-output", elem_classes="bvi-output model-output",
                                  label=I18N("bvi.output"))
                 stats = gr.Markdown(elem_id=f"bvi-{side}-stats", elem_classes="bvi-stats")
                 panes_out += [header, sees, sees_info, output, stats]
-    gr.Markdown(I18N("bvi.legend"), elem_classes="bvi-legend")
+    legend = gr.HTML(legend_html(forced_lang() or "en"), elem_id="bvi-legend", elem_classes="bvi-legend")
     with gr.Accordion(I18N("bvi.card"), open=False):
         card_btn = gr.Button(I18N("bvi.card"), elem_id="bvi-card-btn")
         with gr.Row():
@@ -146,14 +147,14 @@ def build(ctx: AppContext) -> None:
             warn("err.empty_prompt", request)
             return
         params = to_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, greedy, seed)
-        meta = {"prompt": prompt, "settings": settings_text(params)}
+        meta = {"prompt": prompt, "sampling": dataclasses.asdict(params)}
         job = gpu_tasks.CompareJob(spec_for(ctx, "base_llm", base_model), spec_for(ctx, "instruct_llm", instruct_model),
                                    prompt, params, system=system_prompt or "", template_on_base=bool(template_on_base),
                                    top_probs=5 if show_probabilities else 0)
         for panes in gpu_tasks.call(gpu_tasks.compare, job, zerogpu.stop_key(request, "compare"),
                                     on_progress=zerogpu.progress_to(progress, lang),
                                     on_notice=zerogpu.warn_notice(lang)):
-            yield _outputs(panes, bool(show_probabilities), lang, meta)
+            yield _outputs(panes, bool(show_probabilities), lang, meta, params)
 
     def stop_generation(request: gr.Request):
         zerogpu.stop(request, "compare")
@@ -170,30 +171,38 @@ def build(ctx: AppContext) -> None:
         return str(path), render_markdown(card)
 
     inputs = [prompt, system, base_model, instruct_model, template_on_base, show_probs] + sampling.inputs
-    run.click(compare, inputs=inputs, outputs=panes_out + [raw], api_name="compare",
-                          concurrency_id=ctx.concurrency_id("causal_lm"), concurrency_limit=ctx.llm_concurrency)
-    prompt.submit(compare, inputs=inputs, outputs=panes_out + [raw], api_name=False,
-                  concurrency_id=ctx.concurrency_id("causal_lm"), concurrency_limit=ctx.llm_concurrency)
-    stop.click(stop_generation, api_name="stop_compare", queue=False)
+    queue = {"concurrency_id": ctx.concurrency_id("causal_lm"), "concurrency_limit": ctx.llm_concurrency}
+    row.run.click(compare, inputs=inputs, outputs=panes_out + [raw], api_name="compare", **queue)
+    prompt.submit(compare, inputs=inputs, outputs=panes_out + [raw], api_name=False, **queue)
+    on_new_sample(row.new_sample, sampling.seed, compare, inputs=inputs, outputs=panes_out + [raw], **queue)
+    row.stop.click(stop_generation, api_name="stop_compare", queue=False)
     card_btn.click(comparison_card, inputs=raw, outputs=[card_png, card_md], api_name="comparison_card")
     share_row(ctx, "base_vs_instruct", api="compare",
               outputs=dict(zip([f"{side}_{part}" for side in ("base", "instruct")
                                 for part in ("header", "sees", "sees_info", "output", "stats")] + ["raw"],
                                panes_out + [raw])),
               card={"share.card.base": "base_output", "share.card.instruct": "instruct_output"})
+    ctx.on_language(lambda lang: (gr.Dropdown(choices=preset_choices(lang)), legend_html(lang)),
+                    outputs=[preset, legend])
 
 
 def card_content(result: dict, lang: str = "en") -> CardContent:
-    base, instr = result["base"], result["instruct"]
-    settings = result.get("settings", "")
+    """The comparison card of one result (the Raw JSON), worded in ``lang``."""
+    sampling = result.get("sampling")
+    settings = settings_text(sampling, lang) if sampling else result.get("settings", "")
 
-    def stats(p: dict) -> str:
+    def pane(p: dict, title_key: str) -> PaneResult:
         reason = t(f"bvi.reason_{p['stop_reason']}", lang) if p.get("stop_reason") else ""
-        return f"{p['tokens']} tokens · {p['tokens_per_s']} tok/s · {reason}"
+        stats = t("ui.card_stats", lang, tokens=p["tokens"], tps=p["tokens_per_s"], reason=reason)
+        return PaneResult(t(title_key, lang), p["model"], p["output"], stats, sees=p.get("input", ""))
 
     return CardContent(
         prompt=result.get("prompt", ""),
         settings=settings,
-        panes=[PaneResult(t("bvi.base_title", lang), base["model"], base["output"], stats(base)),
-               PaneResult(t("bvi.instruct_title", lang), instr["model"], instr["output"], stats(instr))],
+        panes=[pane(result["base"], "bvi.base_title"), pane(result["instruct"], "bvi.instruct_title")],
+        labels=card_labels(lang),
     )
+
+
+def card_labels(lang: str) -> dict[str, str]:
+    return {k: t(f"card.{k}", lang) for k in ("title", "prompt", "sees", "output", "date_format")}

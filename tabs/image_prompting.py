@@ -16,8 +16,9 @@ from engine.tokenizers import t5_count
 from ui import zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn
-from ui.i18n import I18N, request_lang, t
+from ui.i18n import I18N, forced_lang, request_lang, t
 from ui.share import share_row
+from ui.wording import image_label
 
 EXERCISE = json.loads((Path(__file__).resolve().parent.parent / "assets" / "image_exercise.json").read_text("utf-8"))["steps"]
 
@@ -27,6 +28,11 @@ def exercise_step(step_id: str) -> dict:
     if step is None:
         raise UserError("ux.img.err_no_target", step=step_id)
     return step
+
+
+def exercise_choices(lang: str) -> list[tuple[str, str]]:
+    """The guided exercise's steps, titled in the UI's language."""
+    return [(s["title_fr" if lang == "fr" else "title_en"], s["id"]) for s in EXERCISE]
 
 
 def model_choices() -> list[tuple[str, str]]:
@@ -87,7 +93,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     if tiny:
         gr.Markdown(I18N("img.tiny_note"), elem_classes="tab-intro")
     with gr.Accordion(I18N("img.td"), open=False, elem_id="img-td"):
-        td_pick = gr.Dropdown([(f"{s['title_en']} · {s['title_fr']}", s["id"]) for s in EXERCISE], value=None,
+        td_pick = gr.Dropdown(exercise_choices(forced_lang() or "en"), value=None,
                               label=I18N("img.td_pick"), elem_id="img-td-pick")
         td_goal = gr.Markdown(elem_id="img-td-goal")
         # steps 2a–2c: the target is rendered here from the step's hidden detailed prompt (a fixed seed)
@@ -179,15 +185,15 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
             if isinstance(event, gpu_tasks.ImagePreview):
                 caption = t("ux.img.preview_caption", lang, model=imagegen.DEFAULTS[event.role].title,
                             step=event.step, steps=event.total)
-                yield results, gallery_items(results) + [(event.image, caption)]
+                yield results, gallery_items(results, lang) + [(event.image, caption)]
                 continue
             result = imagegen.ImageResult(image=event.image, settings=event.settings, seconds=event.seconds)
             imagegen.save_png(result, folder, f"{event.index:02d}-{event.settings.role}")
             results.append(result)
-            yield results, gallery_items(results)
+            yield results, gallery_items(results, lang)
 
-    def gallery_items(results) -> list[tuple[str, str]]:
-        return [(str(r.path), r.settings.label(r.seconds)) for r in results]
+    def gallery_items(results, lang: str) -> list[tuple[str, str]]:
+        return [(str(r.path), image_label(r.settings, lang, r.seconds)) for r in results]
 
     @guard
     def generate_images(prompt: str, second_prompt: str = "", negative_prompt: str = "",
@@ -226,7 +232,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         # two prompts (short vs detailed): short row labels, each prompt written out in full under the grid
         row_labels = [t("ux.img.prompt_n", lang, n=k + 1) for k in range(len(prompts))] if two else None
         legend = [f"{t('ux.img.prompt_n', lang, n=k + 1)}: {p}" for k, p in enumerate(prompts)] if two else None
-        image = imagegen.grid([r.image for r in results], [r.settings.label(r.seconds) for r in results],
+        image = imagegen.grid([r.image for r in results], [image_label(r.settings, lang, r.seconds) for r in results],
                               columns=columns, cell=256 if tiny else 384, row_labels=row_labels, legend=legend)
         yield image, items
 
@@ -268,12 +274,12 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
                                           on_time_limit=expired.append):
             yield gr.update(), items
         if expired:
-            gr.Warning(t("safety.sweep_time_limit", lang, seconds=f"{ctx.limits.sweep_seconds:g}", done=len(results),
+            gr.Warning(t("safety.sweep_time_limit", lang, seconds=ctx.limits.sweep_seconds, done=len(results),
                          total=len(jobs)))
         if not results:
             yield gr.update(), items
             return
-        image = imagegen.grid([r.image for r in results], [f"{r.seconds:.1f} s" for r in results], columns=len(xs),
+        image = imagegen.grid([r.image for r in results], [t("img.sweep_cell", lang, seconds=r.seconds) for r in results], columns=len(xs),
                               cell=256 if tiny else 320, row_labels=[f"{y_param} = {y}" for y in ys],
                               column_labels=[f"{x_param} = {x}" for x in xs])
         yield image, items
@@ -403,3 +409,6 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
                                                          use_defaults=bool(v.get("use_defaults")), tiny=tiny,
                                                          with_values=False) + (negative_state(v.get("models")),),
                           [steps, guidance, size, negative]))
+    ctx.on_language(lambda lang, text: (token_counter_html(text, lang), defaults_table(lang, tiny),
+                                        gr.Dropdown(choices=exercise_choices(lang))),
+                    inputs=[prompt], outputs=[tokens, table, td_pick])

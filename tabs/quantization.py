@@ -7,6 +7,7 @@ import pandas as pd
 from engine.errors import UserError
 from engine.model_policy import custom_models_allowed
 from engine.quantization import planner, weights
+from ui import fmt
 from ui.context import AppContext
 from ui.feedback import guard
 from ui.i18n import I18N, request_lang, t
@@ -61,6 +62,14 @@ def method_controls(method: str, bits: float, lang: str) -> tuple[dict, dict]:
     return bits_update, block_update
 
 
+def matrix_name(mat: weights.Matrix, lang: str) -> tuple[str, str]:
+    """(name, source) of a matrix in ``lang``: a synthetic one is described, a checkpoint's keeps its names."""
+    if mat.synthetic is None:
+        return mat.name, mat.source
+    std, n = mat.synthetic
+    return t("ui.synthetic_matrix", lang, std=std, n=n), t("ui.synthetic_source", lang)
+
+
 def method_text(method: str, lang: str) -> str:
     info = weights.METHODS[method]
     if info.family == "GGUF" and method != "Q6_K":
@@ -74,8 +83,9 @@ def weights_summary(a: weights.Analysis, lang: str) -> str:
     full = " × ".join(str(d) for d in mat.full_shape)
     cropped = t("quant.w_cropped", lang, full=full) if mat.cropped else ""
     levels_key = "quant.levels_tensor" if a.levels_scope == "tensor" else "quant.levels_block"
+    name, source = matrix_name(mat, lang)
     return "\n\n".join([
-        t("quant.w_matrix", lang, name=mat.name, source=mat.source, rows=rows, cols=cols, cropped=cropped,
+        t("quant.w_matrix", lang, name=name, source=source, rows=rows, cols=cols, cropped=cropped,
           dtype=mat.stored_dtype),
         method_text(a.method, lang),
         t("quant.w_metrics", lang, mse=m.mse, max_abs=m.max_abs_error, snr=m.snr_db, bpw=m.bits_per_weight,
@@ -84,27 +94,30 @@ def weights_summary(a: weights.Analysis, lang: str) -> str:
     ])
 
 
-def sweep_frames(a: weights.Analysis, lang: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def sweep_frames(a: weights.Analysis, lang: str) -> tuple[pd.DataFrame, object]:
     raw = pd.DataFrame(a.sweep)
     chart = raw[["method", "family", "bits", "bits_per_weight", "snr_db"]].copy()
     chart["method"] = [f"{m} {b}-bit" if weights.METHODS[m].fixed_bits is None else m
                        for m, b in zip(raw["method"], raw["bits"])]
+    chart = chart.rename(columns={"family": t("ui.col_family", lang)})
     table = pd.DataFrame({
         t("quant.col_method", lang): [method_name(m, lang) for m in raw["method"]],
         t("quant.col_bits", lang): raw["bits"],
         t("quant.col_bpw", lang): raw["bits_per_weight"].round(3),
-        t("quant.col_mse", lang): raw["mse"].map(lambda v: f"{v:.3e}"),
-        t("quant.col_max_abs", lang): raw["max_abs_error"].map(lambda v: f"{v:.3e}"),
+        t("quant.col_mse", lang): raw["mse"].map(lambda v: fmt.scientific(v, lang)),
+        t("quant.col_max_abs", lang): raw["max_abs_error"].map(lambda v: fmt.scientific(v, lang)),
         t("quant.col_snr", lang): raw["snr_db"],
         t("quant.col_hurt", lang): raw["outlier_hurt_pct"],
         t("quant.col_zeroed", lang): raw["zeroed_pct"],
     })
+    table = fmt.table(table, lang)
     return chart, table
 
 
 def histogram(a: weights.Analysis, lang: str):
     labels = {
-        "title": t("quant.hist_title", lang, method=method_name(a.method, lang), bits=a.bits, matrix=a.matrix.name),
+        "title": t("quant.hist_title", lang, method=method_name(a.method, lang), bits=a.bits,
+                   matrix=matrix_name(a.matrix, lang)[0]),
         "original": t("quant.hist_original", lang), "dequantized": t("quant.hist_dequantized", lang),
         "levels": t("quant.hist_levels", lang), "x": t("quant.hist_x", lang), "y": t("quant.hist_y", lang),
     }
@@ -112,7 +125,14 @@ def histogram(a: weights.Analysis, lang: str):
 
 
 # =============================================================================== part 2
-def plan_frames(p: planner.Plan, lang: str) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+def device_label(dev: planner.DeviceInfo, lang: str) -> str:
+    """"T4 16 GB" / "T4 16 Go", "Laptop 16 GB RAM" / "Portable 16 Go de RAM"."""
+    if dev.kind == "cpu":
+        return t("ui.device_laptop", lang, gb=dev.capacity_gb)
+    return t("ui.device_gpu", lang, name=dev.label.rsplit(" ", 2)[0], gb=dev.capacity_gb)
+
+
+def plan_frames(p: planner.Plan, lang: str) -> tuple[str, object, pd.DataFrame]:
     bf16, int8, nf4 = p.row("bf16"), p.row("int8"), p.row("nf4")
     summary = t("quant.p_summary", lang, label=p.label, params=p.params_b, quant=p.quantizable_b,
                 context=p.context_length, batch=p.batch_size, max_context=p.max_context or "?",
@@ -133,22 +153,24 @@ def plan_frames(p: planner.Plan, lang: str) -> tuple[str, pd.DataFrame, pd.DataF
             t("quant.col_total", lang): round(r.total_gb, 2),
         }
         for dev in planner.DEVICES:
-            rec[dev.label] = "✓" if r.fits[dev.key] else "✗"
+            rec[device_label(dev, lang)] = "✓" if r.fits[dev.key] else "✗"
         records.append(rec)
+    gb_columns = ("quant.col_weights", "quant.col_scales", "quant.col_kv", "quant.col_overhead", "quant.col_total")
+    records = fmt.table(pd.DataFrame(records), lang, {t(key, lang): 2 for key in gb_columns})
     chart = pd.DataFrame([
         {"precision": r.label, "GB": round(value, 3), "part": t(key, lang)}
         for r in p.rows
         for key, value in (("quant.comp_weights", r.weights_gb), ("quant.comp_kv", r.kv_cache_gb),
                            ("quant.comp_overhead", r.overhead_gb))
     ])
-    return summary, pd.DataFrame(records), chart
+    return summary, records, chart
 
 
 # =============================================================================== UI
 def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     tiny = ctx.catalog.profile == "tiny"
     gr.Markdown(I18N("quant.intro"))
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab(I18N("quant.sub_weights"), id="quant-weights", elem_id="quant-weights"):
             w_inputs, w_outputs, quantize_weights = _build_weights(ctx)
         with gr.Tab(I18N("quant.sub_planner"), id="quant-planner", elem_id="quant-planner"):
@@ -228,7 +250,8 @@ def _build_weights(ctx: AppContext) -> tuple[list, list, object]:
         matrix = load_matrix(source, model or subject, layer or "", outliers)
         a = weights.analyze(matrix, method, int(bits or 4), int(block_size or 64))
         chart_df, table_df = sweep_frames(a, lang)
-        plot = gr.ScatterPlot(value=chart_df, x_title=t("quant.chart_x", lang), y_title=t("quant.chart_y", lang))
+        plot = gr.ScatterPlot(value=chart_df, x_title=t("quant.chart_x", lang), y_title=t("quant.chart_y", lang),
+                              color=t("ui.col_family", lang))
         return histogram(a, lang), weights_summary(a, lang), plot, table_df
 
     @guard
@@ -284,7 +307,9 @@ def _build_planner(ctx: AppContext) -> tuple[list, list, object]:
         p = planner.plan(model, int(context_length or 0), int(batch_size or 0))
         text, table_df, chart_df = plan_frames(p, lang)
         order = [r.label for r in p.rows]
-        plot = gr.BarPlot(value=chart_df, sort=order, x_title=t("quant.col_format", lang), y_title="GB")
+        chart_df = chart_df.rename(columns={"part": t("ui.col_part", lang)})
+        plot = gr.BarPlot(value=chart_df, sort=order, x_title=t("quant.col_format", lang),
+                          y_title=t("ui.unit_gb", lang), color=t("ui.col_part", lang))
         return text, plot, table_df
 
     @guard

@@ -11,12 +11,12 @@ from engine import gpu_tasks, tempfiles
 from engine.errors import UserError
 from engine.model_policy import custom_models_allowed
 from engine.quantization import live, live_runs, warmup
-from ui import zerogpu
+from ui import fmt, zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, forced_lang, request_lang, t
 from ui.share import share_row
-from ui.widgets import spec_for
+from ui.widgets import preset_label, spec_for
 
 PROMPTS = live.load_passages()["prompts"]
 DEFAULT_PROMPT = PROMPTS["en"]
@@ -28,12 +28,13 @@ def column_name(column: str, lang: str) -> str:
     return t(f"ux.quant.col_{column}", lang)
 
 
-def display_frame(rows: list[live.Row], lang: str) -> pd.DataFrame:
-    """The CSV's table with translated headers and statuses (missing numbers shown empty)."""
+def display_frame(rows: list[live.Row], lang: str):
+    """The CSV's table with translated headers and statuses, numbers written the language's way
+    (missing ones shown "—"); the data underneath (and the API) keep numbers."""
     df = live.to_frame(rows)[TABLE_COLUMNS].astype(object)
     df = df.where(pd.notna(df), None)
     df["status"] = [t(f"ux.quant.status_{s}", lang) for s in df["status"]]
-    return df.rename(columns={c: column_name(c, lang) for c in TABLE_COLUMNS})
+    return fmt.table(df.rename(columns={c: column_name(c, lang) for c in TABLE_COLUMNS}), lang)
 
 
 def empty_frame(lang: str) -> pd.DataFrame:
@@ -116,7 +117,7 @@ def build_live(ctx: AppContext, tiny: bool, model_choices: list[str]) -> tuple[g
     default_tokens = 24 if tiny else (48 if device == "cpu" else 128)
     with gr.Row():
         with gr.Column(scale=2):
-            preset = gr.Dropdown([(f"{lang.upper()} · {text[:60]}…", text) for lang, text in PROMPTS.items()],
+            preset = gr.Dropdown([(f"{lang.upper()} · {preset_label(text, 60)}", text) for lang, text in PROMPTS.items()],
                                  value=None, label=I18N("quant.l_preset"), elem_id="quant-l-preset")
             prompt = gr.Textbox(PROMPTS.get(forced_lang() or "en", DEFAULT_PROMPT), lines=3,
                                 label=I18N("quant.l_prompt"), elem_id="quant-l-prompt")

@@ -20,9 +20,10 @@ from ui import zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
-from ui.share import share_row
 from ui.queue_status import QUEUE_KEY, queue_text
-from ui.widgets import spec_for
+from ui.share import share_row
+from ui.widgets import on_new_sample, preset_label, run_row, sampling_summary, spec_for
+from ui.wording import stop_reason
 
 DEFAULT_PROBLEM = "arith-09"
 DEFAULT_LANG = "fr"
@@ -39,8 +40,7 @@ SETTING_FIELDS = ("k_examples", "shuffle", "shuffle_seed", "n_samples", "sample_
 def problem_choices(lang: str) -> list[tuple[str, str]]:
     out = []
     for task in task_sets.all_tasks(lang):
-        first = task.question.splitlines()[0]
-        out.append((f"{task.id} · {first[:72]}{'…' if len(first) > 72 else ''}", task.id))
+        out.append((f"{task.id} · {preset_label(task.question, 72)}", task.id))
     return out + [(t("tech.custom_choice", lang), CUSTOM)]
 
 
@@ -98,7 +98,7 @@ def step_label(call: Call, lang: str) -> str:
 
 def call_html(call: Call, lang: str, open_: bool) -> str:
     meta = t("tech.call_meta", lang, prompt_tokens=call.prompt_tokens, tokens=call.n_tokens, seconds=call.seconds,
-             stop=call.stop_reason, batch=call.batch)
+             stop=stop_reason(call.stop_reason, lang), batch=call.batch)
     badge = ""
     extra = ""
     if call.answer is not None:
@@ -149,9 +149,10 @@ def result_markdown(run: Run, lang: str) -> str:
         lines.append(t("tech.stopped", lang))
     else:
         lines.append(t("tech.running", lang, calls=len(run.calls)))
+    sampled = True if run.technique == "self_consistency" else None
     lines.append(t("tech.totals", lang, technique=t(f"tech.name.{run.technique}", lang), calls=len(run.calls),
                    batches=run.batches, prompt_tokens=run.prompt_tokens, tokens=run.generated_tokens,
-                   seconds=run.wall_seconds))
+                   seconds=run.wall_seconds) + " · " + sampling_summary(run.settings.params, lang, sampled))
     lines += _details_lines(run, lang)
     return "\n\n".join(lines)
 
@@ -367,9 +368,8 @@ def build(ctx: AppContext) -> None:
             greedy = gr.Checkbox(True, label=I18N("common.greedy"), info=I18N("tech.greedy_info"))
             temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label=I18N("common.temperature"))
             seed = gr.Number(42, precision=0, minimum=0, label=I18N("common.seed"))
-    with gr.Row():
-        run_btn = gr.Button(I18N("tech.run"), variant="primary", elem_id="tech-run", scale=4)
-        stop_btn = gr.Button(I18N("common.stop"), variant="stop", elem_id="tech-stop", scale=1, min_width=120)
+    row = run_row("tech.run", "tech")
+    run_btn, stop_btn = row.run, row.stop
     result = gr.Markdown(elem_id="tech-result", elem_classes="tech-result")
     with gr.Column(visible=False, elem_id="tech-vote") as vote_box:
         with gr.Row(equal_height=False):
@@ -486,6 +486,9 @@ def build(ctx: AppContext) -> None:
     run_btn.click(run_technique, inputs=run_inputs, outputs=[result, vote_box, vote_md, votes, calls, raw],
                   api_name="run_technique", concurrency_id=ctx.concurrency_id("causal_lm"),
                   concurrency_limit=ctx.llm_concurrency)
+    on_new_sample(row.new_sample, seed, run_technique, inputs=run_inputs,
+                  outputs=[result, vote_box, vote_md, votes, calls, raw],
+                  concurrency_id=ctx.concurrency_id("causal_lm"), concurrency_limit=ctx.llm_concurrency)
     stop_btn.click(stop_technique, api_name="stop_technique", queue=False)
 
     # ------------------------------------------------------------------ benchmark

@@ -1,6 +1,7 @@
 """Tokenizers: text → coloured token pieces across real vocabularies, language cost, decoding."""
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import gradio as gr
@@ -8,12 +9,14 @@ import pandas as pd
 
 from engine import tokenizers as tk
 from engine.errors import UserError
+from ui import fmt
 from ui.context import AppContext
 from ui.feedback import guard, warn
-from ui.i18n import I18N, request_lang, t
+from ui.i18n import I18N, forced_lang, request_lang, t
 from ui.share import share_row
-from ui.token_view import clip_window_html, number, render_views
+from ui.token_view import FIRST_SHOWN, MAX_SHOWN, clip_window_html, limit_html, number, render_views
 from ui.token_view import translated_labels as view_labels
+from ui.wording import tokenizer_label
 
 TIKTOKEN_CHOICES = [("tiktoken cl100k (GPT-4)", "tiktoken:cl100k_base"),
                     ("tiktoken o200k (GPT-4o)", "tiktoken:o200k_base")]
@@ -40,35 +43,57 @@ def load_tokenizers(keys: list[str], lang: str, request: gr.Request | None) -> l
     return ok
 
 
-def stats_table(encodings: list[tk.Encoding], lang: str) -> pd.DataFrame:
-    return pd.DataFrame([{
+def tokenizer_choices() -> list[tuple]:
+    """The offline tokenizers (names translated in the browser), then tiktoken's."""
+    return [(I18N(f"tok.choice.{key}"), key) for _, key in tk.offline_choices()] + TIKTOKEN_CHOICES
+
+
+def localised(enc: tk.Encoding, lang: str) -> tk.Encoding:
+    """The encoding with its tokenizer's name in ``lang``."""
+    return dataclasses.replace(enc, label=tokenizer_label(enc.key, lang, enc.label, enc.vocab_size))
+
+
+def stats_table(encodings: list[tk.Encoding], lang: str):
+    """Counts per tokenizer, shown with the language's number format."""
+    frame = pd.DataFrame([{
         t("tok.col_tokenizer", lang): e.label, t("tok.col_tokens", lang): e.n_tokens,
         t("tok.col_chars", lang): e.n_chars, t("tok.col_bytes", lang): e.n_bytes,
         t("tok.col_cpt", lang): round(e.chars_per_token, 2), t("tok.col_vocab", lang): e.vocab_size,
     } for e in encodings])
+    return fmt.table(frame, lang, {t("tok.col_cpt", lang): 2})
+
+
+def render(text: str, keys: list[str], show_ids: bool, parse_special: bool, lang: str,
+           shown: int = MAX_SHOWN) -> tuple[str, object, int]:
+    """Views (the first ``shown`` tokens of each) and counts for tokenizers already loaded; also the
+    most tokens one of them has (more than ``shown``: the views are cut)."""
+    encodings = [localised(tk.head_encoding(tk.get(k), text, parse_special, shown), lang) for k in keys]
+    windows = {k: tk.get(k).window for k in keys if tk.get(k).window}
+    html = render_views(encodings, view_labels(lang), show_ids, windows, max_shown=shown)
+    return html, stats_table(encodings, lang), max((e.n_tokens for e in encodings), default=0)
 
 
 def tokenize_views(text: str, keys: list[str], show_ids: bool, parse_special: bool, lang: str,
-                   request: gr.Request | None = None) -> tuple[str, pd.DataFrame]:
+                   request: gr.Request | None = None, shown: int = MAX_SHOWN) -> tuple[str, object]:
     """The tab's work for one request: encode with every tokenizer, one HTML view each, counts."""
     tk.check_text(text)
     keys = load_tokenizers(keys, lang, request)
-    encodings = [tk.get(k).encoding(text, parse_special) for k in keys]
-    windows = {k: tk.get(k).window for k in keys if tk.get(k).window}
-    return render_views(encodings, view_labels(lang), show_ids, windows), stats_table(encodings, lang)
+    html, table, _ = render(text, keys, show_ids, parse_special, lang, shown)
+    return html, table
 
 
 def language_tables(rows: list[dict], lang: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The shown table (tokens and ratio to English per language × tokenizer) and the chart's data."""
     frame = pd.DataFrame(rows)
+    frame["language"] = [t(f"langname.{r['lang']}", lang) for r in rows]
     labels = view_labels(lang)
     tokens = frame.pivot_table(index="language", columns="tokenizer", values="tokens", sort=False)
     ratio = frame.pivot_table(index="language", columns="tokenizer", values="ratio_to_english", sort=False)
-    shown = tokens.astype(int).astype(str) + " (×" + ratio.map(lambda v: number(v, labels, 2)) + ")"
+    shown = tokens.map(lambda v: number(v, labels)) + " (×" + ratio.map(lambda v: number(v, labels, 2)) + ")"
     shown = shown.reset_index().rename(columns={"language": t("tok.col_language", lang)})
     shown.columns.name = None
     chart = pd.DataFrame({
-        "bar": [f"{r['lang'].upper()} · {r['tokenizer']}" for r in rows],
+        "bar": [f"{name} · {r['tokenizer']}" for name, r in zip(frame["language"], rows)],
         "tokens": [r["tokens"] for r in rows],
         "tokenizer": [r["tokenizer"] for r in rows],
         "ratio_to_english": [r["ratio_to_english"] for r in rows],
@@ -95,7 +120,17 @@ def decoded_markdown(results: list[tk.Decoded], lang: str) -> str:
     return "\n\n".join(lines)
 
 
-def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
+def localised_views(lang: str, text: str, tokenizers: list[str] | None, hub_ids: str, show_ids: bool,
+                    parse_special: bool):
+    """The views again in ``lang`` (after the language switch): the ids are cached, nothing is re-tokenized."""
+    if not text or len(text) > tk.MAX_CHARS:
+        return gr.skip(), gr.skip()
+    keys = [k for k in selected_keys(tokenizers, hub_ids) if k in tk.DEFAULT_SET or tk.is_loaded(k)]
+    html, table, _ = render(text, keys, bool(show_ids), bool(parse_special), lang)
+    return html, table
+
+
+def build(ctx: AppContext) -> None:
     gr.Markdown(I18N("tok.intro"), elem_classes="tab-intro")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
@@ -108,12 +143,20 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         with gr.Column(scale=2, min_width=280):
             preset = gr.Dropdown([(I18N(f"tok.preset.{p['id']}"), p["id"]) for p in tk.presets()], value=None,
                                  label=I18N("tok.preset"), elem_id="tok-preset")
-            selection = gr.CheckboxGroup(tk.offline_choices() + TIKTOKEN_CHOICES, value=list(tk.DEFAULT_SET),
+            selection = gr.CheckboxGroup(tokenizer_choices(), value=list(tk.DEFAULT_SET),
                                          label=I18N("tok.select"), info=I18N("tok.select_info"), elem_id="tok-select")
             hub_ids = gr.Textbox("", label=I18N("tok.hub"), placeholder=I18N("tok.hub_placeholder"), elem_id="tok-hub")
-    views = gr.HTML(elem_id="tok-views")
+    first_lang = forced_lang() or "en"  # the page's language replaces it on load (ctx.on_language)
+    first_views, first_table = tokenize_views(DEFAULT_TEXT, list(tk.DEFAULT_SET), False, False, first_lang)
+    # The views' HTML travels in a hidden text box and is put in place by one innerHTML (assets/
+    # tokenizer_input.js): gr.HTML would diff thousands of token spans node by node on every update.
+    gr.HTML(f'<div class="tok-views-box">{first_views}</div>', elem_id="tok-views")
+    views = gr.Textbox(first_views, visible="hidden", elem_id="tok-views-html", container=False)
+    # clicked by assets/tokenizer_input.js once typing pauses (at once after a paste): one request per
+    # pause, not one per key, whatever the text's length
+    typed = gr.Button(I18N("tok.run"), visible="hidden", elem_id="tok-refresh")
     gr.Markdown(I18N("tok.legend"), elem_classes="tok-legend")
-    stats = gr.Dataframe(label=I18N("tok.stats"), interactive=False, elem_id="tok-stats")
+    stats = gr.Dataframe(first_table, label=I18N("tok.stats"), interactive=False, elem_id="tok-stats")
     with gr.Accordion(I18N("tok.lang_title"), open=False, elem_id="tok-lang"):
         gr.Markdown(I18N("tok.lang_intro"))
         lang_run = gr.Button(I18N("tok.lang_run"), elem_id="tok-lang-run")
@@ -142,10 +185,26 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     @guard
     def refresh(text: str, tokenizers: list[str] | None, hub_ids: str, show_ids: bool, parse_special: bool,
                 request: gr.Request = None):
-        """Live update while typing: an empty box clears the views without a warning."""
+        """Live update: the counts and the visible part of every view first, then the rest. An
+        empty box clears the views; a text over the limit shows one message in their place."""
+        lang = request_lang(request)
         if not text:
-            return "", pd.DataFrame()
-        return _run(text, tokenizers, hub_ids, show_ids, parse_special, request)
+            yield "", None
+            return
+        if len(text) > tk.MAX_CHARS:
+            yield limit_html(t("tok.err.too_long", lang, n=len(text), limit=tk.MAX_CHARS)), None
+            return
+        keys = selected_keys(tokenizers, hub_ids)
+        if not keys:
+            warn("tok.err.none_selected", request)
+            yield "", None
+            return
+        keys = load_tokenizers(keys, lang, request)
+        html, table, most = render(text, keys, bool(show_ids), bool(parse_special), lang, FIRST_SHOWN)
+        yield html, table
+        if most > FIRST_SHOWN:
+            html, _, _ = render(text, keys, bool(show_ids), bool(parse_special), lang, MAX_SHOWN)
+            yield html, gr.skip()  # the counts are already shown
 
     def _run(text, tokenizers, hub_ids, show_ids, parse_special, request):
         keys = selected_keys(tokenizers, hub_ids)
@@ -191,15 +250,17 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
 
     inputs = [text, selection, hub_ids, show_ids, special]
     outputs = [views, stats]
+    live = {"inputs": inputs, "outputs": outputs, "api_name": False, "concurrency_limit": None,
+            "trigger_mode": "always_last", "show_progress": "hidden"}
     run.click(tokenize, inputs=inputs, outputs=outputs, api_name="tokenize", concurrency_limit=None)
-    for control in (text, selection, show_ids, special):
-        control.change(refresh, inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None,
-                       trigger_mode="always_last", show_progress="hidden")
-    if tab is not None:
-        tab.select(refresh, inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None,
-                   show_progress="hidden")
+    typed.click(refresh, **live)
+    for control in (selection, show_ids, special):
+        control.change(refresh, **live)
     hub_ids.submit(tokenize, inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None)
-    preset.change(pick_preset, inputs=preset, outputs=[text, special], api_name=False, concurrency_limit=None)
+    preset.change(pick_preset, inputs=preset, outputs=[text, special], api_name=False,
+                  concurrency_limit=None).then(refresh, **live)
+    ctx.on_language(lambda lang, *values: localised_views(lang, *values), inputs=inputs, outputs=outputs)
+    views.change(None, inputs=views, js="(html) => window.genaiTokenizer.show(html)", api_name=False)
     lang_run.click(language_cost, inputs=[selection, hub_ids], outputs=[lang_table, lang_chart],
                    api_name="language_cost", concurrency_limit=None)
     decode_run.click(decode_ids, inputs=[ids_box, selection, hub_ids], outputs=decoded, api_name="decode_ids",

@@ -94,7 +94,11 @@ def test_empty_and_too_long_prompts(manager, specs):
     assert err.value.params["tokens"] > 2000 and err.value.params["limit"] < 2048
     with pytest.raises(UserError) as err:
         run(manager, specs, prompt="x" * 200_000)
-    assert err.value.key == "err.prompt_too_many_chars" and err.value.params["chars"] == "200,000"
+    assert err.value.key == "err.prompt_too_many_chars" and err.value.params["chars"] == 200_000
+    from ui.i18n import t
+
+    assert t(err.value.key, "en", **err.value.params).startswith("The prompt has 200,000 characters; the limit is 20,000")
+    assert t(err.value.key, "fr", **err.value.params).startswith("Le prompt fait 200\u202f000 caractères ; la limite est de 20\u202f000")
 
 
 def test_top_probabilities(manager, specs):
@@ -151,23 +155,63 @@ def test_batched_rows_match_single_greedy_runs(manager, specs):
     assert ref[0, len(prompts[1].input_ids):].tolist() == together[1].token_ids
 
 
+def _card_result(base_output: str, prompt: str = "Qui est le président ? 🎉") -> dict:
+    return {
+        "prompt": prompt,
+        "sampling": {"max_new_tokens": 20, "temperature": 0.7, "top_p": 0.95, "top_k": 50,
+                     "repetition_penalty": 1.0, "greedy": False, "seed": 1234},
+        "base": {"model": "tiny/mistral-base", "output": base_output, "tokens": 3, "tokens_per_s": 9.5,
+                 "stop_reason": "length", "input": "Qui est le président ?"},
+        "instruct": {"model": "tiny/mistral-instruct", "output": "INSTRUCT ANSWER", "tokens": 2, "tokens_per_s": 8.0,
+                     "stop_reason": "eos", "input": "<s>[INST] Qui est le président ? [/INST]"},
+    }
+
+
 def test_comparison_card_png_and_markdown(tmp_path):
-    from engine.cards import render_png, render_markdown
+    from engine.cards import render_markdown, render_png, text_size
     from tabs.base_vs_instruct import card_content
 
-    result = {
-        "prompt": "Qui est le président ?", "settings": "greedy · max 20 tokens",
-        "base": {"model": "tiny/mistral-base", "output": "BASE OUTPUT TEXT", "tokens": 3, "tokens_per_s": 9.5, "stop_reason": "length"},
-        "instruct": {"model": "tiny/mistral-instruct", "output": "INSTRUCT ANSWER", "tokens": 2, "tokens_per_s": 8.0, "stop_reason": "eos"},
-    }
-    card = card_content(result, "en")
+    card = card_content(_card_result("BASE OUTPUT TEXT"), "en")
     md = render_markdown(card)
     assert "BASE OUTPUT TEXT" in md and "INSTRUCT ANSWER" in md and "tiny/mistral-instruct" in md
+    assert "What the model sees" in md and "<s>[INST] Qui est le président ? [/INST]" in md  # the lesson's key point
+    assert "seed 1234" in md and "repetition penalty 1" in md
     path = render_png(card, tmp_path / "card.png")
     with Image.open(path) as img:
         assert img.size == CARD_SIZE
-        # the two panes are drawn: coloured frames in the left and right halves
-        assert img.getpixel((60, 600)) != (255, 255, 255) or img.getpixel((62, 600)) != (255, 255, 255)
+    # short answers get large text in boxes as tall as their content; a long one gets smaller text
+    short_size, short_box = text_size(card)
+    long_size, long_box = text_size(card_content(_card_result("mot " * 900), "en"))
+    assert short_size >= 40 and long_size < short_size and short_box < long_box <= CARD_SIZE[1]
+
+
+def test_french_card_is_french():
+    from engine.cards import render_markdown
+    from tabs.base_vs_instruct import card_content
+
+    md = render_markdown(card_content(_card_result("SORTIE"), "fr"))
+    for words in ("Ce que voit le modèle", "Sortie", "Modèle de base", "pénalité de répétition 1", "graine 1234",
+                  "T = 0,7, top-p = 0,95", "9,5 tok/s", "arrêt : fin de séquence", "**Prompt :**"):
+        assert words in md, words
+    for english in ("seed", "repetition penalty", "stopped", "What the model sees", "Output"):
+        assert english not in md, english
+
+
+def test_card_draws_emoji_in_colour(tmp_path):
+    from engine.cards import EMOJI_FONT, FONT_ROOT, render_png
+    from tabs.base_vs_instruct import card_content
+
+    if not (FONT_ROOT / EMOJI_FONT).exists():
+        pytest.skip("fonts-noto-color-emoji is not installed (.ci/run installs it)")
+
+    def colourful_pixels(prompt: str) -> int:
+        path = render_png(card_content(_card_result("x", prompt=prompt), "en"), tmp_path / "card.png")
+        with Image.open(path) as img:
+            pixels = img.convert("RGB").getdata()
+            return sum(1 for r, g, b in pixels if max(r, g, b) - min(r, g, b) > 120 and r > 180 and g > 120)
+
+    # the party popper's yellow and orange: none without it (the frames are red and blue)
+    assert colourful_pixels("Une fête 🎉 ce soir") > 50 > colourful_pixels("Une fête ce soir")
 
 
 def test_compare_through_gradio_client(client):

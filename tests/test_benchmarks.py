@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,11 +26,20 @@ CASES = {
                   ["total errors: 0", "first output p50/p95", "RSS"]),
     "kv_join_leave": (["--rows", "1", "3", "--length", "128", "--prompt", "16", "--repeats", "1"],
                       ["join before", "leave after"]),
+    "tokenizer_browser": (["--chars", "3000", "--keys", "3"],
+                          ["counts shown in every view", "longest frozen moment", "tab return: tokenized again: no",
+                           "1 message(s)"]),
 }
+NEEDS_CHROMIUM = {"tokenizer_browser"}
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_benchmark_runs_and_prints_its_figures(name, tmp_path, tiny_dir):
+    if name in NEEDS_CHROMIUM:
+        from tests.browser import CHROMIUM
+
+        if not Path(CHROMIUM).exists():
+            pytest.skip("Chromium is not installed")
     args, expected = CASES[name]
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     env = dict(os.environ, HF_HUB_OFFLINE="1", GENAI_TINY_DIR=str(tiny_dir))

@@ -1,9 +1,10 @@
-"""Every tab driven in Debian's Chromium like a student would; screenshots land in docs/screenshots/."""
+"""Every tab driven in Debian's Chromium like a student would (in English; the README's screenshots are
+taken in French by tests/test_languages.py and tests/test_classroom.py)."""
 from __future__ import annotations
 
 import pytest
 
-from tests.browser import (DESKTOP, PHONE, no_horizontal_overflow, open_tab, screenshot, toast_text,
+from tests.browser import (DESKTOP, PHONE, no_horizontal_overflow, open_tab, toast_text,
                            wait_while_progressing)
 
 TABS = ("base_vs_instruct", "tokenizers", "quantization", "techniques", "image_prompting", "wall", "about")
@@ -34,7 +35,6 @@ def test_base_vs_instruct_streams_both_panes(page):
                                timeout=LONG)
         assert page.locator(f"#bvi-{side}-output .tok-p").count() > 5
     assert "tiny/mistral-instruct" in page.inner_text("#bvi-instruct-header")
-    screenshot(page, "base_vs_instruct")
 
 
 def test_empty_prompt_shows_a_warning_toast(page):
@@ -48,7 +48,6 @@ def test_quantization_weights_planner_and_live(page):
     page.click("#quant-w-run")
     page.wait_for_function("document.querySelector('#quant-w-table') && document.querySelector('#quant-w-table').innerText.includes('SNR')",
                            timeout=LONG)
-    screenshot(page, "quantization")
     page.click("#quant-planner-button")
     page.click("#quant-p-run")
     page.wait_for_function("document.querySelector('#quant-p-summary').innerText.includes('14.5 GB')", timeout=LONG)
@@ -63,7 +62,6 @@ def test_quantization_weights_planner_and_live(page):
     for precision in ("fp32", "int8", "nf4"):
         assert precision in table, precision
     assert page.locator("#quant-l-outputs .quant-card").count() == 6  # one card per default precision
-    screenshot(page, "quantization_live", focus="#quant-l-status")
 
 
 def test_techniques_self_consistency_shows_every_path_and_the_vote(page):
@@ -78,7 +76,6 @@ def test_techniques_self_consistency_shows_every_path_and_the_vote(page):
     assert page.locator("#tech-calls details").count() == 5
     page.locator("#tech-calls details summary").first.click()
     assert "[INST]" in page.inner_text("#tech-calls")  # the exact prompt after the chat template
-    screenshot(page, "techniques", focus="#tech-run")
 
 
 def test_image_grid_is_labelled_per_model(page):
@@ -91,7 +88,6 @@ def test_image_grid_is_labelled_per_model(page):
     assert "SDXL Turbo · 1 step" in gallery and "FLUX.1 schnell · 2 steps" in gallery
     assert page.locator("#img-grid img").count() == 1
     assert "10 / 77" in page.inner_text("#img-token-count")  # CLIP's window, counted live
-    screenshot(page, "image_prompting", focus="#img-run")
 
 
 def test_about_panel(page):
@@ -100,7 +96,6 @@ def test_about_panel(page):
     roles = page.inner_text("#about-roles")
     for role in ("base_llm", "instruct_llm", "quant_subject", "sdxl_turbo", "sdxl_base", "flux_schnell", "flux_dev"):
         assert role in roles, role
-    screenshot(page, "about")
 
 
 def test_french_browser_gets_french_labels(browser, app_url):
@@ -123,7 +118,6 @@ def test_presentation_mode(page):
     page.wait_for_function("document.body.classList.contains('presentation')")
     after = page.evaluate("getComputedStyle(document.querySelector('#bvi-prompt textarea')).fontSize")
     assert float(after.rstrip("px")) > float(before.rstrip("px"))
-    screenshot(page, "presentation_mode")
 
 
 def test_phone_width_has_no_horizontal_overflow(browser, app_url):

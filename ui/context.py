@@ -15,6 +15,12 @@ class AppContext:
     catalog: Catalog
     hardware: Hardware
     settings: dict = field(default_factory=dict)
+    # (fn(lang, *inputs), inputs, outputs) run after the header's language switch changes
+    language_hooks: list[tuple[Callable, list, list]] = field(default_factory=list)
+
+    def on_language(self, fn: Callable, inputs: list | None = None, outputs: list | None = None) -> None:
+        """Re-render a view when the visitor switches language: ``fn(lang, *inputs)`` → ``outputs``."""
+        self.language_hooks.append((fn, list(inputs or []), list(outputs or [])))
 
     @property
     def limits(self) -> Limits:

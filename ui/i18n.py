@@ -2,7 +2,9 @@
 
 Components get ``I18N("key")`` (translated in the browser by Gradio). Messages produced
 server-side (errors, warnings, Markdown built from results) use :func:`t` with the language
-of the request (``--lang`` if forced, else the browser's ``Accept-Language``).
+of the request: ``--lang`` if forced, else the header's language switch (the ``genai_lang``
+cookie that ``assets/header.js`` sets), else the browser's ``Accept-Language``. :func:`t`
+formats numbers the language's way (:mod:`ui.fmt`).
 """
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from functools import lru_cache
 import gradio as gr
 
 import ui.strings as _strings_pkg
+from ui.fmt import format_text
 
 LANGS = ("en", "fr")
+LANG_COOKIE = "genai_lang"  # set by the header's FR / EN switch (assets/header.js)
 _forced_lang: str | None = None
 
 
@@ -66,16 +70,32 @@ def I18N(key: str):  # noqa: N802 - reads like a constructor at call sites
     return _I18N(key)
 
 
+def _header(request: gr.Request | None, name: str) -> str:
+    if request is None:
+        return ""
+    try:
+        return request.headers.get(name, "") or ""
+    except Exception:  # noqa: BLE001 - a request without headers (API call)
+        return ""
+
+
+def cookie_lang(request: gr.Request | None) -> str | None:
+    """The language chosen with the header's switch (its cookie), if any."""
+    for part in _header(request, "cookie").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == LANG_COOKIE and value.strip() in LANGS:
+            return value.strip()
+    return None
+
+
 def request_lang(request: gr.Request | None) -> str:
-    """The language to use for server-side text: forced, else the browser's first choice."""
+    """The language to use for server-side text: forced, else the switch's, else the browser's first choice."""
     if _forced_lang:
         return _forced_lang
-    header = ""
-    if request is not None:
-        try:
-            header = request.headers.get("accept-language", "") or ""
-        except Exception:  # noqa: BLE001 - a request without headers (API call)
-            header = ""
+    chosen = cookie_lang(request)
+    if chosen:
+        return chosen
+    header = _header(request, "accept-language")
     for part in header.split(","):
         code = part.split(";")[0].strip().lower()[:2]
         if code in LANGS:
@@ -84,9 +104,10 @@ def request_lang(request: gr.Request | None) -> str:
 
 
 def t(key: str, lang: str = "en", **params: object) -> str:
+    """The string ``key`` in ``lang``, its parameters filled in with the language's number formats."""
     table = tables().get(lang, tables()["en"])
     text = table.get(key) or tables()["en"].get(key) or key
     try:
-        return text.format(**params)
-    except (KeyError, IndexError, ValueError):
+        return format_text(text, lang, **params)
+    except (KeyError, IndexError, ValueError, TypeError):
         return text

@@ -37,7 +37,7 @@ GROUPS: dict[str, tuple[LimitOf, tuple[str, ...]]] = {
     # instant UI updates: never behind heavy work
     "ui": (lambda L, ctx: 16, ("refresh_about", "restored_controls", "show_step", "on_focus", "on_use_defaults",
                                "refresh_tokens", "localise", "build_prompt", "pick_style", "restore", "settle",
-                               "on_tab", "context_slider")),
+                               "on_tab", "context_slider", "apply_language")),
 }
 
 

@@ -1,29 +1,67 @@
-"""HTML for generated text, optionally coloured by token probability (hover: top alternatives)."""
+"""Generated text, optionally coloured by each token's probability, with a top-5 tooltip.
+
+Colours: ten steps from orange (improbable: the surprising tokens stand out) through light grey to
+blue (certain), a blue–orange scale that colour-blind readers tell apart, every step light enough
+for dark text. The legend (:func:`legend_html`) draws those same ten colours.
+
+Tooltip (``assets/token_probs.js``): on hover, on tap and on keyboard focus (tokens are focusable,
+arrow keys move between them) it lists the token's probability and the top-5 alternatives with the
+chosen one marked. Each token carries its data (``data-p``, ``data-top``); the container carries
+the words and the number language, so a result keeps its language until it is generated again.
+"""
 from __future__ import annotations
 
 import html
+import json
 
 from engine.generation import TokenInfo
+from ui.i18n import t
+
+# (probability at the step's start, colour): orange → grey → blue
+STEPS = ("#e8833a", "#f0a160", "#f6bd8c", "#f8d6b8", "#eeeae6", "#dfe6ee", "#c3d7ea", "#a3c3e3",
+         "#82aedb", "#6399cf")
+N_STEPS = len(STEPS)
 
 
-def _colour(prob: float) -> str:
-    return f"hsl({int(120 * max(0.0, min(1.0, prob)))}, 75%, 84%)"
+def step(prob: float) -> int:
+    """The colour step of a probability: 0 for [0, 10 %), …, 9 for [90 %, 100 %]."""
+    return min(N_STEPS - 1, max(0, int(prob * N_STEPS)))
 
 
-def _title(tok: TokenInfo) -> str:
-    lines = [f"p = {tok.prob:.1%}  (id {tok.id})"]
-    lines += [f"{'→ ' if text == tok.text else '   '}{text!r}: {p:.1%}" for text, p in tok.top]
-    return html.escape("\n".join(lines), quote=True)
+def colour(prob: float) -> str:
+    return STEPS[step(prob)]
+
+
+def _token_span(tok: TokenInfo, index: int) -> str:
+    top = json.dumps([[text, round(p, 4)] for text, p in tok.top], ensure_ascii=False)
+    return (f'<span class="tok-p" tabindex="{0 if index == 0 else -1}" style="background:{colour(tok.prob)}" '
+            f'data-p="{tok.prob:.4f}" data-id="{tok.id}" data-top="{html.escape(top, quote=True)}">'
+            f'{html.escape(tok.text)}</span>')
 
 
 def render_output(text: str, tokens: list[TokenInfo] | None, show_probs: bool, drop_last: bool = False,
-                  elem_class: str = "gen-out") -> str:
+                  elem_class: str = "gen-out", lang: str = "en") -> str:
     if not show_probs or not tokens:
         return f'<div class="{elem_class}">{html.escape(text)}</div>'
     shown = tokens[:-1] if drop_last else tokens
-    spans = "".join(
-        f'<span class="tok-p" style="background:{_colour(t.prob)}" title="{_title(t)}" '
-        f'data-p="{t.prob:.4f}">{html.escape(t.text)}</span>'
-        for t in shown
-    )
-    return f'<div class="{elem_class} with-probs">{spans}</div>'
+    spans = "".join(_token_span(tok, i) for i, tok in enumerate(shown))
+    words = {"lang": lang, "tip-prob": t("ui.tip_prob", lang), "tip-alts": t("ui.tip_alternatives", lang),
+             "tip-chosen": t("ui.tip_chosen", lang), "tip-none": t("ui.tip_none", lang)}
+    data = " ".join(f'data-{k}="{html.escape(v, quote=True)}"' for k, v in words.items())
+    return (f'<div class="{elem_class} with-probs" role="group" aria-label="{html.escape(t("ui.tip_group", lang), quote=True)}" '
+            f'{data}>{spans}</div>')
+
+
+def legend_html(lang: str = "en") -> str:
+    """The colour scale the tokens use, one swatch per step, labelled at 0, 50 and 100 %."""
+    from ui import fmt
+
+    swatches = "".join(f'<span class="tok-legend-step" data-step="{i}" style="background:{c}" '
+                       f'title="{html.escape(fmt.percent(i / N_STEPS, lang))} – '
+                       f'{html.escape(fmt.percent((i + 1) / N_STEPS, lang))}"></span>'
+                       for i, c in enumerate(STEPS))
+    return (f'<div class="tok-legend" lang="{lang}"><span class="tok-legend-title">{html.escape(t("ui.legend_title", lang))}</span>'
+            f'<span class="tok-legend-end">{html.escape(t("ui.legend_low", lang))} · {html.escape(fmt.percent(0, lang))}</span>'
+            f'<span class="tok-legend-bar">{swatches}</span>'
+            f'<span class="tok-legend-end">{html.escape(fmt.percent(1, lang))} · {html.escape(t("ui.legend_high", lang))}</span>'
+            f'</div>')

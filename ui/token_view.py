@@ -11,8 +11,10 @@ import itertools
 from html import escape
 
 from engine.tokenizers import Encoding, Piece
+from ui import fmt
 
-MAX_SHOWN = 5_000  # tokens drawn per view (a browser lays out ~20,000 tokens a second); counts stay exact
+MAX_SHOWN = 2_000  # tokens drawn per view; counts stay exact (Chromium lays out 8,000 spans in ~0.1 s)
+FIRST_SHOWN = 300  # what a view shows without scrolling: drawn first, the rest right after
 N_COLOURS = 6
 _render_ids = itertools.count(1)
 
@@ -87,8 +89,14 @@ def cut_index(enc: Encoding, window: int | None) -> int | None:
     return window - 1
 
 
+CHUNK = 200  # tokens per block that the browser lays out only when scrolled into view
+
+
 def render_pieces(enc: Encoding, show_ids: bool = False, window: int | None = None,
-                  max_shown: int = MAX_SHOWN) -> str:
+                  max_shown: int = MAX_SHOWN, labels: dict[str, str] | None = None) -> str:
+    """The tokens' HTML. Past ``CHUNK`` tokens they come in blocks (``.tkc``, CSS
+    ``content-visibility: auto``), cut after a line break when there is one nearby: the browser
+    lays out the blocks in view and skips the others until they are scrolled to."""
     cut_at = cut_index(enc, window)
     last = enc.n_tokens - 1  # the end token is never cut: the window always ends with it
 
@@ -97,6 +105,9 @@ def render_pieces(enc: Encoding, show_ids: bool = False, window: int | None = No
 
     parts: list[str] = []
     pieces = enc.pieces[:max_shown]
+    chunked = len(pieces) > CHUNK
+    chunks: list[str] = []
+    chunk_start = 0
     i = 0
     while i < len(pieces):
         p = pieces[i]
@@ -117,22 +128,33 @@ def render_pieces(enc: Encoding, show_ids: bool = False, window: int | None = No
             parts.append(f'<span class="tkg" data-s="{start}" data-e="{end}" title="{title}">'
                          f'<span class="tkg-b">{inner}</span><span class="tkg-c">{escape(char)}</span></span>')
         i = j
+        size = i - chunk_start
+        if chunked and (size >= 2 * CHUNK or (size >= CHUNK and pieces[i - 1].raw and pieces[i - 1].raw.endswith(b"\n"))):
+            chunks.append(f'<div class="tkc">{"".join(parts)}</div>')
+            parts, chunk_start = [], i
     if enc.n_tokens > max_shown:
-        parts.append(f'<span class="more">… +{enc.n_tokens - max_shown} tokens</span>')
+        more = number(enc.n_tokens - max_shown, labels or DEFAULT_LABELS)
+        parts.append(f'<span class="more">… +{more} tokens</span>')
+    if chunks:
+        chunks.append(f'<div class="tkc">{"".join(parts)}</div>' if parts else "")
+        return "".join(chunks)
     return "".join(parts)
 
 
 def number(x: float, labels: dict[str, str], decimals: int = 0) -> str:
-    """``12345.6`` → ``12,345.6`` (English) or ``12 345,6`` (French)."""
-    text = f"{x:,.{decimals}f}"
-    return text.translate({ord(","): "\x00", ord("."): labels["decimal_sep"]}).replace("\x00", labels["thousands_sep"])
+    """``12345.6`` → ``12,345.6`` (English) or ``12 345,6`` (French): the language of ``labels``."""
+    return fmt.number(x, labels.get("lang", "en"), decimals)
+
+
+def _say(labels: dict[str, str], key: str, **params: object) -> str:
+    return fmt.format_text(labels[key], labels.get("lang", "en"), **params)
 
 
 def stats_line(enc: Encoding, labels: dict[str, str]) -> str:
     def n(x: float, d: int = 0) -> str:
         return escape(number(x, labels, d))
 
-    return (f'<div class="tokstats"><b>{n(enc.n_tokens)}</b> {escape(labels["tokens"])} · {n(enc.n_chars)} '
+    return (f'<div class="tokstats" data-chars="{enc.n_chars}" data-tokens="{enc.n_tokens}"><b>{n(enc.n_tokens)}</b> {escape(labels["tokens"])} · {n(enc.n_chars)} '
             f'{escape(labels["chars"])} · {n(enc.n_bytes)} {escape(labels["bytes"])} · '
             f'<b>{n(enc.chars_per_token, 2)}</b> {escape(labels["cpt"])}</div>')
 
@@ -142,20 +164,25 @@ def render_view(enc: Encoding, labels: dict[str, str], show_ids: bool = False, w
     """One tokenizer's view: heading, counts, notes (window cut, display truncated), pieces."""
     note = ""
     if window and enc.n_tokens > window:
-        note = f'<div class="toknote">{escape(labels["cut"].format(window=window, n=enc.n_tokens))}</div>'
+        note = f'<div class="toknote">{escape(_say(labels, "cut", window=window, n=enc.n_tokens))}</div>'
     if enc.n_tokens > max_shown:
-        note += f'<div class="toknote">{escape(labels["truncated"].format(shown=number(max_shown, labels)))}</div>'
+        note += f'<div class="toknote">{escape(_say(labels, "truncated", shown=max_shown))}</div>'
     return (f'<div class="tokview" data-tok="{escape(enc.key, quote=True)}">'
             f'<div class="tokhead">{escape(enc.label)}</div>{stats_line(enc, labels)}{note}'
-            f'<div class="tokpieces">{render_pieces(enc, show_ids, window, max_shown)}</div></div>')
+            f'<div class="tokpieces">{render_pieces(enc, show_ids, window, max_shown, labels)}</div></div>')
 
 
 def render_views(encodings: list[Encoding], labels: dict[str, str], show_ids: bool = False,
-                 windows: dict[str, int] | None = None) -> str:
+                 windows: dict[str, int] | None = None, max_shown: int = MAX_SHOWN) -> str:
     """All views side by side; ``data-r`` changes on every render (the hover script's cache key)."""
     windows = windows or {}
-    views = "".join(render_view(e, labels, show_ids, windows.get(e.key)) for e in encodings)
+    views = "".join(render_view(e, labels, show_ids, windows.get(e.key), max_shown) for e in encodings)
     return f'<div class="tokgrid" data-r="{next(_render_ids)}" style="--n:{max(1, len(encodings))}">{views}</div>'
+
+
+def limit_html(message: str) -> str:
+    """The views' place when the text cannot be tokenized (too long): one clear message."""
+    return f'<div class="tok-limit" role="alert">{escape(message)}</div>'
 
 
 def clip_window_html(text: str, labels: dict[str, str] | None = None) -> str:
@@ -168,25 +195,26 @@ def clip_window_html(text: str, labels: dict[str, str] | None = None) -> str:
     tok = tokenizers.get("clip")
     enc = tok.encoding(text, parse_special=True)
     used = min(enc.n_tokens, tok.window)
-    head = escape(labels["clip_count"].format(used=used, window=tok.window, n=enc.n_tokens))
+    head = escape(_say(labels, "clip_count", used=used, window=tok.window, n=enc.n_tokens))
     cls = "clipcount over" if enc.n_tokens > tok.window else "clipcount"
     return (f'<div class="tokview clipwin" data-tok="clip" data-r="{next(_render_ids)}"><div class="{cls}">{head}</div>'
             f'<div class="tokpieces">{render_pieces(enc, False, tok.window)}</div></div>')
 
 
-LABEL_KEYS = ("thousands_sep", "decimal_sep", "tokens", "chars", "bytes", "cpt", "cut", "truncated", "clip_count")
+LABEL_KEYS = ("tokens", "chars", "bytes", "cpt", "cut", "truncated", "clip_count")
 
 
 def translated_labels(lang: str) -> dict[str, str]:
-    from ui.i18n import t
+    """The views' words in ``lang`` (templates kept: numbers are filled in per language)."""
+    from ui.i18n import tables
 
-    return {k: t(f"tok.{k}", lang) for k in LABEL_KEYS}
+    return {k: tables()[lang][f"tok.{k}"] for k in LABEL_KEYS} | {"lang": lang}
 
 
 def _english_labels() -> dict[str, str]:
     from ui.strings.tokenizers import EN
 
-    return {k: EN[f"tok.{k}"] for k in LABEL_KEYS}
+    return {k: EN[f"tok.{k}"] for k in LABEL_KEYS} | {"lang": "en"}
 
 
 DEFAULT_LABELS = _english_labels()

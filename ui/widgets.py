@@ -1,4 +1,5 @@
-"""Widgets shared by several tabs: model picker, sampling controls."""
+"""Widgets shared by several tabs: model picker, sampling controls, the run row (Generate,
+🎲 New sample, Stop), example-prompt labels."""
 from __future__ import annotations
 
 import random
@@ -11,7 +12,7 @@ from engine.catalog import LLM_ROLES
 from engine.model_policy import check_model_id, custom_models_allowed
 from engine.generation import SamplingParams
 from ui.context import AppContext
-from ui.i18n import I18N
+from ui.i18n import I18N, t
 
 
 def model_picker(ctx: AppContext, role: str, label_key: str = "common.model", **kwargs) -> gr.Dropdown:
@@ -41,7 +42,6 @@ class SamplingControls:
     repetition_penalty: gr.Slider
     greedy: gr.Checkbox
     seed: gr.Number
-    new_seed: gr.Button
 
     @property
     def inputs(self) -> list[gr.components.Component]:
@@ -60,11 +60,57 @@ def sampling_controls(max_new_tokens: int = 200, temperature: float = 0.7, greed
             top_k = gr.Slider(0, 200, value=50, step=1, label=I18N("common.top_k"))
             rep = gr.Slider(1.0, 2.0, value=1.0, step=0.01, label=I18N("common.repetition_penalty"))
             greedy_box = gr.Checkbox(value=greedy, label=I18N("common.greedy"))
-        with gr.Row():
-            seed = gr.Number(value=42, precision=0, label=I18N("common.seed"), minimum=0)
-            new_seed = gr.Button(I18N("common.new_seed"), size="sm")
-    new_seed.click(lambda: random.randint(0, 2**31 - 1), outputs=seed, api_name=False, queue=False)
-    return SamplingControls(mnt, temp, top_p, top_k, rep, greedy_box, seed, new_seed)
+        seed = gr.Number(value=42, precision=0, label=I18N("common.seed"), info=I18N("ui.seed_info"), minimum=0)
+    return SamplingControls(mnt, temp, top_p, top_k, rep, greedy_box, seed)
+
+
+@dataclass
+class RunRow:
+    run: gr.Button
+    new_sample: gr.Button
+    stop: gr.Button
+
+
+def run_row(run_key: str, prefix: str) -> RunRow:
+    """The row under a prompt: the main action, "🎲 New sample" (a new seed, then the same action)
+    and Stop. Ids: ``{prefix}-run``, ``{prefix}-new-sample``, ``{prefix}-stop``."""
+    with gr.Row(elem_classes="run-row"):
+        run = gr.Button(I18N(run_key), variant="primary", elem_id=f"{prefix}-run", elem_classes="main-action",
+                        scale=4, min_width=160)
+        new = gr.Button(I18N("ui.new_sample"), variant="secondary", elem_id=f"{prefix}-new-sample",
+                        elem_classes="new-sample", scale=1, min_width=150)
+        stop = gr.Button(I18N("common.stop"), variant="stop", elem_id=f"{prefix}-stop", elem_classes="main-stop",
+                         scale=1, min_width=110)
+    return RunRow(run, new, stop)
+
+
+def random_seed() -> int:
+    return random.randint(0, 2**31 - 1)
+
+
+def on_new_sample(button: gr.Button, seed: gr.Number, fn, **run_kwargs):
+    """``button`` draws a new seed into ``seed``, then runs ``fn`` exactly as the main action does
+    (same inputs, outputs and queue settings in ``run_kwargs``)."""
+    return button.click(random_seed, outputs=seed, api_name=False, queue=False).then(fn, api_name=False, **run_kwargs)
+
+
+def preset_label(text: str, width: int = 70) -> str:
+    """A dropdown label for an example text: its first line, cut at a word boundary with "…"."""
+    first = " ".join((text or "").strip().splitlines()[0].split()) if (text or "").strip() else ""
+    more = len(first) > width or len((text or "").strip().splitlines()) > 1
+    if len(first) > width:
+        cut = first[:width + 1]
+        first = cut[:cut.rfind(" ")] if " " in cut else first[:width]
+        first = first.rstrip(" ,;:·-–—")
+    return first + (" …" if more else "")
+
+
+def sampling_summary(params: SamplingParams | dict, lang: str, sampled: bool | None = None) -> str:
+    """For a stats line: "seed 1234" (what reproduces a sampled result) or "greedy" (nothing random).
+    ``sampled`` overrides the params (e.g. self-consistency samples whatever the greedy box says)."""
+    p = params if isinstance(params, SamplingParams) else SamplingParams(**params)
+    random = (not p.is_greedy) if sampled is None else sampled
+    return t("ui.seed_shown", lang, seed=p.seed) if random else t("ui.greedy_shown", lang)
 
 
 def to_params(max_new_tokens: float, temperature: float, top_p: float, top_k: float,

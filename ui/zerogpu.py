@@ -12,6 +12,7 @@ import gradio as gr
 from engine import gpu_tasks
 from engine.gpu_tasks import Progress, Skipped, TimeLimit
 from ui.i18n import t
+from ui.wording import progress_stage
 
 GB = 1e9
 
@@ -31,8 +32,8 @@ def progress_to(progress: gr.Progress, lang: str,
     """Show a call's progress events in ``progress`` (their key translated, or their text)."""
     def show(event: Progress) -> None:
         text = render(event) if render else None
-        if text is None:
-            text = t(event.key, lang, **event.params) if event.key else event.text
+        if text is None:  # a UI string key, or the engine's English stage worded in ``lang``
+            text = t(event.key, lang, **event.params) if event.key else progress_stage(event.text, lang)
         progress(event.fraction, desc=text or None)
     return show
 

@@ -75,6 +75,7 @@ class Matrix:
     name: str
     full_shape: tuple[int, ...]
     stored_dtype: str
+    synthetic: tuple[float, int] | None = None  # (σ, outliers) of a synthetic matrix, for the UI's wording
 
     @property
     def cropped(self) -> bool:
@@ -97,7 +98,7 @@ def synthetic_matrix(outliers: int = 8, rows: int = 256, cols: int = 1024, std: 
         magnitude = rng.uniform(10, 25, size=n) * std * rng.choice([-1.0, 1.0], size=n)
         values.reshape(-1)[where] = magnitude.astype(np.float32)
     values.setflags(write=False)
-    return Matrix(values, "synthetic", f"gaussian σ={std:g}, {n} outliers", (rows, cols), "float32")
+    return Matrix(values, "synthetic", f"gaussian σ={std:g}, {n} outliers", (rows, cols), "float32", (std, n))
 
 
 def crop(values: np.ndarray, max_weights: int = MAX_WEIGHTS) -> np.ndarray:

@@ -11,7 +11,7 @@ EN = {
     "bvi.system_info": "Mistral v0.1 has no system role: the text is merged into the first user turn (shown in “what the model sees”).",
     "bvi.template_on_base": "Wrap the base prompt in the chat template too",
     "bvi.template_on_base_info": "Shows that the template alone does not turn a base model into an assistant.",
-    "bvi.probs": "Colour tokens by probability (hover for the top 5)",
+    "bvi.probs": "Colour tokens by probability (hover, tap or focus a token: its top 5)",
     "bvi.base_model": "Base model (left)",
     "bvi.instruct_model": "Instruct model (right)",
     "bvi.generate": "Generate both",
@@ -28,12 +28,11 @@ EN = {
     "bvi.no_result": "Generate first: the card shows the last comparison.",
     "bvi.input_tokens": "{n} tokens in the input",
     "bvi.system_merged": "System prompt merged into the first user turn (no system role in this template).",
-    "bvi.stats": "TTFT {ttft} · {tokens} tokens · {tps} tok/s · {reason}",
+    "bvi.stats": "TTFT {ttft} · {tokens:plural|# token|# tokens} · {tps:.1f} tok/s · {reason}",
     "bvi.reason_eos": "stopped: end of sequence",
     "bvi.reason_length": "stopped: token limit reached",
     "bvi.reason_stopped": "stopped by the user",
     "bvi.reason_running": "generating…",
-    "bvi.legend": "Token probability: low ▁▂▃▄▅▆▇█ high",
 }
 
 FR = {
@@ -47,7 +46,7 @@ FR = {
     "bvi.system_info": "Mistral v0.1 n'a pas de rôle système : le texte est fusionné dans le premier tour utilisateur (visible dans « ce que voit le modèle »).",
     "bvi.template_on_base": "Envelopper aussi le prompt du modèle de base dans le chat template",
     "bvi.template_on_base_info": "Montre que le template seul ne transforme pas un modèle de base en assistant.",
-    "bvi.probs": "Colorer les tokens selon leur probabilité (survol : top 5)",
+    "bvi.probs": "Colorer les tokens selon leur probabilité (survol, toucher ou focus sur un token : son top 5)",
     "bvi.base_model": "Modèle de base (gauche)",
     "bvi.instruct_model": "Modèle instruct (droite)",
     "bvi.generate": "Générer les deux",
@@ -64,10 +63,9 @@ FR = {
     "bvi.no_result": "Générez d'abord : la carte reprend la dernière comparaison.",
     "bvi.input_tokens": "{n} tokens en entrée",
     "bvi.system_merged": "Prompt système fusionné dans le premier tour utilisateur (pas de rôle système dans ce template).",
-    "bvi.stats": "1er token {ttft} · {tokens} tokens · {tps} tok/s · {reason}",
+    "bvi.stats": "1er token {ttft} · {tokens:plural|# token|# tokens} · {tps:.1f} tok/s · {reason}",
     "bvi.reason_eos": "arrêt : fin de séquence",
     "bvi.reason_length": "arrêt : limite de tokens atteinte",
     "bvi.reason_stopped": "arrêté par l'utilisateur",
     "bvi.reason_running": "génération…",
-    "bvi.legend": "Probabilité du token : faible ▁▂▃▄▅▆▇█ forte",
 }

@@ -1,0 +1,178 @@
+// The header's language switch (FR / EN) and presentation mode (app.py builds both controls).
+//
+// Language: ?lang=fr|en in the URL, else the last choice (localStorage), else the browser's.
+// The choice is stored twice: localStorage (this page, on reload) and the genai_lang cookie, which
+// every request to the server carries, so that text made server-side (ui.i18n.request_lang)
+// follows the switch without any handler taking a language argument. Gradio's own client-side
+// translations (component labels, its "Settings → Language") follow through its changeLocale();
+// the few Gradio texts that are not translatable (toast titles, "processing") are rewritten here.
+//
+// Presentation: ?present=1|0 in the URL, else the last choice; a class on <body> (assets/style.css).
+(() => {
+  const LANG_KEY = "genai_lang";
+  const PRESENT_KEY = "genai_present";
+  const LANGS = ["fr", "en"];
+  const YEAR = 365 * 24 * 3600;
+
+  const store = {
+    get(key) { try { return window.localStorage.getItem(key); } catch { return null; } },
+    set(key, value) { try { window.localStorage.setItem(key, value); } catch { /* private mode */ } },
+  };
+
+  function cookie(name) {
+    const hit = document.cookie.split(";").map((c) => c.trim()).find((c) => c.startsWith(name + "="));
+    return hit ? decodeURIComponent(hit.slice(name.length + 1)) : null;
+  }
+
+  function param(name) {
+    try { return new URLSearchParams(window.location.search).get(name); } catch { return null; }
+  }
+
+  function initialLang(forced) {
+    if (LANGS.includes(forced)) return forced;
+    for (const candidate of [param("lang"), store.get(LANG_KEY), cookie(LANG_KEY)]) {
+      if (LANGS.includes(candidate)) return candidate;
+    }
+    const nav = (navigator.languages && navigator.languages[0]) || navigator.language || "en";
+    return nav.toLowerCase().startsWith("fr") ? "fr" : "en";
+  }
+
+  // Gradio's i18n store lives in its "core" module; importing the URL the page already loaded
+  // returns that same module instance, whose changeLocale() is what Settings → Language calls.
+  let core = null;
+  async function gradioCore() {
+    if (core) return core;
+    const url = performance.getEntriesByType("resource").map((e) => e.name)
+      .find((name) => /\/assets\/core-[^/]+\.js$/.test(name));
+    if (!url) return null;
+    try { core = await import(url); } catch { core = null; }
+    return core;
+  }
+
+  // Gradio texts with no translation key: toast titles and the status tracker's "processing".
+  const GRADIO_TEXT = {
+    fr: { "Warning": "Avertissement", "Error": "Erreur", "Info": "Information", "Success": "Succès",
+          "processing |": "traitement |", "queue:": "file :" },
+  };
+  let current = "en";
+
+  // slider bounds: Gradio prints 0.05 whatever the language
+  const DECIMAL = /^(-?\d+)\.(\d+)$/;
+  function patchNumber(el) {
+    const text = el.firstChild;
+    if (!text || text.nodeType !== Node.TEXT_NODE) return;
+    const m = DECIMAL.exec(text.nodeValue.trim());
+    if (m) text.nodeValue = `${m[1]},${m[2]}`;
+  }
+
+  // progress bars: "desc - 55.0%"
+  const PERCENT = /(\d+)\.(\d)%$/;
+  function patchPercent(el) {
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    for (let text = walker.nextNode(); text; text = walker.nextNode()) {
+      if (PERCENT.test(text.nodeValue)) text.nodeValue = text.nodeValue.replace(PERCENT, "$1,$2\u202f%");
+    }
+  }
+
+  // file sizes next to download links: "660.0 B" → "660,0 o"
+  const SIZE = /(\d+)\.(\d)(\s|\u00a0)(B|KB|MB|GB|PB)\b/;
+  const SIZE_UNITS = { B: "o", KB: "Ko", MB: "Mo", GB: "Go", PB: "Po" };
+  function patchSize(el) {
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    for (let text = walker.nextNode(); text; text = walker.nextNode()) {
+      const m = SIZE.exec(text.nodeValue);
+      if (m) text.nodeValue = text.nodeValue.replace(SIZE, `${m[1]},${m[2]}\u00a0${SIZE_UNITS[m[4]]}`);
+    }
+  }
+
+  function patchText(node) {
+    if (node.matches && node.matches(NUMBERS)) { patchNumber(node); return; }
+    if (node.matches && node.matches(SIZES)) { patchSize(node); return; }
+    if (node.matches && node.matches(".progress-level-inner")) { patchPercent(node); return; }
+    const table = GRADIO_TEXT[current];
+    if (!table) return;
+    const walker = document.createTreeWalker(node, NodeFilter.SHOW_TEXT);
+    for (let text = walker.currentNode; text; text = walker.nextNode()) {
+      if (text.nodeType !== Node.TEXT_NODE) continue;
+      const raw = text.nodeValue;
+      const trimmed = raw.trim();
+      if (table[trimmed]) {
+        text.nodeValue = raw.replace(trimmed, table[trimmed]);
+      } else if (trimmed.startsWith("queue:")) {
+        text.nodeValue = raw.replace("queue:", table["queue:"]);
+      }
+    }
+  }
+
+  const NUMBERS = ".min_value, .max_value";
+  const SIZES = "a[download]";
+  const CHROME = `.toast-title, .progress-text, .meta-text, .meta-text-center, .progress-level-inner, ${NUMBERS}, ${SIZES}`;
+  function patchAll(root) {
+    if (root.nodeType !== Node.ELEMENT_NODE) {
+      if (root.nodeType === Node.TEXT_NODE && root.parentElement && root.parentElement.closest(CHROME)) {
+        patchText(root.parentElement);
+      }
+      return;
+    }
+    if (root.matches(CHROME)) patchText(root);
+    root.querySelectorAll(CHROME).forEach(patchText);
+  }
+
+  const observer = new MutationObserver((records) => {
+    if (current === "en") return;
+    for (const record of records) {
+      if (record.type === "characterData") patchAll(record.target);
+      else record.addedNodes.forEach(patchAll);
+    }
+  });
+
+  function keepInUrl(name, value) {
+    // a ?lang= or ?present= already in the address follows the switch, so a reload keeps the choice
+    try {
+      const url = new URL(window.location.href);
+      if (!url.searchParams.has(name) || url.searchParams.get(name) === value) return;
+      url.searchParams.set(name, value);
+      window.history.replaceState(window.history.state, "", url);
+    } catch { /* not a normal page URL */ }
+  }
+
+  async function setLang(lang) {
+    if (!LANGS.includes(lang)) return current;
+    current = lang;
+    keepInUrl("lang", lang);
+    store.set(LANG_KEY, lang);
+    document.cookie = `${LANG_KEY}=${lang}; path=/; max-age=${YEAR}; SameSite=Lax`;
+    document.documentElement.setAttribute("lang", lang);
+    document.body.dataset.lang = lang;
+    const module = await gradioCore();
+    if (module && module.changeLocale) module.changeLocale(lang);
+    if (lang !== "en") patchAll(document.body);
+    return lang;
+  }
+
+  function setPresentation(on) {
+    const value = !!on;
+    store.set(PRESENT_KEY, value ? "1" : "0");
+    keepInUrl("present", value ? "1" : "0");
+    document.body.classList.toggle("presentation", value);
+    return value;
+  }
+
+  function initialPresentation() {
+    const fromUrl = param("present");
+    if (fromUrl === "1" || fromUrl === "0") return fromUrl === "1";
+    return store.get(PRESENT_KEY) === "1";
+  }
+
+  observer.observe(document.documentElement, { childList: true, subtree: true, characterData: true });
+
+  // Gradio's own Settings → Language sets <html lang>: the header's switch follows (and with it the
+  // cookie and the server's texts), so the two never disagree.
+  new MutationObserver(() => {
+    const chosen = (document.documentElement.getAttribute("lang") || "").slice(0, 2).toLowerCase();
+    if (!LANGS.includes(chosen) || chosen === current) return;
+    const input = document.querySelector(`#lang-switch input[value="${chosen}"]`);
+    if (input && !input.checked) input.click();
+  }).observe(document.documentElement, { attributes: true, attributeFilter: ["lang"] });
+  window.genaiHeader = { initialLang, setLang, setPresentation, initialPresentation, current: () => current };
+})();

@@ -1,0 +1,48 @@
+// Tokenizer tab (tabs/tokenizers.py).
+// - The text box asks for new views once typing pauses (300 ms), or at once after a paste or a
+//   drop, by clicking the hidden #tok-refresh button: one request per pause, not one per key.
+// - New views arrive as HTML in the hidden #tok-views-html box and replace the old ones with one
+//   innerHTML: no node-by-node diff of thousands of token spans, so the page does not freeze.
+(() => {
+  const PAUSE_MS = 300;
+  let timer = null;
+  document.addEventListener("input", (event) => {
+    if (!(event.target.closest && event.target.closest("#tok-text"))) return;
+    clearTimeout(timer);
+    const whole = event.inputType === "insertFromPaste" || event.inputType === "insertFromDrop";
+    timer = setTimeout(() => {
+      const button = document.getElementById("tok-refresh");
+      if (button) button.click();
+    }, whole ? 0 : PAUSE_MS);
+  });
+
+  // The latest views; applied now, or when the tab's content is first put in the page (Gradio
+  // mounts a tab's components on its first visit).
+  let latest = null;
+  function apply(box) {
+    if (latest !== null && box.dataset.shown !== String(latest.length) + ":" + latestId) {
+      box.innerHTML = latest;
+      box.dataset.shown = String(latest.length) + ":" + latestId;
+    }
+  }
+  let latestId = 0;
+  new MutationObserver((records) => {
+    if (latest === null) return;
+    for (const record of records) {
+      for (const node of record.addedNodes) {
+        if (node.nodeType !== Node.ELEMENT_NODE) continue;
+        const box = node.matches(".tok-views-box") ? node : node.querySelector(".tok-views-box");
+        if (box) apply(box);
+      }
+    }
+  }).observe(document.documentElement, { childList: true, subtree: true });
+
+  window.genaiTokenizer = {
+    show(html) {
+      if (html !== latest) { latest = html || ""; latestId += 1; }
+      const box = document.querySelector("#tok-views .tok-views-box");
+      if (box) apply(box);
+      return html;
+    },
+  };
+})();
