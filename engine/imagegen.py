@@ -97,7 +97,7 @@ def settings_for(spec: ModelSpec, prompt: str, *, negative_prompt: str = "", see
 # ``params_b`` is split between its components in these proportions.
 COMPONENTS_B: dict[str, dict[str, float]] = {
     "sdxl": {"unet": 2.567, "text_encoder_2": 0.695, "text_encoder": 0.123, "vae": 0.084},
-    "flux": {"transformer": 11.901, "text_encoder_2": 4.894, "text_encoder": 0.123, "vae": 0.084},
+    "flux": {"transformer": 11.901, "text_encoder_2": 4.762, "text_encoder": 0.123, "vae": 0.084},
 }
 DENOISER = {"sdxl": "unet", "flux": "transformer"}
 BYTES_4BIT = 0.53  # NF4/FP4 weights plus their per-block scales

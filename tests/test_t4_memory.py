@@ -161,3 +161,20 @@ def test_image_tab_ticks_the_profile_defaults(simulated_t4):
             tab.build(ctx)
         ticked = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "img-models").value
         assert ticked == expected, profile
+
+
+def test_component_sizes_match_the_published_configs():
+    """The estimate's per-component table (engine/imagegen.py) is what the published configs build."""
+    import sys
+
+    from engine import imagegen
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import images  # bench/images.py builds the real-shape pipelines
+
+    for role in ("sdxl_base", "flux_dev"):
+        pipe = images.build(role, "real", "meta", torch.bfloat16)  # shapes only: no memory
+        kind = images.FILES[role][0]
+        for name, billions in imagegen.COMPONENTS_B[kind].items():
+            counted = sum(p.numel() for p in getattr(pipe, name).parameters()) / 1e9
+            assert counted == pytest.approx(billions, abs=0.0005), (role, name)  # the table rounds to millions
