@@ -1,10 +1,12 @@
-"""Shared pieces of the benchmarks: random-weight Mistral models and the bandwidth limit.
+"""Shared pieces of the benchmarks: random-weight Mistral models, the bytes a decode step reads,
+the measured memory bandwidth.
 
-Weight values do not change speed, so random weights built from ``MistralConfig`` stand in
-for the real checkpoints: 7B shapes on a GPU, small shapes on CPU.
+Weight values do not change speed, so random weights built from Mistral's config stand in for
+the real checkpoints: 7B shapes on a GPU, small shapes on CPU, tiny ones for smoke runs.
 """
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -19,18 +21,41 @@ if str(ROOT) not in sys.path:
 from engine.catalog import ModelSpec  # noqa: E402
 from engine.llm import LLMHandle  # noqa: E402
 
+CONFIGS = Path(__file__).resolve().parent / "configs"
+SHAPES = ("tiny", "small", "7b")
+
 
 def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def mistral_config(shape: str):
+def device_name(dev: str) -> str:
+    return torch.cuda.get_device_name(0) if dev == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+
+
+def mistral_config(shape: str, max_positions: int | None = None):
+    """``7b``: Mistral-7B's published config (bench/configs/); ``small``: a ~90 M model for CPU
+    figures; ``tiny``: the test checkpoints' shapes (engine/tiny.py), for smoke runs.
+
+    ``max_positions`` lowers ``max_position_embeddings`` (no weight depends on it in Mistral):
+    the fast path prepares one static cache per bucket that fits, so fewer buckets compile sooner."""
     from transformers import MistralConfig
 
     if shape == "7b":
-        return MistralConfig()  # the defaults are Mistral-7B's shapes
-    return MistralConfig(vocab_size=32000, hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
-                         num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=4096)
+        values = json.loads((CONFIGS / "mistral-7b.json").read_text())
+        values.pop("model_type", None)
+        config = MistralConfig(**values)
+    elif shape == "tiny":
+        from engine.tiny import tiny_mistral_config
+
+        config = tiny_mistral_config()
+    else:
+        config = MistralConfig(vocab_size=32000, hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
+                               num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=4096)
+    config.sliding_window = None  # prompts + answers stay far below Mistral's 4096-token window
+    if max_positions:
+        config.max_position_embeddings = max_positions
+    return config
 
 
 def tokenizer():
@@ -44,7 +69,18 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(folder)
 
 
-def random_handle(name: str, shape: str, dtype: torch.dtype, dev: str, seed: int = 0) -> LLMHandle:
+class NoEosHandle(LLMHandle):
+    """Random weights can produce EOS at any step: never stop early, so every run decodes exactly
+    the tokens it asks for."""
+
+    @property
+    def eos_ids(self) -> set[int]:
+        return set()
+
+
+def random_handle(name: str, shape: str, dtype: torch.dtype, dev: str, seed: int = 0,
+                  max_positions: int | None = None) -> NoEosHandle:
+    """A random-weight Mistral built in place on ``dev`` (7B shapes build in seconds on a GPU)."""
     from transformers import MistralForCausalLM
 
     torch.manual_seed(seed)
@@ -52,25 +88,47 @@ def random_handle(name: str, shape: str, dtype: torch.dtype, dev: str, seed: int
     torch.set_default_dtype(dtype)
     try:
         with torch.device(dev):
-            model = MistralForCausalLM(mistral_config(shape)).eval()
+            model = MistralForCausalLM(mistral_config(shape, max_positions)).eval()
     finally:
         torch.set_default_dtype(previous)
     tok = tokenizer()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model.generation_config.eos_token_id = None  # random weights: never stop early, time every token
+    model.generation_config.eos_token_id = None  # plain generate() too decodes every token asked for
     spec = ModelSpec(role="bench", kind="causal_lm", id=name, precision=str(dtype).replace("torch.", ""))
-    handle = LLMHandle(spec=spec, model=model, tokenizer=tok, device=dev,
+    return NoEosHandle(spec=spec, model=model, tokenizer=tok, device=dev,
                        footprint_bytes=int(model.get_memory_footprint()))
-    return handle
 
 
-def no_eos(handle: LLMHandle) -> set[int]:
-    return set()
+def kv_bytes_per_token(model) -> int:
+    """Bytes of keys and values one token adds to the cache: 2 × layers × KV heads × head dim × dtype."""
+    cfg = model.config
+    heads = cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    itemsize = model.get_input_embeddings().weight.element_size()  # the compute dtype, quantized models too
+    return 2 * cfg.num_hidden_layers * kv_heads * head_dim * itemsize
+
+
+def decode_read_bytes(model, context_tokens: float) -> int:
+    """Bytes one decode step of one sequence must read from memory: every weight used per token
+    at its stored size (quantized layers: packed codes + scales) but only one row of the
+    input-embedding table (a gather), plus the keys and values of ``context_tokens`` tokens.
+
+    A step can never take less than this ÷ the memory bandwidth: that is the limit figures compare to."""
+    from engine.quantization.live import model_bytes, tensor_bytes
+
+    weights = model_bytes(model)
+    table = model.get_input_embeddings().weight
+    output = model.get_output_embeddings()
+    if output is None or output.weight is not table:  # a tied lm_head reads the whole table anyway
+        weights -= tensor_bytes(table) - table.shape[-1] * table.element_size()
+    return int(weights + kv_bytes_per_token(model) * context_tokens)
 
 
 def measure_bandwidth(dev: str, n_bytes: int = 1 << 30) -> float:
-    """Bytes per second of a large device-to-device copy (read + write counted once each)."""
+    """Memory bandwidth measured here: bytes per second of a large device-to-device copy (each
+    byte is read once and written once, both counted), best of three rounds."""
     n_bytes = n_bytes if dev == "cuda" else n_bytes // 4
     src = torch.empty(n_bytes // 4, dtype=torch.float32, device=dev)
     dst = torch.empty_like(src)
@@ -78,12 +136,15 @@ def measure_bandwidth(dev: str, n_bytes: int = 1 << 30) -> float:
         dst.copy_(src)
     sync(dev)
     reps = 10 if dev == "cuda" else 3
-    start = time.perf_counter()
-    for _ in range(reps):
-        dst.copy_(src)
-    sync(dev)
-    seconds = (time.perf_counter() - start) / reps
-    return 2 * n_bytes / seconds
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(reps):
+            dst.copy_(src)
+        sync(dev)
+        best = min(best, (time.perf_counter() - start) / reps)
+    del src, dst
+    return 2 * n_bytes / best
 
 
 def sync(dev: str) -> None:
@@ -91,16 +152,23 @@ def sync(dev: str) -> None:
         torch.cuda.synchronize()
 
 
+def reset_peak(dev: str) -> None:
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_bytes(dev: str) -> int | None:
+    """Peak GPU memory allocated since ``reset_peak`` (None on CPU: no allocator to ask)."""
+    return int(torch.cuda.max_memory_allocated()) if dev == "cuda" else None
+
+
 def build_checkpoint(folder: Path, config, dtype: torch.dtype) -> Path:
     """A random-weight Mistral written with ``save_pretrained`` (with Mistral's real v1 tokenizer), so
     the engine loads it through the same ``from_pretrained`` path (and quantization configs) as a Hub id."""
     from transformers import MistralForCausalLM
 
-    from engine.tiny import write_mistral_v1_tokenizer
-
     if (folder / ".complete").exists():
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -108,6 +176,16 @@ def build_checkpoint(folder: Path, config, dtype: torch.dtype) -> Path:
         model = MistralForCausalLM(config)
     finally:
         torch.set_default_dtype(previous)
+    return save_checkpoint(folder, model)
+
+
+def save_checkpoint(folder: Path, model) -> Path:
+    """``model`` (random weights) saved where ``load_causal_lm`` can read it as if it came from the Hub."""
+    from engine.tiny import write_mistral_v1_tokenizer
+
+    if (folder / ".complete").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     write_mistral_v1_tokenizer(folder, chat_template=None)
     (folder / ".complete").touch()
@@ -117,3 +195,9 @@ def build_checkpoint(folder: Path, config, dtype: torch.dtype) -> Path:
 def prompt_ids(n: int, seed: int = 0) -> list[int]:
     g = torch.Generator().manual_seed(seed)
     return [1] + torch.randint(100, 30000, (n - 1,), generator=g).tolist()
+
+
+def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of ``values``."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]

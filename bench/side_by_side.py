@@ -1,10 +1,11 @@
 """Base vs Instruct: the tab's side-by-side generation vs the two models one after the other.
 
-    python bench/side_by_side.py [--tokens 256] [--shape small|7b]
+    python bench/side_by_side.py [--tokens 256] [--shape tiny|small|7b]
 
 Prints the wall time of the tab's path (both models in the engine's one decode loop), of
 plain ``generate()`` run for one model then the other, their ratio, and the ratio to the
-memory-bandwidth limit (bytes of both models' weights × tokens ÷ measured copy bandwidth).
+memory-bandwidth limit: tokens × the bytes one decode step of each model reads (weights used per
+token, one row of the input embeddings, the KV cache so far) ÷ the copy bandwidth measured here.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 
 import torch
 
-from common import device, measure_bandwidth, prompt_ids, random_handle, sync
+from common import SHAPES, decode_read_bytes, device, device_name, measure_bandwidth, prompt_ids, random_handle, sync
 
 from engine.generation import DecodeEngine, SamplingParams, stream_many
 from engine.llm import PreparedPrompt
@@ -29,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--prompt", type=int, default=64)
-    parser.add_argument("--shape", choices=("small", "7b"), default=None)
+    parser.add_argument("--shape", choices=SHAPES, default=None)
     args = parser.parse_args()
     dev = device()
     shape = args.shape or ("7b" if dev == "cuda" else "small")
@@ -62,10 +63,11 @@ def main() -> None:
     assert all(u.n_tokens == args.tokens for u in last), [u.n_tokens for u in last]
 
     bandwidth = measure_bandwidth(dev)
-    weight_bytes = base.footprint_bytes + instr.footprint_bytes
-    limit = weight_bytes * args.tokens / bandwidth
-    print(f"device: {torch.cuda.get_device_name(0) if dev == 'cuda' else 'cpu'}  shape: {shape}  dtype: {dtype}")
-    print(f"weights: 2 × {base.footprint_bytes / 1e9:.3f} GB   copy bandwidth: {bandwidth / 1e9:.1f} GB/s")
+    context = args.prompt + args.tokens / 2  # the KV cache at the run's mean length
+    step_bytes = decode_read_bytes(base.model, context) + decode_read_bytes(instr.model, context)
+    limit = step_bytes * args.tokens / bandwidth
+    print(f"device: {device_name(dev)}  shape: {shape}  dtype: {dtype}")
+    print(f"read per step (both models): {step_bytes / 1e9:.3f} GB   copy bandwidth: {bandwidth / 1e9:.1f} GB/s (measured)")
     print(f"tokens per model: {args.tokens}")
     print(f"one after the other, plain generate(): {sequential:8.2f} s")
     print(f"side by side, the tab's engine:        {side:8.2f} s")

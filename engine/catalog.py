@@ -13,6 +13,7 @@ LLM_ROLES = ("base_llm", "instruct_llm", "quant_subject")
 IMAGE_ROLES = ("sdxl_turbo", "sdxl_base", "flux_schnell", "flux_dev")
 ROLES = LLM_ROLES + IMAGE_ROLES
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "nf4", "nf4-dq", "fp4")
+IMAGE_DEFAULTS = ("sdxl_turbo", "flux_schnell")  # image models ticked by default, unless a profile says otherwise
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Catalog:
     stand_in: bool = False
     noise: bool = False
     resident: tuple[str, ...] = ()  # roles loaded at start-up on ZeroGPU (the others load on demand)
+    image_defaults: tuple[str, ...] = IMAGE_DEFAULTS  # image roles ticked by default (those that fit together)
 
     def spec(self, role: str) -> ModelSpec:
         return self.specs[role]
@@ -125,6 +127,7 @@ def load_catalog(profile: str, env: dict[str, str] | None = None) -> Catalog:
         stand_in=bool(prof.get("stand_in", False)),
         noise=bool(prof.get("noise", False)),
         resident=_resident_roles(profile, prof.get("resident", [])),
+        image_defaults=_image_defaults(profile, prof),
     )
 
 
@@ -133,3 +136,11 @@ def _resident_roles(profile: str, roles: list[str]) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"profile {profile!r}: unknown resident roles {sorted(unknown)}")
     return tuple(roles)
+
+
+def _image_defaults(profile: str, prof: dict) -> tuple[str, ...]:
+    roles = tuple(prof.get("image_defaults", IMAGE_DEFAULTS))
+    unknown = [r for r in roles if r not in IMAGE_ROLES]
+    if unknown or not roles:
+        raise ValueError(f"profiles.{profile}.image_defaults: {roles!r} (use some of {', '.join(IMAGE_ROLES)})")
+    return roles

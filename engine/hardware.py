@@ -48,6 +48,16 @@ def _zerogpu_present(env: dict[str, str]) -> bool:
         return False
 
 
+def cuda_bf16() -> bool:
+    """Whether the CUDA GPU computes in bfloat16 in hardware (compute capability 8.0 and up).
+
+    ``torch.cuda.is_bf16_supported()`` also counts emulation by default, so a T4 (7.5) answers
+    True and would run its NF4 compute, embeddings and ``lm_head`` in emulated bf16."""
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
+
+
 def detect(env: dict[str, str] | None = None) -> Hardware:
     import torch
 
@@ -62,7 +72,7 @@ def detect(env: dict[str, str] | None = None) -> Hardware:
     elif torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         gpu_name, gpu_bytes = props.name, props.total_memory
-        bf16 = torch.cuda.is_bf16_supported()
+        bf16 = cuda_bf16()
     return Hardware(
         cpu_name=platform.processor() or platform.machine(),
         cpu_cores=os.cpu_count() or 1,

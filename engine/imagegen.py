@@ -101,26 +101,67 @@ def settings_for(spec: ModelSpec, prompt: str, *, negative_prompt: str = "", see
     return s
 
 
-FLUX_TRANSFORMER_B = 11.9  # FLUX.1 transformer; the rest of the 16.9B is T5-XXL (4.76B), CLIP-L and the VAE
-SDXL_UNET_SHARE = 2.6 / 3.5  # SDXL's UNet within the whole pipeline
+# Parameters per component, in billions, counted on the meta device from the published configs
+# (bench/configs/: stabilityai/stable-diffusion-xl-base-1.0, black-forest-labs/FLUX.1-*). A spec's
+# ``params_b`` is split between its components in these proportions.
+COMPONENTS_B: dict[str, dict[str, float]] = {
+    "sdxl": {"unet": 2.567, "text_encoder_2": 0.695, "text_encoder": 0.123, "vae": 0.084},
+    "flux": {"transformer": 11.901, "text_encoder_2": 4.762, "text_encoder": 0.123, "vae": 0.084},
+}
+DENOISER = {"sdxl": "unet", "flux": "transformer"}
 BYTES_4BIT = 0.53  # NF4/FP4 weights plus their per-block scales
+
+
+def component_bytes(spec: ModelSpec) -> dict[str, int]:
+    """Bytes of each component's weights at the spec's precision (a 4-bit FLUX transformer at 4 bits)."""
+    table = COMPONENTS_B[spec.kind]
+    params = (spec.params_b or 1.0) * 1e9
+    per = 4 if spec.precision == "fp32" else 2
+    out = {}
+    for name, billions in table.items():
+        bytes_per = per
+        if name == DENOISER[spec.kind] and spec.transformer_precision in ("nf4", "fp4"):
+            bytes_per = BYTES_4BIT
+        out[name] = int(params * billions / sum(table.values()) * bytes_per)
+    return out
 
 
 def estimate_pipeline_bytes(spec: ModelSpec) -> int:
     """Accelerator memory for the pipeline's weights at its precision.
 
-    With model CPU offload only one component sits on the GPU at a time, so the largest one
-    counts (for FLUX with a 4-bit transformer that is the T5 encoder, not the transformer)."""
-    params = (spec.params_b or 1.0) * 1e9
-    per = 4 if spec.precision == "fp32" else 2
-    if spec.kind == "flux":
-        transformer = min(params, FLUX_TRANSFORMER_B * 1e9)
-        four_bit = spec.transformer_precision in ("nf4", "fp4")
-        transformer_bytes = transformer * (BYTES_4BIT if four_bit else per)
-        rest = (params - transformer) * per
-        return int(max(transformer_bytes, rest) if spec.offload else transformer_bytes + rest)
-    total = params * per
-    return int(total * SDXL_UNET_SHARE if spec.offload else total)
+    With model CPU offload the components wait in CPU memory and one at a time is moved to the
+    GPU, so only the largest one counts (for FLUX with a 4-bit transformer that is the T5 encoder,
+    not the transformer)."""
+    sizes = component_bytes(spec).values()
+    return max(sizes) if spec.offload else sum(sizes)
+
+
+def gpu_resident_bytes(pipe) -> int:
+    """Bytes of a loaded pipeline's weights that occupy the accelerator.
+
+    Every component counts, except those under model CPU offload (accelerate's ``CpuOffload``
+    hook, set by ``enable_model_cpu_offload``): they live in CPU memory and are moved to the GPU
+    one at a time, so only the largest of them counts."""
+    resident, offloaded = 0, [0]
+    for component in getattr(pipe, "components", {}).values():
+        if not hasattr(component, "parameters"):
+            continue  # tokenizers, schedulers
+        size = sum(t.numel() * t.element_size() for t in (*component.parameters(), *component.buffers()))
+        if _cpu_offloaded(component):
+            offloaded.append(size)
+        else:
+            resident += size
+    return resident + max(offloaded)
+
+
+def _cpu_offloaded(module) -> bool:
+    try:
+        from accelerate.hooks import CpuOffload, SequentialHook
+    except ImportError:  # no accelerate: nothing can be offloaded
+        return False
+    hook = getattr(module, "_hf_hook", None)
+    hooks = hook.hooks if isinstance(hook, SequentialHook) else [hook]
+    return any(isinstance(h, CpuOffload) for h in hooks)
 
 
 def _dtype(precision: str):

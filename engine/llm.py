@@ -141,9 +141,12 @@ def torch_dtype(precision: str, device: str):
         return torch.bfloat16
     if precision == "fp16":
         return torch.float16
-    # quantized: the dtype of the unquantized modules and of the matmul compute
+    # quantized: the dtype of the unquantized modules and of the matmul compute (fp16 where
+    # bf16 would only be emulated, e.g. a T4)
     if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        from engine.hardware import cuda_bf16
+
+        return torch.bfloat16 if cuda_bf16() else torch.float16
     return torch.float32
 
 

@@ -46,6 +46,7 @@ def param_counts(config) -> ParamCounts:
     # (every model built afterwards got meta parameters)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
+    model.tie_weights()  # a tied lm_head (Qwen2.5, SmolLM2) shares the embedding table: count it once
     skip = set(getattr(model, "_keep_in_fp32_modules", None) or [])
     quantizable = other = rows = 0
     out_emb = model.get_output_embeddings()

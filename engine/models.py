@@ -449,8 +449,8 @@ def _measured_bytes(obj: Any) -> int:
         return int(footprint)
     if model is not None and hasattr(model, "get_memory_footprint"):
         return int(model.get_memory_footprint())
-    total = 0
-    for comp in getattr(obj, "components", {}).values() if hasattr(obj, "components") else []:
-        if hasattr(comp, "parameters"):
-            total += sum(p.numel() * p.element_size() for p in comp.parameters())
-    return total
+    if hasattr(obj, "components"):  # a diffusers pipeline: what sits on the GPU, not what is offloaded
+        from engine.imagegen import gpu_resident_bytes
+
+        return gpu_resident_bytes(obj)
+    return 0

@@ -111,7 +111,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
             tokens = gr.HTML(token_counter_html(EXERCISE[0]["prompt_en"], "en"), label=I18N("img.tokens"),
                              elem_id="img-token-count")
         with gr.Column(scale=2, min_width=280):
-            models = gr.CheckboxGroup(model_choices(), value=["sdxl_turbo", "flux_schnell"], label=I18N("img.models"),
+            models = gr.CheckboxGroup(model_choices(), value=list(ctx.catalog.image_defaults), label=I18N("img.models"),
                                       elem_id="img-models")
             seed = gr.Number(42, precision=0, minimum=0, label=I18N("img.seed"), elem_id="img-seed")
             use_defaults = gr.Checkbox(True, label=I18N("img.use_defaults"), elem_id="img-use-defaults")

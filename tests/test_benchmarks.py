@@ -1,26 +1,38 @@
-"""Every benchmark script runs end to end (tiny settings) and prints its figures: benchmarks must not rot."""
+"""Every benchmark script runs end to end (tiny settings) and prints its figures: benchmarks must not rot.
+
+NF4 and all four image models run in ``gpu_check --smoke`` (through the same functions as
+``decode.py`` and ``images.py``), so those two cases keep to one precision and two models."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tests.conftest import ROOT
 
 CASES = {
-    "decode": (["--tokens", "6", "--precisions", "fp32,nf4", "--fast", "eager", "--dir", "{tmp}"],
-               ["fast path", "6/6", "÷ 2×1"]),
-    "side_by_side": (["--tokens", "6", "--prompt", "8"], ["ratio side-by-side / sequential", "bandwidth limit"]),
-    "class_load": (["--students", "1", "3", "--tokens", "4"], ["one student alone", "one-at-a-time", "largest batch seen"]),
-    "techniques": (["--samples", "1", "3", "--tokens", "4", "--repeats", "1"], ["N"]),
-    "quantization": (["--variants", "fp32,nf4", "--tokens", "4", "--dir", "{tmp}"], ["fp32", "nf4", "tok/s"]),
+    "decode": (["--tokens", "6", "--shape", "tiny", "--precisions", "fp32", "--fast", "eager", "--dir", "{tmp}"],
+               ["fast path", "6/6", "÷ sum", "GB/tok"]),
+    "side_by_side": (["--tokens", "6", "--prompt", "8", "--shape", "tiny"],
+                     ["ratio side-by-side / sequential", "bandwidth limit"]),
+    "class_load": (["--students", "1", "3", "--tokens", "4", "--shape", "tiny"],
+                   ["one student alone", "one-at-a-time", "largest batch seen"]),
+    "techniques": (["--samples", "1", "3", "--tokens", "4", "--repeats", "1", "--shape", "tiny"],
+                   ["one sample", "N calls one by one"]),
+    "quantization": (["--variants", "fp32,nf4", "--tokens", "4", "--shape", "tiny", "--dir", "{tmp}"],
+                     ["fp32", "nf4", "tok/s"]),
+    "tokenizer_views": (["--chars", "3000", "--repeat", "1"], ["whole request", "chars/s"]),
+    "images": (["--size", "64", "--max-steps", "1", "--roles", "sdxl_turbo", "flux_dev"],
+               ["SDXL Turbo", "FLUX.1 dev", "÷ (den.+VAE)"]),  # all four run in gpu_check --smoke
+    "gpu_check": (["--smoke", "--dir", "{tmp}"],
+                  ["| check | measured | goal | result |", "% of the bandwidth limit", "NF4 decode",
+                   "FLUX.1 dev: pipeline ÷ (denoiser + VAE)", "total wall time"]),
     "quant_first_run": (["--variants", "fp32", "--tokens", "2"], ["cold  first click", "ratio warm / cold"]),
     "quant_histogram": (["--rounds", "1", "--methods", "absmax"], ["baseline drawing", "ratio app / baseline"]),
-    "tokenizer_views": (["--chars", "3000", "--repeat", "1"], ["whole request", "chars/s"]),
-    "images": (["--sizes", "64"], ["64"]),
     "load_soak": (["--rounds", "1", "--compares", "2", "--tokens", "4", "--tokenize", "1", "--chars", "2000",
                    "--benchmarks", "1", "--sweeps", "1", "--images", "1", "--hostile", "6", "--soak", "8"],
                   ["total errors: 0", "first output p50/p95", "RSS"]),
@@ -48,3 +60,31 @@ def test_benchmark_runs_and_prints_its_figures(name, tmp_path, tiny_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     for text in expected:
         assert text in done.stdout, (text, done.stdout[-2000:])
+    assert "crashed" not in done.stdout and "skipped" not in done.stdout, done.stdout[-3000:]
+
+
+def test_gpu_check_reports_missing_packages_and_crashes_and_goes_on(monkeypatch, capsys):
+    import importlib.util
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import gpu_check
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real(name, *a))
+
+    def out_of_memory(settings, rows):
+        raise RuntimeError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(gpu_check, "run_nf4", out_of_memory)
+    status = gpu_check.main(["--smoke", "--only", "nf4", "images"])
+    table = capsys.readouterr().out
+    assert status == 1, table  # a crash is an error
+    assert "| NF4 decode: fast path ÷ plain generate() | — | ≥ 2.0× | crashed: RuntimeError: CUDA out of memory" in table
+    assert table.count("skipped: diffusers not installed") == 12  # 4 models × 3 rows, the rest still ran
+    assert "| total wall time of this check |" in table
+
+    settings = gpu_check.settings_from(SimpleNamespace(smoke=False, dir=None, tokens=None, prompt=None, students=None))
+    missed = gpu_check.Report(settings, [gpu_check.Row("x", "≥ 60%", "41%", ok=False)])
+    assert gpu_check.exit_status(missed) == 3  # a missed goal on a GPU run: its own status, not a crash
+    missed.settings.smoke = True
+    assert gpu_check.exit_status(missed) == 0  # smoke runs judge nothing

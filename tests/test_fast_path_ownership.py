@@ -83,7 +83,7 @@ def test_quantized_in_place_then_compiled_never_on_a_click(tiny_llms, monkeypatc
     monkeypatch.setattr(torch, "compile", fake_compile)
     monkeypatch.setattr("engine.fastpath.BUCKETS", (256,))
     spec = load_catalog("tiny", env={}).spec("quant_subject")
-    handle = live.load_in_place(spec, "hqq-4", "cpu")
+    handle = live.load_in_place(spec, "hqq-4", "cpu", bf16_ok=False)
     assert compiles == [{"HQQLinear", "Linear"}]  # once, at load, on the quantized layers (lm_head stays)
     ids, *_ = live.run_greedy(handle, "Bonjour", 6)  # the student's click
     assert len(compiles) == 1 and handle.extra["fast_path"].decoders[0].length > 0

@@ -125,10 +125,13 @@ def test_estimate_counts_a_4bit_flux_transformer():
 
     t4 = load_catalog("t4", env={}).spec("flux_schnell")
     full = replace(t4, transformer_precision=None, offload=False)
-    assert imagegen.estimate_pipeline_bytes(full) == pytest.approx(16.9e9 * 2)
-    assert imagegen.estimate_pipeline_bytes(t4) == pytest.approx((16.9 - 11.9) * 1e9 * 2)  # offload: T5 is the largest
+    assert imagegen.estimate_pipeline_bytes(full) == pytest.approx(t4.params_b * 1e9 * 2, rel=1e-6)
+    parts = imagegen.component_bytes(t4)  # T5-XXL 4.8B in 16-bit outweighs the 11.9B transformer in 4-bit
+    assert parts["text_encoder_2"] == pytest.approx(4.76e9 * 2, rel=0.02)
+    assert parts["transformer"] == pytest.approx(11.9e9 * imagegen.BYTES_4BIT, rel=0.02)
+    assert imagegen.estimate_pipeline_bytes(t4) == parts["text_encoder_2"]  # offload: the largest component only
     on_gpu = replace(t4, offload=False)
-    assert imagegen.estimate_pipeline_bytes(on_gpu) == pytest.approx(11.9e9 * imagegen.BYTES_4BIT + 5e9 * 2)
+    assert imagegen.estimate_pipeline_bytes(on_gpu) == sum(parts.values())
 
 
 def test_generate_images_through_gradio_client(client):

@@ -63,7 +63,9 @@ VARIANTS: dict[str, Variant] = {v.key: v for v in (
 PACKAGES = {"bitsandbytes": "bitsandbytes", "optimum-quanto": "optimum.quanto", "hqq": "hqq.core.quantize"}
 
 
-def default_variants(device: str, bf16: bool = True) -> list[str]:
+def default_variants(device: str, bf16: bool) -> list[str]:
+    """The precisions ticked by default; ``bf16`` is the hardware's answer (``Hardware.bf16``:
+    False on a T4, where bf16 is only emulated)."""
     if device == "cuda":
         return ["bf16" if bf16 else "fp16", "int8", "nf4", "hqq-3", "hqq-2"]
     return ["fp32", "int8", "nf4", "quanto-int4", "hqq-3", "hqq-2"]
@@ -176,7 +178,7 @@ def run_greedy(handle, prompt_text: str, max_new_tokens: int, stop: threading.Ev
 
 
 # ---------------------------------------------------------------------------- loading
-def unavailable_reason(variant: str, device: str, bf16_ok: bool = True) -> UserError | None:
+def unavailable_reason(variant: str, device: str, bf16_ok: bool) -> UserError | None:
     """Why a variant cannot run here (package missing, dtype unsupported), or None."""
     v = VARIANTS[variant]
     module = PACKAGES.get(v.method)
@@ -190,7 +192,7 @@ def unavailable_reason(variant: str, device: str, bf16_ok: bool = True) -> UserE
     return None
 
 
-def compute_precision(device: str, bf16_ok: bool = True) -> str:
+def compute_precision(device: str, bf16_ok: bool) -> str:
     if device == "cuda":
         return "bf16" if bf16_ok else "fp16"
     return "fp32"
@@ -254,7 +256,7 @@ def _quantize_in_place(model, variant: str, device: str) -> None:
         setattr(parent, child, HQQLinear(linear, cfg, compute_dtype=linear.weight.dtype, device=device, del_orig=True))
 
 
-def load_in_place(spec: ModelSpec, variant: str, device: str, bf16_ok: bool = True, progress: ProgressFn | None = None):
+def load_in_place(spec: ModelSpec, variant: str, device: str, bf16_ok: bool, progress: ProgressFn | None = None):
     """A quanto/HQQ variant: ``load_causal_lm`` at the compute dtype, its linears quantized, then
     the fast path prepared on the quantized layers (compiling first would recompile on the
     first decode, i.e. on a student's click)."""
