@@ -3,7 +3,8 @@
 A stored experiment's HTML comes from the client that shared it (the browser sends the outputs it
 shows; ``/share_experiment`` takes them from any script), so it is untrusted: restoring it into a
 ``gr.HTML`` must never run script. Kept: the structural tags the app's own views use, with ``class``,
-``title``, ``id``, ``data-*`` and a small set of inline style properties (no ``url()``); dropped: every
+``title``, ``id``, ``data-*``, ``role``, ``aria-*`` and ``tabindex`` (the token tooltips are reached
+by keyboard) and a small set of inline style properties (no ``url()``); dropped: every
 other tag and attribute (event handlers, links, images, forms, SVG), and the content of ``script``,
 ``style``, ``iframe``, ``svg``, ``math``, ``template``… The app's own HTML passes through unchanged in
 meaning (same tags, attributes and text).
@@ -20,8 +21,9 @@ TAGS = {"div", "span", "p", "br", "wbr", "hr", "b", "strong", "i", "em", "small"
 VOID = {"br", "wbr", "hr"}
 DROP_CONTENT = {"script", "style", "iframe", "object", "embed", "svg", "math", "template", "noscript", "textarea",
                 "title", "select", "option", "frameset", "frame", "noembed", "xmp", "plaintext", "head"}
-ATTRS = {"class", "title", "id", "open", "colspan", "rowspan", "style"}
-DATA_ATTR = re.compile(r"^data-[a-z0-9_-]{1,40}$")
+ATTRS = {"class", "title", "id", "open", "colspan", "rowspan", "style", "role", "tabindex"}
+DATA_ATTR = re.compile(r"^(data|aria)-[a-z0-9_-]{1,40}$")
+TABINDEX = re.compile(r"^-?[01]$")
 ID_VALUE = re.compile(r"^[A-Za-z][\w-]{0,80}$")
 STYLE_PROPS = {"background", "background-color", "color", "border", "border-color", "border-radius", "border-left",
                "border-bottom", "padding", "margin", "margin-top", "margin-bottom", "display", "flex", "flex-wrap",
@@ -74,7 +76,7 @@ class _Sanitizer(HTMLParser):
                 value = clean_style(value)
                 if not value:
                     continue
-            if name == "id" and not ID_VALUE.match(value):
+            if (name == "id" and not ID_VALUE.match(value)) or (name == "tabindex" and not TABINDEX.match(value)):
                 continue
             parts.append(f'{name}="{html.escape(value, quote=True)}"')
         self.out.append("<" + " ".join(parts) + ">")
