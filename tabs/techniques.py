@@ -470,7 +470,7 @@ def build(ctx: AppContext) -> None:
         settings = make_settings(k_examples, shuffle_examples, shuffle_seed, n_samples, sample_temperature,
                                  refine_rounds, k_thoughts, depth, params)
         spec = model_spec(ctx, model)
-        progress(0.0, desc=t("common.loading", lang, model=spec.id, precision=spec.precision))
+        progress(0.0, desc=t("common.loading_model", lang, model=spec.id, precision=spec.precision))
         job = gpu_tasks.TechniqueJob(spec, technique, task, settings)
         for run in gpu_tasks.call(gpu_tasks.technique, job, zerogpu.stop_key(request, "technique"),
                                   on_progress=zerogpu.progress_to(progress, lang, waiting_text(lang)),
@@ -514,7 +514,7 @@ def build(ctx: AppContext) -> None:
         settings = make_settings(k_examples, shuffle_examples, shuffle_seed, n_samples, sample_temperature,
                                  refine_rounds, k_thoughts, depth, params)
         spec = model_spec(ctx, model)
-        progress(0.0, desc=t("common.loading", lang, model=spec.id, precision=spec.precision))
+        progress(0.0, desc=t("common.loading_model", lang, model=spec.id, precision=spec.precision))
 
         def progress_text(event: gpu_tasks.Progress) -> str | None:
             if event.key != "tech.bench_progress":

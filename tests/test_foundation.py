@@ -159,6 +159,29 @@ def test_strings_are_complete_in_both_languages():
     assert request_lang(None) == "en"
 
 
+def test_our_strings_never_shadow_gradios_own_keys():
+    """Our tables go to Gradio's i18n store, so a key it uses itself (its screen-reader status,
+    "common.loading") would show our text, placeholders and all. Only deliberate overrides may."""
+    import re
+    from pathlib import Path
+
+    from ui.i18n import tables
+
+    assets = Path(gr.__file__).parent / "templates" / "frontend" / "assets"
+    core = next(assets.glob("core-*.js")).read_text(encoding="utf-8")
+    sections = {m.group(1): set(re.findall(r"(\w+):`", m.group(2)))
+                for m in re.finditer(r"\b(\w+)=\{((?:\w+:`[^`]*`,?)+)\}", core)}
+    gradio_keys = {f"{name}.{key}" for name, var in re.findall(r"\b(\w{3,}):(\w+)\b", core)
+                   if var in sections for key in sections[var]}
+    assert {"common.loading", "status.queue_position"} <= gradio_keys  # the parse still finds Gradio's table
+    overrides = {"status.queue_position", "common.loading", "common.complete", "common.error", "common.run"}
+    assert set(tables()["en"]) & gradio_keys <= overrides
+    for key in overrides & gradio_keys:  # an override keeps Gradio's placeholders
+        gradio_text = re.search(rf"{key.split('.')[1]}:`([^`]*)`", core).group(1)
+        for lang in ("en", "fr"):
+            assert set(re.findall(r"\{\w+\}", tables()[lang][key])) == set(re.findall(r"\{\w+\}", gradio_text)), key
+
+
 def test_served_app_has_all_tabs_and_answers_the_api(app_url, client):
     with urllib.request.urlopen(app_url + "config", timeout=10) as resp:
         config = json.load(resp)

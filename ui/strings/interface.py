@@ -5,6 +5,10 @@ EN = {
     "ui.language": "Language",
     # Gradio's own keys that its French table lacks (its status tracker)
     "status.queue_position": "In queue: {position} of {size}",
+    # ...and those of its screen-reader announcements, which our keys must never shadow
+    "common.loading": "Loading…",
+    "common.complete": "Complete",
+    "common.error": "Error",
     # About this machine
     "about.machine": "CPU {cpu} × {cores} · RAM {ram} GB · GPU {gpu}",
     "about.gpu": "{name} ({gb} GB, {bf16})",
@@ -126,6 +130,9 @@ EN = {
 FR = {
     "ui.language": "Langue",
     "status.queue_position": "En file d'attente : {position} sur {size}",
+    "common.loading": "Chargement…",
+    "common.complete": "Terminé",
+    "common.error": "Erreur",
     "about.machine": "CPU {cpu} × {cores} · RAM {ram} Go · GPU {gpu}",
     "about.gpu": "{name} ({gb} Go, {bf16})",
     "about.bf16": "bf16",
