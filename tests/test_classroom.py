@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+import json
 import re
 
 import pytest
@@ -201,6 +202,18 @@ def test_new_sample_draws_a_seed_and_generates(browser, app_url):
 
 
 # ------------------------------------------------------------------ tokenizer tab, long text
+WRITES_TO = """(elemId) => {
+  const cfg = window.gradio_config;
+  const target = cfg.components.find((c) => c.props && c.props.elem_id === elemId).id;
+  return cfg.dependencies.filter((d) => d.outputs.includes(target)).map((d) => d.id);
+}"""
+
+
+def writes_to(page, elem_id: str) -> list[int]:
+    """The events (fn_index) whose outputs include the component ``elem_id``."""
+    return page.evaluate(WRITES_TO, elem_id)
+
+
 PASTE = """(text) => { const b = document.querySelector('#tok-text textarea'); b.value = text;
   b.dispatchEvent(new InputEvent('input', {bubbles: true, inputType: 'insertFromPaste'})); }"""
 
@@ -211,7 +224,14 @@ def test_long_text_counts_without_redoing_work(browser, app_url):
 
     page = open_page(browser, app_url)
     joins: list[str] = []
-    page.on("request", lambda r: joins.append(r.url) if r.method == "POST" and "queue/join" in r.url else None)
+    bodies: list[str] = []
+
+    def on_request(r) -> None:
+        if r.method == "POST" and "queue/join" in r.url:
+            joins.append(r.url)
+            bodies.append(r.post_data or "")
+
+    page.on("request", on_request)
     try:
         page.click("#tab-tokenizers-button")
         page.wait_for_selector("#tok-views .tokstats", timeout=LONG)
@@ -238,16 +258,18 @@ def test_long_text_counts_without_redoing_work(browser, app_url):
         page.click("#tab-about-button")
         page.wait_for_selector("#tab-about", state="visible")
         page.wait_for_timeout(1000)  # the About tab refreshes itself when shown
-        joins.clear()
+        bodies.clear()
         page.click("#tab-tokenizers-button")
         page.wait_for_selector("#tok-views .tokstats", state="visible")
         page.wait_for_timeout(1000)
         assert page.get_attribute("#tok-views .tokgrid", "data-r") == render
-        assert not [u for u in joins if "queue/join" in u]
-        # over the limit: one message, in place of the views, no toast
+        # (the class wall hears every tab change, to refresh itself only while it is shown)
+        assert not [b for b in bodies if json.loads(b)["fn_index"] in writes_to(page, "tok-views")], bodies
+        # over the limit: refused before it is queued, one message on the text box, no toast
         page.evaluate(PASTE, "a" * (MAX_CHARS + 1))
-        page.wait_for_selector("#tok-views .tok-limit", timeout=LONG)
-        assert page.locator("#tok-views .tok-limit").count() == 1 and page.locator(".toast-body").count() == 0
-        assert "100\u202f001" in page.inner_text("#tok-views .tok-limit")
+        page.wait_for_selector("#tok-text .validation-error", timeout=LONG)
+        assert page.locator(".validation-error").count() == 1 and page.locator(".toast-body").count() == 0
+        assert page.inner_text("#tok-text .validation-error") == \
+            "Texte fait 100\u202f001 caractères ; la limite est de 100\u202f000. Raccourcissez-le."
     finally:
         page.context.close()

@@ -47,7 +47,7 @@ def test_a_nan_from_one_student_never_fails_the_others(app_url):
     for th in threads:
         th.join(300)
     nan = results[8]
-    assert nan.status == 422 and nan.messages == ["temperature: nan is not a finite number."]
+    assert nan.status == 422 and nan.messages == ["Temperature: nan is not a finite number."]
     for i in range(8):
         answer = results[i]
         assert answer.ok, (i, answer.status, answer.messages)
@@ -57,16 +57,16 @@ def test_a_nan_from_one_student_never_fails_the_others(app_url):
 
 
 @pytest.mark.parametrize("endpoint,data,expected", [
-    ("compare", compare_args(repetition_penalty=float("nan")), "repetition_penalty: nan is not a finite number."),
-    ("compare", compare_args(seed=float("nan")), "seed: nan is not a finite number."),
-    ("compare", compare_args(seed=float("inf")), "seed: inf is not a finite number."),
-    ("compare", compare_args(seed=2**70), "seed must be between 0 and 4,294,967,295"),
-    ("compare", compare_args(max_new_tokens=0), "max_new_tokens must be between 1 and 2,048 (got 0)."),
+    ("compare", compare_args(repetition_penalty=float("nan")), "Repetition penalty: nan is not a finite number."),
+    ("compare", compare_args(seed=float("nan")), "Seed: nan is not a finite number."),
+    ("compare", compare_args(seed=float("inf")), "Seed: inf is not a finite number."),
+    ("compare", compare_args(seed=2**70), "Seed must be between 0 and 4,294,967,295"),
+    ("compare", compare_args(max_new_tokens=0), "Max new tokens must be between 1 and 2,048 (got 0)."),
     ("run_technique", ["self_consistency", "fr", "arith-09", "", "", "number", 3, False, 0, 5, float("nan"), 1, 3, 2,
-                       "", 8, 0.7, True, 1], "sample_temperature: nan is not a finite number."),
+                       "", 8, 0.7, True, 1], "T — sampling temperature: nan is not a finite number."),
     ("benchmark_techniques", [["zero_shot"], "fr", ["number"], 0, 3, False, 0, 5, 0.8, 1, 3, 2, "", 8, 1],
-     "n_problems must be between 1 and"),
-    ("generate_images", ["p", "", "", ["sdxl_turbo"], 1, False, "sdxl_turbo", 1, 0.0, 0], "size must be between"),
+     "Number of problems must be between 1 and"),
+    ("generate_images", ["p", "", "", ["sdxl_turbo"], 1, False, "sdxl_turbo", 1, 0.0, 0], "Size must be between"),
 ])
 def test_bad_numbers_get_a_clear_message_before_anything_runs(app_url, endpoint, data, expected):
     answer = call(app_url, endpoint, data)
@@ -75,7 +75,9 @@ def test_bad_numbers_get_a_clear_message_before_anything_runs(app_url, endpoint,
 
 def test_messages_speak_the_visitors_language(app_url):
     answer = call(app_url, "compare", compare_args(temperature=float("nan")), lang="fr-FR,fr;q=0.9")
-    assert answer.messages == ["temperature : nan n'est pas un nombre fini."]
+    assert answer.messages == ["Température : nan n'est pas un nombre fini."]
+    answer = call(app_url, "compare", compare_args(max_new_tokens=4096), lang="fr-FR,fr;q=0.9")
+    assert answer.messages[0].endswith("doit être entre 1 et 2\u202f048 (reçu : 4\u202f096).")  # French numbers
 
 
 def test_max_new_tokens_near_the_maximum_says_what_fits(client):
@@ -190,7 +192,7 @@ def test_every_queued_event_runs_in_a_queue_group(app_url, tiny_dir):
 def test_tokens_generated_never_go_down_when_requests_are_stopped(client):
     def total() -> int:
         overview = client.predict(api_name="/about")[0]
-        return int(re.search(r"tokens generated: (\d+)", overview).group(1))
+        return int(re.search(r"tokens generated: ([\d,]+)", overview).group(1).replace(",", ""))  # 1,234
 
     before = total()
     job = client.submit(*compare_args(max_new_tokens=1500, greedy=True), api_name="/compare")

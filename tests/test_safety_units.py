@@ -29,8 +29,10 @@ def env(**args) -> Env:
 
 
 def message(problem, lang="en", param="p") -> str:
+    from ui.validation import message as shown
+
     assert problem is not None
-    return t(problem[0], lang, param=param, **problem[1])
+    return shown(problem, param, lang)
 
 
 # ------------------------------------------------------------------ limits and rules
@@ -69,6 +71,13 @@ def test_numbers_ranges_types_and_whole_numbers():
 
 def test_text_and_choice_lists():
     assert message(Text(10).check("x" * 11, env())) == "p has 11 characters; the limit is 10. Shorten it."
+    # in French: French numbers, and the input named by its label as the page shows it
+    from ui.i18n import I18N
+
+    too_long = Text(100_000).check("x" * 100_001, env())
+    assert message(too_long, "fr", I18N("tok.text")) == \
+        "Texte fait 100\u202f001 caractères ; la limite est de 100\u202f000. Raccourcissez-le."
+    assert message(Num(0, 0.05).check(0.5, env()), "fr", "Top-p (noyau)") == "Top-p doit être entre 0 et 0,05 (reçu : 0,5)."
     assert Text(10).check(["x"], env())[0] == "safety.err.type"
     rule = Choices(["a", "b"], max_count=lambda L: 2)
     assert rule.check(["a", "b"], env()) is None
@@ -288,3 +297,28 @@ def test_sessions_gradio_keeps_are_dropped_when_idle_or_closed():
     demo = SimpleNamespace(state_holder=holder, _queue=SimpleNamespace(pending_event_ids_session={"busy": {"e1"}}))
     assert expire_gradio_sessions(demo, idle_s=3600) == 2
     assert set(holder.session_data) == {"fresh", "busy"}
+
+
+def test_a_list_filled_later_needs_a_declared_rule():
+    """A dropdown built empty (the wall's entries) would refuse every value with the default rule
+    (its build-time choices): the app refuses to start until a rule is declared."""
+    import gradio as gr
+
+    from engine.limits import Limits
+    from ui.validation import check_call, rules_for
+
+    def pick_entry(entry):
+        return entry
+
+    with gr.Blocks():
+        filled_later = gr.Dropdown([], value=None)
+    with pytest.raises(RuntimeError, match="declare one"):
+        rules_for("pick_entry", pick_entry, [filled_later])
+
+    def toggle_hidden(room, key, num):
+        return num
+
+    with gr.Blocks():
+        inputs = [gr.Textbox(), gr.Textbox(), gr.Dropdown([], value=None)]
+    assert check_call("toggle_hidden", toggle_hidden, inputs, ["GENAI-1234", "secret", 2], Limits(), None) == []
+    assert check_call("toggle_hidden", toggle_hidden, inputs, ["GENAI-1234", "secret", -1], Limits(), None)

@@ -52,6 +52,16 @@ def number(value: float | int, lang: str = "en", decimals: int | None = None, gr
     return _localise(text, lang)
 
 
+def plain(value: float | int, lang: str = "en") -> str:
+    """A number exactly as given (``0.05``, ``1e-05``, ``4,294,967,295``, ``∞``), the language's way:
+    for values quoted back to the user, where rounding would misquote them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return number(value, lang)
+    if float(value).is_integer():
+        return number(int(value), lang)
+    return _localise(f"{value:,g}", lang)
+
+
 def seconds(value: float, lang: str = "en", decimals: int = 2) -> str:
     """``0.283`` → ``0.28 s`` / ``0,28 s``."""
     return number(value, lang, decimals) + NBSP + "s"

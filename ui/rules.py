@@ -35,7 +35,11 @@ class Env:
     args: dict[str, Any]
 
 
-def _echo(value: Any) -> str:
+def _echo(value: Any) -> Any:
+    """The refused value as shown in the message: a finite number stays a number (written the
+    language's way by the validator), anything else its shortened repr."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
     text = " ".join(repr(value).split()) if not isinstance(value, str) else " ".join(value.split())
     return text if len(text) <= SHOWN else text[:SHOWN] + "…"
 
@@ -44,8 +48,8 @@ def _bound(value: Bound, limits: Limits) -> float | None:
     return value(limits) if callable(value) else value
 
 
-def _num(value: float) -> str:
-    return f"{value:g}" if isinstance(value, float) and not float(value).is_integer() else f"{int(value):,}"
+def _num(value: float) -> float:
+    return int(value) if math.isfinite(value) and float(value).is_integer() else value
 
 
 class Rule:
@@ -88,7 +92,7 @@ class Num(Rule):
         lo, hi = _bound(self.lo, env.limits), _bound(self.hi, env.limits)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             return "safety.err.range", {"min": _num(lo if lo is not None else -math.inf),
-                                        "max": _num(hi) if hi is not None else "∞", "value": _echo(value)}
+                                        "max": _num(hi if hi is not None else math.inf), "value": _echo(value)}
         if self.integer and not float(value).is_integer():
             return "safety.err.not_integer", {"value": _echo(value)}
         return None
@@ -105,7 +109,7 @@ class Text(Rule):
             return "safety.err.type", {"kind": "text"}
         limit = int(_bound(self.max_chars, env.limits))
         if len(value) > limit:
-            return "safety.err.too_long", {"n": f"{len(value):,}", "limit": f"{limit:,}"}
+            return "safety.err.too_long", {"n": len(value), "limit": limit}
         return None
 
 
@@ -202,7 +206,7 @@ class Model(Rule):
         if not isinstance(value, str):
             return "safety.err.type", {"kind": "text"}
         if len(value) > 300:
-            return "safety.err.too_long", {"n": f"{len(value):,}", "limit": "300"}
+            return "safety.err.too_long", {"n": len(value), "limit": 300}
         try:
             check_model_id(value, self.offered(env))
         except UserError as err:
@@ -274,7 +278,7 @@ class CardResult(Rule):
             elif isinstance(item, list):
                 stack += item
             elif isinstance(item, str) and len(item) > limit:
-                return "safety.err.too_long", {"n": f"{len(item):,}", "limit": f"{limit:,}"}
+                return "safety.err.too_long", {"n": len(item), "limit": limit}
             elif isinstance(item, float) and not math.isfinite(item):
                 return "safety.err.not_finite", {"value": str(item)}
         for side in ("base", "instruct"):
@@ -313,7 +317,7 @@ class SweepAxis(Rule):
         for v in values:
             if param == "style":
                 if len(v) > env.limits.label_chars:
-                    return None, ("safety.err.too_long", {"n": f"{len(v):,}", "limit": f"{env.limits.label_chars:,}"})
+                    return None, ("safety.err.too_long", {"n": len(v), "limit": env.limits.label_chars})
                 continue
             lo, hi = (_bound(b, env.limits) for b in SWEEP_RANGES[param])
             if not math.isfinite(v) or not lo <= v <= hi:
@@ -352,5 +356,5 @@ class IdList(Rule):
             return problem
         n = len([x for x in re.split(r"[\s,;\[\]()]+", value) if x])
         if n > env.limits.decode_ids:
-            return "safety.err.too_many", {"n": f"{n:,}", "limit": f"{env.limits.decode_ids:,}"}
+            return "safety.err.too_many", {"n": n, "limit": env.limits.decode_ids}
         return None

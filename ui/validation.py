@@ -17,13 +17,16 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import gradio as gr
+from gradio.i18n import I18nData
 
 from engine.catalog import IMAGE_ROLES, LLM_ROLES
 from engine.limits import SEED_MAX, Limits
+from ui.fmt import plain
 from ui.i18n import request_lang, t
 from ui.rules import (Bool, CardResult, Choice, Choices, Env, IdList, Model, ModelList, Num, Payload, Problem, Rule,
                       SweepAxis, Text, Upload)
@@ -67,6 +70,7 @@ SHARED_BYTES = 8_000_000  # engine/share StoreLimits.experiment_mb: the store re
 SHARED_RESULT = Payload(SHARED_BYTES)
 BROWSER_STATE = Payload(64_000, (dict,))
 ROOM, STUDENT_NAME, TOKEN = Text(64), Text(200), Text(200)
+ENTRY = Num(0, 1_000_000, True)  # a wall entry's number
 
 RULES: dict[str, dict[str, Rule]] = {
     # Base vs Instruct
@@ -118,8 +122,13 @@ RULES: dict[str, dict[str, Rule]] = {
     "wall_open_room": {"title": Text(200)},
     "wall_post": {"room": ROOM, "name": STUDENT_NAME, "experiment_id": Text(64)},
     "wall_read": {"room": ROOM, "teacher_token": TOKEN},
-    "wall_hide": {"room": ROOM, "teacher_token": TOKEN, "entry": Num(0, 1_000_000, True), "hidden": Bool()},
-    "wall_pin": {"room": ROOM, "teacher_token": TOKEN, "entry": Num(0, 1_000_000, True), "pinned": Bool()},
+    "wall_hide": {"room": ROOM, "teacher_token": TOKEN, "entry": ENTRY, "hidden": Bool()},
+    "wall_pin": {"room": ROOM, "teacher_token": TOKEN, "entry": ENTRY, "pinned": Bool()},
+    # the wall tab's own controls: entries picked in lists filled as the wall changes
+    "toggle_hidden": {"room": ROOM, "key": TOKEN, "num": ENTRY},
+    "toggle_pinned": {"room": ROOM, "key": TOKEN, "num": ENTRY},
+    "compare_entries": {"room": ROOM, "key": TOKEN, "a": ENTRY, "b": ENTRY},
+    "close_room": {"room": ROOM, "key": TOKEN},
     "wall_close": {"room": ROOM, "teacher_token": TOKEN},
 }
 
@@ -163,10 +172,11 @@ def _default_rule(component: Any) -> Rule | None:
         return Num()
     if isinstance(component, gr.Checkbox):
         return Bool()
-    if isinstance(component, gr.CheckboxGroup) or (isinstance(component, gr.Dropdown) and component.multiselect):
-        return None if getattr(component, "allow_custom_value", False) else Choices()
-    if isinstance(component, (gr.Radio, gr.Dropdown)):
-        return None if getattr(component, "allow_custom_value", False) else Choice()
+    if isinstance(component, (gr.CheckboxGroup, gr.Radio, gr.Dropdown)):
+        if getattr(component, "allow_custom_value", False) or not component.choices:
+            return None  # its values are not its build-time choices (filled later): declare a rule
+        many = isinstance(component, gr.CheckboxGroup) or getattr(component, "multiselect", False)
+        return Choices() if many else Choice()
     if isinstance(component, gr.Textbox):
         return Text()
     return None
@@ -179,6 +189,7 @@ class EventRules:
     fn_name: str
     names: list[str]
     rules: list[Rule]
+    labels: list[Any]  # what a message calls each input: its label (I18nData or text), else its name
 
     def problems(self, args: dict[str, Any], values: Sequence[Any], env: Env) -> list[Problem | None]:
         env.args = args
@@ -197,7 +208,8 @@ def rules_for(fn_name: str, fn: Callable, inputs: Sequence[Any]) -> EventRules:
             raise RuntimeError(f"no validation rule for argument {name!r} of {fn_name} "
                                f"({type(component).__name__}): declare one in ui/validation.py RULES")
         rules.append(rule.bind(component))
-    return EventRules(fn_name, names, rules)
+    labels = [getattr(c, "label", None) or name for name, c in zip(names, inputs)]
+    return EventRules(fn_name, names, rules, labels)
 
 
 def make_validator(fn: Callable, event: EventRules, limits: Limits, ctx: Any) -> Callable:
@@ -214,8 +226,8 @@ def make_validator(fn: Callable, event: EventRules, limits: Limits, ctx: Any) ->
         values = _input_values(event.names, arguments)
         found = event.problems(arguments, values, Env(limits, ctx, {}))
         lang = request_lang(request)
-        out = [gr.validate(p is None, "" if p is None else t(p[0], lang, **{"param": name, **p[1]}))
-               for name, p in zip(event.names, found)]
+        out = [gr.validate(p is None, "" if p is None else message(p, label, lang))
+               for label, p in zip(event.labels, found)]
         return out[0] if single else out
 
     return validator  # functools.wraps: inspect.signature (hence Gradio) sees the handler's parameters
@@ -239,7 +251,24 @@ def check_call(fn_name: str, fn: Callable, inputs: Sequence[Any], values: Sequen
     event = rules_for(fn_name, fn, inputs)
     args = dict(zip(event.names, values))
     found = event.problems(args, list(values), Env(limits, ctx, {}))
-    return [t(p[0], lang, **{"param": name, **p[1]}) for name, p in zip(event.names, found) if p is not None]
+    return [message(p, label, lang) for label, p in zip(event.labels, found) if p is not None]
+
+
+def message(problem: Problem, param: Any, lang: str) -> str:
+    """A problem in the user's language: the input named by its label as the page shows it,
+    numbers written the language's way."""
+    key, params = problem
+    shown = {k: plain(v, lang) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+             for k, v in params.items()}
+    return t(key, lang, **{"param": param_text(param, lang), **shown})
+
+
+def param_text(param: Any, lang: str) -> str:
+    """An input's label in ``lang`` (an ``I18N`` key or plain text), without its parenthesised hint."""
+    if isinstance(param, I18nData):
+        param = t(param.key, lang)
+    text = re.sub(r"\s*\([^()]*\)\s*$", "", str(param)).rstrip(" :")
+    return text or str(param)
 
 
 # =============================================================================== lenient preprocessing
