@@ -141,7 +141,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         return render(room, key, request_lang(request))
 
     @guard
-    def compare(room: str, key: str, a, b, request: gr.Request = None) -> str:
+    def compare_entries(room: str, key: str, a, b, request: gr.Request = None) -> str:
         lang = request_lang(request)
         return compare_html(pick(room, key, a), pick(room, key, b), lang, store)
 
@@ -176,7 +176,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     export.click(wall_export, inputs=room_key + [base_url], outputs=export_file, js=BASE_URL_JS,
                  api_name="wall_export", concurrency_limit=None
                  ).success(lambda: gr.File(visible=True), outputs=export_file, api_name=False, queue=False)
-    compare_btn.click(compare, inputs=room_key + [left, right], outputs=compare_out, **teacher_args)
+    compare_btn.click(compare_entries, inputs=room_key + [left, right], outputs=compare_out, **teacher_args)
     fullscreen.click(None, js=FULLSCREEN_JS)
     if tab is not None and isinstance(tab.parent, gr.Tabs):
         def on_tab(room: str, key: str, evt: gr.SelectData, request: gr.Request):

@@ -32,7 +32,7 @@ GROUPS: dict[str, tuple[LimitOf, tuple[str, ...]]] = {
                                           "comparison_card", "pick_method", "first_view")),
     # sharing and the class wall: small SQLite reads and writes (the ZIP export included)
     "share": (lambda L, ctx: 8, ("copy_link", "send_to_wall", "share_experiment", "open_experiment", "join_room",
-                                 "open_room", "close_room", "toggle_hidden", "toggle_pinned", "wall_open_room",
+                                 "open_room", "close_room", "toggle_hidden", "toggle_pinned", "compare_entries", "wall_open_room",
                                  "wall_post", "wall_read", "wall_hide", "wall_pin", "wall_close", "wall_export")),
     # instant UI updates: never behind heavy work
     "ui": (lambda L, ctx: 16, ("refresh_about", "restored_controls", "show_step", "on_focus", "on_use_defaults",
