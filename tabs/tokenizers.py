@@ -14,6 +14,7 @@ from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, forced_lang, request_lang, t
 from ui.share import share_row
+from ui.share_codec import carries_html
 from ui.token_view import FIRST_SHOWN, MAX_SHOWN, clip_window_html, limit_html, number, render_views
 from ui.token_view import translated_labels as view_labels
 from ui.wording import tokenizer_label
@@ -151,7 +152,7 @@ def build(ctx: AppContext) -> None:
     # The views' HTML travels in a hidden text box and is put in place by one innerHTML (assets/
     # tokenizer_input.js): gr.HTML would diff thousands of token spans node by node on every update.
     gr.HTML(f'<div class="tok-views-box">{first_views}</div>', elem_id="tok-views")
-    views = gr.Textbox(first_views, visible="hidden", elem_id="tok-views-html", container=False)
+    views = carries_html(gr.Textbox(first_views, visible="hidden", elem_id="tok-views-html", container=False))
     # clicked by assets/tokenizer_input.js once typing pauses (at once after a paste): one request per
     # pause, not one per key, whatever the text's length
     typed = gr.Button(I18N("tok.run"), visible="hidden", elem_id="tok-refresh")

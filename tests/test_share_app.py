@@ -115,9 +115,14 @@ def test_every_tab_round_trips_through_a_link(client):
                                      "stats": {"type": "table", "headers": stats["headers"], "data": stats["data"]}})
     _same_html(opened["outputs"]["views"], views)
     assert opened["outputs"]["stats"]["data"] == stats["data"]
+    # the views travel in a hidden text box that the page puts in place as HTML: sanitized all the same
+    opened = share("tokenize", tok, {"views": {"type": "html", "value": '<img src=x onerror="alert(1)">' + views}})
+    assert "onerror" not in opened["outputs"]["views"]["value"] and "<img" not in opened["outputs"]["views"]["value"]
+    with pytest.raises(AppError, match="views"):  # not the record type of an HTML view
+        share("tokenize", tok, {"views": {"type": "text", "value": views}})
     # Quantization: method, bits and matrix; the memory planner; the live comparison's settings
-    quant = {"source": "synthetic", "model": "", "layer": "", "method": "absmax", "bits": 3, "block_size": "32",
-             "outliers": 4}
+    quant = {"source": "synthetic", "model": "tiny/mistral-instruct", "layer": "", "method": "absmax", "bits": 3,
+             "block_size": "32", "outliers": 4}
     _, summary, _, table = client.predict(**quant, api_name="/quantize_weights")
     opened = share("quantize_weights", quant, {"summary": {"type": "markdown", "value": summary},
                                                "table": {"type": "table", "headers": table["headers"],

@@ -16,6 +16,7 @@ import base64
 import io
 import json
 import math
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,20 @@ CARD_ROWS, CARD_COLUMNS, CARD_IMAGES = 8, 6, 4
 TRUE = {"1", "true", "yes", "on", "oui", "vrai"}
 FALSE = {"0", "false", "no", "off", "non", "faux", ""}
 IMAGE_KINDS = ("image", "gallery", "plot")
+_HTML_CARRIERS: "weakref.WeakSet[gr.Textbox]" = weakref.WeakSet()
+
+
+def carries_html(box: gr.Textbox) -> gr.Textbox:
+    """Mark a (hidden) text box whose value the page puts in place as HTML (assets/tokenizer_input.js):
+    shared links store and restore it as HTML, sanitized, never as plain text."""
+    _HTML_CARRIERS.add(box)
+    return box
 
 
 def output_kind(component: gr.components.Component) -> str:
     """The record type for a result component; TypeError (at build time) for anything else."""
+    if component in _HTML_CARRIERS:
+        return "html"
     for cls, kind in ((gr.HTML, "html"), (gr.Markdown, "markdown"), (gr.JSON, "json"), (gr.Dataframe, "table"),
                       (NativePlot, "chart"), (gr.Plot, "plot"), (gr.Image, "image"), (gr.Gallery, "gallery"),
                       (gr.Code, "text"), (gr.Textbox, "text")):
