@@ -137,7 +137,7 @@ def test_concurrent_comparisons_overlap_and_speak_their_language(app_url):
     def compare(lang: str):
         client = Client(app_url, verbose=False, headers={"Accept-Language": lang})
         job = client.submit(model="tiny/mistral-instruct", precisions=["fp32", "int8"], prompt=PROMPT,
-                            max_new_tokens=4, api_name="/quantize_compare")
+                            max_new_tokens=32, api_name="/quantize_compare")  # long enough to overlap
         started = None
         for out in job:
             started = started or time.monotonic()
