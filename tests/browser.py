@@ -13,6 +13,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-dev-shm-usage"]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+LONG = 120_000  # ms: the first click of a tab may load a tiny model
+
+
+def new_page(browser, app_url: str, locale: str = "en-US", viewport: dict = DESKTOP):
+    """A page in a fresh browser context (its own cookies and storage), the app loaded."""
+    page = browser.new_context(viewport=viewport, locale=locale).new_page()
+    page.goto(app_url)
+    page.wait_for_selector("#bvi-run", timeout=LONG)
+    return page
 
 
 # English tab labels: in Gradio's overflow menu (narrow windows) the buttons carry no id, only their label

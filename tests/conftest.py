@@ -116,3 +116,37 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
         b.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    """A fresh English page of the session's app (its own browser context)."""
+    from tests.browser import new_page
+
+    pg = new_page(browser, app_url)
+    yield pg
+    pg.context.close()
+
+
+@pytest.fixture(scope="module")
+def fast_handle(tiny_llms):
+    """The tiny instruct model with its fast path prepared uncompiled (CPU), and its manager."""
+    from engine.catalog import load_catalog
+    from engine.hardware import detect
+    from engine.models import ModelManager
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GENAI_FAST_PATH", "eager")  # the static-cache path without compiling (CPU)
+    manager = ModelManager(load_catalog("tiny", env={}), detect())
+    handle = manager.llm(manager.catalog.spec("instruct_llm"))
+    mp.undo()
+    assert handle.extra.get("fast_path") is not None
+    yield handle, manager
+
+
+def greedy_reference(handle, ids: list[int], n: int) -> list[int]:
+    """``n`` greedy tokens after ``ids`` from plain ``generate()``: what every fast path must match."""
+    import torch
+
+    out = handle.model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False)
+    return out[0, len(ids):].tolist()

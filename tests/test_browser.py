@@ -2,28 +2,10 @@
 taken in French by tests/test_languages.py and tests/test_classroom.py)."""
 from __future__ import annotations
 
-import pytest
-
-from tests.browser import (DESKTOP, PHONE, no_horizontal_overflow, open_tab, toast_text,
+from tests.browser import (LONG, PHONE, new_page, no_horizontal_overflow, open_tab, toast_text,
                            wait_while_progressing)
 
 TABS = ("base_vs_instruct", "tokenizers", "quantization", "techniques", "image_prompting", "wall", "about")
-LONG = 120_000  # ms: the first click of a tab may load a tiny model
-
-
-def new_page(browser, app_url, locale="en-US", viewport=DESKTOP):
-    context = browser.new_context(viewport=viewport, locale=locale)
-    page = context.new_page()
-    page.goto(app_url)
-    page.wait_for_selector("#bvi-run", timeout=LONG)
-    return page
-
-
-@pytest.fixture
-def page(browser, app_url):
-    pg = new_page(browser, app_url)
-    yield pg
-    pg.context.close()
 
 
 def test_base_vs_instruct_streams_both_panes(page):

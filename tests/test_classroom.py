@@ -6,8 +6,6 @@ import colorsys
 import json
 import re
 
-import pytest
-
 from tests.browser import DESKTOP, PHONE, no_horizontal_overflow, screenshot
 from ui.i18n import t
 from ui.token_probs import N_STEPS, STEPS

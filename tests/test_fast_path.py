@@ -1,29 +1,11 @@
 """The fast single-user path (static cache; compiled on CUDA) gives the same tokens."""
 from __future__ import annotations
 
-import pytest
-import torch
-
 from engine.catalog import load_catalog
 from engine.generation import DecodeEngine, SamplingParams
 from engine.hardware import detect
 from engine.models import ModelManager
-
-
-@pytest.fixture(scope="module")
-def fast_handle(tiny_llms):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GENAI_FAST_PATH", "eager")  # the static-cache path without compiling (CPU)
-    manager = ModelManager(load_catalog("tiny", env={}), detect())
-    handle = manager.llm(manager.catalog.spec("instruct_llm"))
-    mp.undo()
-    assert handle.extra.get("fast_path") is not None
-    yield handle, manager
-
-
-def reference(handle, ids, n):
-    out = handle.model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False)
-    return out[0, len(ids):].tolist()
+from tests.conftest import greedy_reference
 
 
 def test_fast_path_matches_generate(fast_handle):
@@ -32,7 +14,7 @@ def test_fast_path_matches_generate(fast_handle):
     eng = DecodeEngine(background=False)
     req = eng.submit(handle, prompt, SamplingParams(max_new_tokens=20, greedy=True))
     list(eng.wait([req]))
-    assert req.generated == reference(handle, prompt.input_ids, 20)
+    assert req.generated == greedy_reference(handle, prompt.input_ids, 20)
 
 
 def test_leaving_the_fast_path_when_a_second_request_joins(fast_handle):
@@ -46,8 +28,8 @@ def test_leaving_the_fast_path_when_a_second_request_joins(fast_handle):
     assert eng._batches[id(handle)].static is not None  # alone: static cache
     rb = eng.submit(handle, b, SamplingParams(max_new_tokens=8, greedy=True))
     list(eng.wait([ra, rb]))
-    assert ra.generated == reference(handle, a.input_ids, 16)
-    assert rb.generated == reference(handle, b.input_ids, 8)
+    assert ra.generated == greedy_reference(handle, a.input_ids, 16)
+    assert rb.generated == greedy_reference(handle, b.input_ids, 8)
 
 
 def test_about_reports_the_fast_path(fast_handle):
@@ -67,4 +49,4 @@ def test_compiled_decode_step_matches_generate(tiny_llms, monkeypatch):
     eng = DecodeEngine(background=False)
     req = eng.submit(handle, prompt, SamplingParams(max_new_tokens=12, greedy=True))
     list(eng.wait([req]))
-    assert req.generated == reference(handle, prompt.input_ids, 12)
+    assert req.generated == greedy_reference(handle, prompt.input_ids, 12)

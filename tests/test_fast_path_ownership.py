@@ -2,36 +2,18 @@
 layers so a click never compiles, and booked in the memory budget."""
 from __future__ import annotations
 
-import pytest
 import torch
 
 from engine import memory
 from engine.catalog import load_catalog
 from engine.generation import DecodeEngine, SamplingParams
-from engine.hardware import detect
-from engine.models import ModelManager
 from engine.quantization import live
+from tests.conftest import greedy_reference
 
 
-@pytest.fixture(scope="module")
-def eager(tiny_llms):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GENAI_FAST_PATH", "eager")  # the static-cache path without compiling (CPU)
-    manager = ModelManager(load_catalog("tiny", env={}), detect())
-    handle = manager.llm(manager.catalog.spec("instruct_llm"))
-    mp.undo()
-    assert handle.extra.get("fast_path") is not None
-    yield manager, handle
-
-
-def reference(handle, ids, n):
-    out = handle.model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False)
-    return out[0, len(ids):].tolist()
-
-
-def test_two_engines_on_one_model_never_share_a_static_cache(eager):
+def test_two_engines_on_one_model_never_share_a_static_cache(fast_handle):
     """The quantization tab's private engine and the app's engine decode the same handle at once."""
-    _, handle = eager
+    handle, _ = fast_handle
     a, b = handle.prepare_raw("Il était une fois"), handle.prepare_raw("La recette des crêpes")
     params = SamplingParams(max_new_tokens=12, greedy=True)
     app_engine, private_engine = DecodeEngine(background=False), DecodeEngine(background=False)
@@ -44,13 +26,13 @@ def test_two_engines_on_one_model_never_share_a_static_cache(eager):
     while not (ra.done and rb.done):
         app_engine.run_once()
         private_engine.run_once()
-    assert ra.generated == reference(handle, a.input_ids, 12)
-    assert rb.generated == reference(handle, b.input_ids, 12)
+    assert ra.generated == greedy_reference(handle, a.input_ids, 12)
+    assert rb.generated == greedy_reference(handle, b.input_ids, 12)
     assert not any(d.leased for d in handle.extra["fast_path"].decoders)  # handed back
 
 
-def test_the_budget_counts_the_static_caches(eager):
-    manager, handle = eager
+def test_the_budget_counts_the_static_caches(fast_handle):
+    handle, manager = fast_handle
     cfg = handle.model.config
     per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
     fast = handle.extra["fast_path"]

@@ -18,7 +18,6 @@ from engine.errors import UserError
 from engine.fairness import Cancelled, FairGate, TimeLimit
 from engine.model_policy import check_model_id
 from engine.redact import install_log_redaction, redact, redact_url, remote_text
-from ui.i18n import t
 from ui.rules import Choices, Env, Num, SweepAxis, Text
 
 SECRET = "sk-test-0123456789abcdef"

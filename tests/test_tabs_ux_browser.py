@@ -2,25 +2,7 @@
 settings per technique, headers, previews, Stop, grids, TD targets)."""
 from __future__ import annotations
 
-import pytest
-
-from tests.browser import DESKTOP, PHONE, open_tab
-
-LONG = 120_000  # ms: the first click of a tab may load a tiny model
-
-
-def new_page(browser, app_url, locale="en-US", viewport=DESKTOP):
-    page = browser.new_context(viewport=viewport, locale=locale).new_page()
-    page.goto(app_url)
-    page.wait_for_selector("#bvi-run", timeout=LONG)
-    return page
-
-
-@pytest.fixture
-def page(browser, app_url):
-    pg = new_page(browser, app_url)
-    yield pg
-    pg.context.close()
+from tests.browser import LONG, PHONE, new_page, open_tab
 
 
 def pick(page, dropdown: str, label: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from engine.catalog import Catalog, ModelSpec
 from engine.hardware import Hardware
