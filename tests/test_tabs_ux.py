@@ -130,6 +130,22 @@ def test_warmup_prepares_each_library_once_in_the_background():
     assert warmup.ensure("hqq", "cpu") is steps[1] and warmup.ready("dtype", "cpu")
 
 
+def test_a_build_lock_left_by_a_killed_process_does_not_block_for_ever(tmp_path):
+    """torch waits for an extension's build lock to disappear: one left by a killed process made
+    every later quanto row wait on "kernels" for good. Old locks go; a build in progress keeps its own."""
+    import os
+
+    stale, building = tmp_path / "stale", tmp_path / "building"
+    for folder in (stale, building):
+        folder.mkdir()
+        (folder / "lock").touch()
+    old = time.time() - warmup.STALE_LOCK_S - 60
+    os.utime(stale / "lock", (old, old))
+    assert warmup.clear_stale_locks([stale, building, tmp_path / "never-built"]) == [stale / "lock"]
+    assert not (stale / "lock").exists() and (building / "lock").exists()
+    assert warmup._quanto_build_dirs()  # where optimum-quanto builds: the folders the warm-up checks
+
+
 def test_concurrent_comparisons_overlap_and_speak_their_language(app_url):
     """Two students at once (one in French): the second one's rows do not wait for the first one."""
     from gradio_client import Client

@@ -9,6 +9,11 @@ calls it when it is built); :func:`wait` lets a comparison wait for one method, 
 seconds spent, and stops waiting at once when the student presses Stop. A method that cannot be
 prepared (no compiler, a read-only install) gets its error once, and the comparison skips it
 with that reason instead of failing on every click.
+
+torch builds an extension under a lock file in its build folder and waits for that file to go
+away, forever: a process killed while building (Ctrl-C, an out-of-memory kill, a Space restart)
+leaves it behind and every later comparison would wait on "kernels" for good. A lock older than
+any build takes (:data:`STALE_LOCK_S`) is removed before building.
 """
 from __future__ import annotations
 
@@ -16,12 +21,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable
 
 log = logging.getLogger(__name__)
 METHODS = ("bitsandbytes", "optimum-quanto", "hqq")  # methods of engine.quantization.live.VARIANTS with a package
 # what each step does, for the progress line (keys of ui/strings/tabsux.py)
 WHAT = {"bitsandbytes": "ux.quant.kernels_bnb", "optimum-quanto": "ux.quant.kernels_quanto", "hqq": "ux.quant.kernels_hqq"}
+STALE_LOCK_S = 900.0  # a build took 45–257 s on a loaded 2-core machine: a lock this old has no builder
 
 
 @dataclass
@@ -58,10 +65,37 @@ def _bitsandbytes(device: str) -> None:
         F.dequantize_4bit(packed, state)
 
 
+def clear_stale_locks(build_dirs: Iterable[str | Path], now: float | None = None) -> list[Path]:
+    """Remove the build lock of each folder when it is older than :data:`STALE_LOCK_S`; returns them."""
+    now = time.time() if now is None else now
+    removed = []
+    for folder in build_dirs:
+        lock = Path(folder) / "lock"
+        try:
+            if now - lock.stat().st_mtime > STALE_LOCK_S:
+                lock.unlink()
+                removed.append(lock)
+                log.warning("removed a stale extension build lock left by a killed process: %s", lock)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # a read-only install: the build will say so
+            log.warning("could not remove %s: %s", lock, exc)
+    return removed
+
+
+def _quanto_build_dirs() -> list[str]:
+    import optimum.quanto.library.extensions  # noqa: F401 - registers the extensions
+    from optimum.quanto.library.extensions.extension import _extensions
+
+    return [ext.build_directory for ext in _extensions.values()]
+
+
 def _quanto(device: str) -> None:
     """qint4 and qint2 layers, frozen and run: on CPU the first unpack builds quanto's C++ extension."""
     import torch
     from optimum.quanto import freeze, qint2, qint4, quantize
+
+    clear_stale_locks(_quanto_build_dirs())
 
     for qtype in (qint4, qint2):
         layer, x = _layer(device)
