@@ -332,8 +332,8 @@ def test_benchmark_runs_csv_has_the_model_outputs(tmp_path):
 
 def test_benchmark_legend_names_every_technique():
     from engine.techniques.techniques import TECHNIQUES
-    from tabs.techniques import TECHNIQUE_COLORS, bench_legend
     from ui.i18n import t
+    from ui.technique_views import TECHNIQUE_COLORS, bench_legend
 
     names = [t(f"tech.name.{k}", "fr") for k in TECHNIQUES]
     html = bench_legend(pd.DataFrame({"Technique": names, "x": range(len(names))}))

@@ -14,6 +14,7 @@ import pytest
 from engine import tokenizers as tk
 from engine.clip_bpe import VOCAB_GZ
 from engine.errors import UserError
+from engine.tokenizer_backends import HubTokenizer, TiktokenTokenizer, Tokenizer
 from ui.i18n import t
 from ui.token_view import DEFAULT_LABELS as LABELS
 from ui.token_view import clip_window_html, render_pieces, render_views
@@ -60,7 +61,7 @@ def test_known_ids_and_counts():
     assert (enc.n_chars, enc.n_bytes) == (5, len("été 🎉".encode()))
 
 
-def _span_problems(tok: tk.Tokenizer, text: str, parse_special: bool = False) -> list:
+def _span_problems(tok: Tokenizer, text: str, parse_special: bool = False) -> list:
     enc = tok.encoding(text, parse_special)
     problems, last_start = [], 0
     for i, p in enumerate(enc.pieces):
@@ -333,7 +334,7 @@ def test_hub_style_tokenizer_from_a_local_folder(tmp_path):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     bpe.train_from_iterator(SAMPLES * 20, trainer)
     PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>").save_pretrained(tmp_path)
-    tok = tk.HubTokenizer(str(tmp_path))
+    tok = HubTokenizer(str(tmp_path))
     text = "Fête 🦊 <|endoftext|> ok"  # the fox is not in this small vocabulary: byte tokens
     enc = tok.encoding(text)
     assert tok.decode(enc.ids) == text and b"".join(p.raw for p in enc.pieces) == text.encode()
@@ -357,7 +358,7 @@ def test_hub_ids_fail_with_user_errors():
 def test_loaded_tokenizers_are_bounded(monkeypatch):
     tk.get("mistral-v1")  # offline tokenizers are never dropped
     built = []
-    monkeypatch.setattr(tk, "_build", lambda key: built.append(key) or tk.Tokenizer())
+    monkeypatch.setattr(tk, "_build", lambda key: built.append(key) or Tokenizer())
     monkeypatch.setattr(tk, "MAX_LOADED", 2)
     for key in ("owner/a", "owner/b", "owner/a", "owner/c"):  # "a" used again: "b" is the oldest
         tk.get(key)
@@ -376,7 +377,7 @@ def test_concurrent_requests_load_a_tokenizer_once(monkeypatch):
     def slow_build(key):
         built.append(key)
         time.sleep(0.2)
-        return tk.Tokenizer()
+        return Tokenizer()
 
     monkeypatch.setattr(tk, "_build", slow_build)
     got = []
@@ -395,7 +396,7 @@ def test_tiktoken_encodings(monkeypatch):
     from engine.tiny import mistral_data_file
 
     with pytest.raises(UserError) as err:
-        tk.TiktokenTokenizer("no_such_encoding")
+        TiktokenTokenizer("no_such_encoding")
     assert err.value.key == "tok.err.tiktoken_offline"
     # An encoding made from Tekken's byte-level ranks stands in for a downloaded one.
     data = json.loads(Path(mistral_data_file("tekken_240911.json")).read_text())
@@ -403,7 +404,7 @@ def test_tiktoken_encodings(monkeypatch):
     local = tiktoken.Encoding("local", pat_str=data["config"]["pattern"], mergeable_ranks=ranks,
                               special_tokens={"<|endoftext|>": 8000})
     monkeypatch.setattr(tiktoken, "get_encoding", lambda name: local)
-    tok = tk.TiktokenTokenizer("local")
+    tok = TiktokenTokenizer("local")
     text = "Fête 🎉 <|endoftext|> 2025"
     enc = tok.encoding(text)
     assert enc.ids == local.encode(text, disallowed_special=()) and tok.decode(enc.ids) == text

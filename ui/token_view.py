@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from html import escape
 
-from engine.tokenizers import Encoding, Piece
+from engine.token_pieces import Encoding, Piece
 from ui import fmt
 
 MAX_SHOWN = 2_000  # tokens drawn per view; counts stay exact (Chromium lays out 8,000 spans in ~0.1 s)
