@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from engine import imagegen
+from engine import image_grid, image_png, imagegen
 from engine.errors import UserError
 from engine.quantization import live, live_runs, planner, warmup
 
@@ -249,12 +249,12 @@ def test_grid_labels_scale_and_keep_clear_of_each_other():
 
     def header_rows(cell: int) -> int:  # white pictures, no captions: the only ink is the column headers
         white = [Image.new("RGB", (64, 64), "white")] * 4
-        out = imagegen.grid(white, [""] * 4, columns=2, cell=cell, column_labels=["guidance = 2", "guidance = 5"])
+        out = image_grid.grid(white, [""] * 4, columns=2, cell=cell, column_labels=["guidance = 2", "guidance = 5"])
         dark = [y for y in range(out.height) if any(out.getpixel((x, y))[0] < 128 for x in range(0, out.width, 2))]
         return max(dark) - min(dark) + 1
 
     assert header_rows(512) > 1.6 * header_rows(256)  # type grows with the cell
-    out = imagegen.grid(images, [""] * 4, columns=2, cell=200, row_labels=["a very long row label " * 3, "b"],
+    out = image_grid.grid(images, [""] * 4, columns=2, cell=200, row_labels=["a very long row label " * 3, "b"],
                         column_labels=["x = 1", "x = 2"])
     left = next(x for x in range(out.width) if out.getpixel((x, out.height // 4))[0] == 0 and
                 out.getpixel((x + 5, out.height // 4))[0] == 0)  # where the first image starts
@@ -275,7 +275,7 @@ def test_td_target_is_rendered_from_a_hidden_prompt(client):
     target, models, seed = client.predict("step2b", api_name="/make_td_target")
     assert models == ["flux_schnell"] and seed == steps["step2b"]["target_seed"]
     with Image.open(target["value"]) as img:
-        meta = json.loads(img.text[imagegen.METADATA_KEY])
+        meta = json.loads(img.text[image_png.METADATA_KEY])
     assert meta["prompt"] == steps["step2b"]["target_prompt_en"] and meta["seed"] == seed
     again, _, _ = client.predict("step2b", api_name="/make_td_target")
     with Image.open(target["value"]) as a, Image.open(again["value"]) as b:
