@@ -7,16 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.quantization import live, planner, weights
+from engine.quantization import live, matrices, planner, weights
 
 PROMPT = "Explain in two sentences why fewer bits per weight save memory."
 
 
 # ------------------------------------------------------------------------------ part 1
 @pytest.fixture(scope="session")
-def tiny_layer(tiny_llms) -> weights.Matrix:
-    names = weights.list_layers("tiny/mistral-instruct")
-    return weights.checkpoint_matrix("tiny/mistral-instruct", weights.default_layer(names))
+def tiny_layer(tiny_llms) -> matrices.Matrix:
+    names = matrices.list_layers("tiny/mistral-instruct")
+    return matrices.checkpoint_matrix("tiny/mistral-instruct", matrices.default_layer(names))
 
 
 def _mse(values: np.ndarray, method: str, bits: int = 4, block: int = 64) -> float:
@@ -29,7 +29,7 @@ def test_integer_error_falls_as_bits_rise(tiny_layer, method):
     errors = [_mse(tiny_layer.values, method, b) for b in weights.SWEEP_BITS]
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
     # with outliers, per-tensor schemes waste their first bits (every weight rounds to 0) but never get worse
-    synthetic = weights.synthetic_matrix(8).values
+    synthetic = matrices.synthetic_matrix(8).values
     errors = [_mse(synthetic, method, b) for b in weights.SWEEP_BITS]
     assert all(a >= b * (1 - 1e-9) for a, b in zip(errors, errors[1:])), errors
     assert errors[-1] < errors[0] / 50
@@ -48,7 +48,7 @@ def test_fixed_formats_error_falls_as_bits_rise(tiny_layer):
 
 def test_outliers_hurt_per_tensor_scales_not_blocks():
     m = weights.measure
-    x = weights.synthetic_matrix(8).values
+    x = matrices.synthetic_matrix(8).values
     per_tensor = m(x, weights.quantize(x, "absmax", 4))
     blocks = m(x, weights.quantize(x, "nf4", 4, 64))
     assert per_tensor.outliers == 8
@@ -97,7 +97,7 @@ def test_gguf_round_trip_matches_gguf_package(tiny_layer, fmt, bpw, steps):
 def test_q6_k_bytes_decode_with_gguf():
     from gguf import GGMLQuantizationType, quants
 
-    x = weights.synthetic_matrix(8).values.reshape(-1, 256)
+    x = matrices.synthetic_matrix(8).values.reshape(-1, 256)
     blocks = weights.q6_k_quantize(x)
     assert blocks.shape == (x.shape[0], 210)
     decoded = quants.dequantize(blocks, GGMLQuantizationType.Q6_K)
@@ -107,12 +107,12 @@ def test_q6_k_bytes_decode_with_gguf():
 
 def test_matrix_sources(tiny_layer):
     assert tiny_layer.values.size % 256 == 0 and tiny_layer.source == "tiny/mistral-instruct"
-    emb = weights.checkpoint_matrix("tiny/mistral-instruct", "model.embed_tokens.weight")
-    assert emb.full_shape == (32000, 64) and emb.cropped and emb.values.size == weights.MAX_WEIGHTS
+    emb = matrices.checkpoint_matrix("tiny/mistral-instruct", "model.embed_tokens.weight")
+    assert emb.full_shape == (32000, 64) and emb.cropped and emb.values.size == matrices.MAX_WEIGHTS
     from engine.errors import UserError
 
     with pytest.raises(UserError) as err:
-        weights.checkpoint_matrix("tiny/mistral-instruct", "model.no_such.weight")
+        matrices.checkpoint_matrix("tiny/mistral-instruct", "model.no_such.weight")
     assert err.value.key == "quant.err_unknown_layer"
 
 
