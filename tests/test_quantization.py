@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.quantization import live, matrices, planner, weights
+from engine.quantization import live, matrices, planner, results, weights
+from engine.quantization.measure import model_bytes
+from engine.quantization.variants import PACKAGES
 
 PROMPT = "Explain in two sentences why fewer bits per weight save memory."
 
@@ -144,7 +146,7 @@ def test_planner_estimate_matches_memory_footprint(manager, precision):
     try:
         footprint = handle.model.get_memory_footprint()
         assert abs(estimate - footprint) / footprint < 0.10
-        assert abs(estimate - live.model_bytes(handle.model)) / footprint < 0.01
+        assert abs(estimate - model_bytes(handle.model)) / footprint < 0.01
     finally:
         handle = None
         manager.release(spec)
@@ -162,7 +164,7 @@ def test_planner_rejects_what_it_cannot_read(tiny_llms):
 
 # ------------------------------------------------------------------------------ part 3
 @pytest.fixture(scope="module")
-def comparison(manager) -> list[live.Row]:
+def comparison(manager) -> list[results.Row]:
     spec = manager.catalog.spec("quant_subject")
     return live.run_comparison(manager, spec, ["nf4", "int8", "fp32", "quanto-int4", "hqq-3"], PROMPT,
                                max_new_tokens=8)
@@ -188,12 +190,12 @@ def test_live_comparison_gives_a_full_row_per_precision(comparison, manager):
 
 
 def test_results_csv_parses_back_to_the_same_table(comparison, tmp_path):
-    tricky = live.Row(precision="hqq-2", method="hqq", bits=2, status="skipped",
+    tricky = results.Row(precision="hqq-2", method="hqq", bits=2, status="skipped",
                       note='needs "7.1 GB", only 2,5 GB\nleft', output="a, b\n\"c\"")
     rows = list(comparison) + [tricky]
-    path = live.write_csv(rows, tmp_path / "results.csv")
-    back = live.read_csv(path)
-    pd.testing.assert_frame_equal(back, live.to_frame(rows))
+    path = results.write_csv(rows, tmp_path / "results.csv")
+    back = results.read_csv(path)
+    pd.testing.assert_frame_equal(back, results.to_frame(rows))
     assert list(back.columns[:4]) == ["precision", "method", "bits", "status"]
     assert {"tokens", "seconds", "tok_per_s"} <= set(back.columns)
 
@@ -213,7 +215,7 @@ def test_variant_that_cannot_fit_is_skipped_with_the_message(manager):
 
 
 def test_method_that_cannot_run_here_says_why(manager, monkeypatch):
-    monkeypatch.setitem(live.PACKAGES, "hqq", "no_such_quantization_package")
+    monkeypatch.setitem(PACKAGES, "hqq", "no_such_quantization_package")
     spec = manager.catalog.spec("quant_subject")
     rows = live.run_comparison(manager, spec, ["hqq-3"], PROMPT, max_new_tokens=4)
     assert rows[0].status == "skipped" and "quant.why_no_package" in rows[0].note
@@ -254,13 +256,13 @@ def test_quantize_compare_api_and_its_csv(client):
         model="tiny/mistral-instruct", precisions=["fp32", "int8", "nf4"], prompt=PROMPT, max_new_tokens=6,
         api_name="/quantize_compare")
     # the table shows translated headers; the CSV keeps the machine-readable column names
-    names = {t(f"ux.quant.col_{c}", "en"): c for c in live.COLUMNS}
+    names = {t(f"ux.quant.col_{c}", "en"): c for c in results.COLUMNS}
     assert "Memory (MB)" in table["headers"] and "memory_mb" not in table["headers"]
-    written = live.read_csv(csv_path)
-    assert list(written.columns) == live.COLUMNS
+    written = results.read_csv(csv_path)
+    assert list(written.columns) == results.COLUMNS
     shown = pd.DataFrame(table["data"], columns=[names[h] for h in table["headers"]])
     shown["output"] = written["output"]  # the outputs are in the cards, not in the table
-    shown = live.normalize_frame(shown)
+    shown = results.normalize_frame(shown)
     assert list(shown["precision"]) == ["fp32", "int8", "nf4"] and set(shown["status"]) == {"ok"}
     assert shown["tokens"].tolist() == [6, 6, 6]
     pd.testing.assert_frame_equal(written, shown)

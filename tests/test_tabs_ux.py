@@ -14,7 +14,7 @@ from PIL import Image
 
 from engine import image_grid, image_png, imagegen
 from engine.errors import UserError
-from engine.quantization import live, live_runs, planner, warmup
+from engine.quantization import live, live_runs, planner, results, warmup
 
 PROMPT = "Why do fewer bits per weight save memory?"
 LONG = 180  # s: generous upper bounds on waits for real work (a loaded 2-core machine); never a fixed sleep
@@ -164,8 +164,8 @@ def test_concurrent_comparisons_overlap_and_speak_their_language(app_url):
     assert a0 < b1 and b0 < a1  # both were measuring at the same time
     assert "Memory (MB)" in a_out[1]["headers"] and "Mémoire (Mo)" in b_out[1]["headers"]
     assert all("memory_mb" not in h for h in (a_out[1]["headers"], b_out[1]["headers"]))
-    written = live.read_csv(b_out[-1])
-    assert list(written.columns) == live.COLUMNS and list(written["precision"]) == ["fp32", "int8"]
+    written = results.read_csv(b_out[-1])
+    assert list(written.columns) == results.COLUMNS and list(written["precision"]) == ["fp32", "int8"]
 
 
 # ============================================================================ 2. bits slider
