@@ -287,7 +287,9 @@ def test_each_technique_reads_exactly_the_settings_it_shows():
     from dataclasses import dataclass
 
     from engine.techniques import tasks as task_sets
-    from engine.techniques.techniques import SETTINGS_USED, TECHNIQUES, Settings, run_technique
+    from engine.techniques.driver import run_technique
+    from engine.techniques.records import Settings
+    from engine.techniques.techniques import SETTINGS_USED, TECHNIQUES
     from tabs.techniques import SETTING_FIELDS
     from tests.test_techniques import ScriptedGenerator
 
@@ -312,7 +314,7 @@ def test_each_technique_reads_exactly_the_settings_it_shows():
 def test_benchmark_runs_csv_has_the_model_outputs(tmp_path):
     from engine.techniques import tasks as task_sets
     from engine.techniques.benchmark import run_benchmark
-    from engine.techniques.techniques import Settings
+    from engine.techniques.records import Settings
     from tests.test_techniques import ScriptedGenerator
 
     problems = task_sets.benchmark_tasks("en", ["number"], 2)
