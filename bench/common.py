@@ -116,7 +116,7 @@ def decode_read_bytes(model, context_tokens: float) -> int:
     input-embedding table (a gather), plus the keys and values of ``context_tokens`` tokens.
 
     A step can never take less than this ÷ the memory bandwidth: that is the limit figures compare to."""
-    from engine.quantization.live import model_bytes, tensor_bytes
+    from engine.quantization.measure import model_bytes, tensor_bytes
 
     weights = model_bytes(model)
     table = model.get_input_embeddings().weight

@@ -37,8 +37,9 @@ def child(mode: str, variants: list[str], tokens: int, ext_dir: str) -> dict:
     from engine.hardware import detect
     from engine.models import ModelManager
     from engine.quantization import live, warmup
+    from engine.quantization.variants import VARIANTS
 
-    if any(live.VARIANTS[v].method == "optimum-quanto" for v in variants):
+    if any(VARIANTS[v].method == "optimum-quanto" for v in variants):
         from optimum.quanto.library.extensions import get_extension
 
         get_extension("quanto_cpp").build_directory = ext_dir  # an empty folder: compiled as on a fresh install
@@ -47,7 +48,7 @@ def child(mode: str, variants: list[str], tokens: int, ext_dir: str) -> dict:
     warm_s = 0.0
     if mode == "warm":
         began = time.perf_counter()
-        for step in warmup.start([live.VARIANTS[v].method for v in variants], manager.device):
+        for step in warmup.start([VARIANTS[v].method for v in variants], manager.device):
             step.done.wait()
         warm_s = time.perf_counter() - began
     prompt = live.load_passages()["prompts"]["en"]

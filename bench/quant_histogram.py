@@ -6,7 +6,7 @@ Each move runs what the event handler runs: ``weights.analyze`` on the synthetic
 histogram figure, and the image encoding Gradio's ``gr.Plot`` does (``savefig`` to WebP). The
 baseline is the drawing the tab used before (one ``axvline`` per level, ``ax.hist`` twice, a
 constrained layout), run here on the same inputs; the app's drawing is
-``engine.quantization.weights.histogram_figure``. Prints the median of each and their ratio.
+``engine.quantization.histogram.histogram_figure``. Prints the median of each and their ratio.
 """
 from __future__ import annotations
 
@@ -62,16 +62,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--methods", default="absmax,blockwise")
     args = parser.parse_args()
-    from engine.quantization import weights
+    from engine.quantization import matrices, weights
+    from engine.quantization.histogram import histogram_figure
 
-    matrix = weights.synthetic_matrix(8)
+    matrix = matrices.synthetic_matrix(8)
     weights.analyze(matrix, "absmax", 4, 64)  # the error-vs-bits sweep is cached after the first call
     moves = [(m, b) for m in args.methods.split(",") for b in range(1, 9)]
     times = {"baseline": [], "app": []}
     for _ in range(args.rounds):
         for method, bits in moves:  # interleaved, so machine load hits both alike
             times["baseline"].append(one_move(baseline_figure, matrix, method, bits))
-            times["app"].append(one_move(weights.histogram_figure, matrix, method, bits))
+            times["app"].append(one_move(histogram_figure, matrix, method, bits))
     base, app = statistics.median(times["baseline"]), statistics.median(times["app"])
     worst_base, worst_app = max(times["baseline"]), max(times["app"])
     print(f"{len(moves) * args.rounds} slider moves ({args.methods}, 1 → 8 bits)")

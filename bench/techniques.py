@@ -22,7 +22,8 @@ from common import SHAPES, device, device_name, random_handle, sync
 from engine.generation import DecodeEngine, SamplingParams, generate_many
 from engine.llm import LLMHandle
 from engine.techniques import tasks as task_sets
-from engine.techniques.techniques import Settings, few_shot_messages
+from engine.techniques.records import Settings
+from engine.techniques.techniques import few_shot_messages
 
 
 class BenchGenerator:

@@ -1,34 +1,29 @@
 """Image generation for the image-prompting exercise: SDXL Turbo, SDXL base, FLUX schnell/dev.
 
 Each model runs with the defaults of its model card; controls that have no effect on a model
-are reported with the reason. Every image carries its prompt and settings in its PNG metadata,
-so uploading it restores them.
+are reported with the reason. An image's settings travel in its PNG metadata
+(:mod:`engine.image_png`); grids and parameter sweeps are in :mod:`engine.image_grid`.
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from PIL import Image, ImageDraw, ImageFont
-from PIL.PngImagePlugin import PngInfo
+from PIL import Image
 
 from engine import leases
-from engine.catalog import IMAGE_ROLES, ModelSpec
-from engine.errors import UserError, as_user_error
-from engine.limits import current as current_limits
+from engine.catalog import ModelSpec
+from engine.errors import as_user_error
 from engine.image_preview import MAX_PREVIEWS, latent_preview, latent_rgb_map, preview_steps  # noqa: F401
 from engine.stopping import LinkedStop
 
 log = logging.getLogger(__name__)
 
-METADATA_KEY = "genai-class-demo"
 TINY_SIZE, TINY_MAX_STEPS = 64, 2
 
 
@@ -304,207 +299,3 @@ def free_accelerator_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-# ------------------------------------------------------------------ PNG metadata
-def save_png(result: ImageResult, folder: Path, name: str) -> Path:
-    info = PngInfo()
-    info.add_text(METADATA_KEY, json.dumps(asdict(result.settings), ensure_ascii=False))
-    s = result.settings
-    info.add_text("parameters", f"{s.prompt}\nNegative prompt: {s.negative_prompt}\nSteps: {s.steps}, "
-                                f"CFG scale: {s.guidance}, Seed: {s.seed}, Size: {s.width}x{s.height}, Model: {s.model}")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.png"
-    result.image.save(path, format="PNG", pnginfo=info)
-    result.path = path
-    return path
-
-
-def read_png_settings(path: str | Path) -> ImageSettings:
-    """The settings stored in a PNG made here, read from its text chunks without decoding a
-    pixel: the file's size and the image's dimensions are checked first."""
-    raw = read_png_text(path, METADATA_KEY)
-    if not raw:
-        raise UserError("img.err.no_metadata")
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise UserError("img.err.no_metadata") from exc
-    if not isinstance(data, dict) or data.get("role") not in IMAGE_ROLES:
-        raise UserError("img.err.no_metadata")
-    return checked_settings(data)
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-SETTINGS_RANGES = {"steps": (1, 1000), "width": (16, 8192), "height": (16, 8192), "seed": (0, 2**63 - 1),
-                   "max_sequence_length": (1, 4096)}
-
-
-def png_dimensions(path: str | Path) -> tuple[int, int]:
-    """Width and height from the PNG header (IHDR), before Pillow reads anything else."""
-    with open(path, "rb") as fh:
-        head = fh.read(24)
-    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
-        raise UserError("img.err.no_metadata")
-    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-
-
-def read_png_text(path: str | Path, key: str) -> str | None:
-    """One text chunk of a PNG (those before the image data, where :func:`save_png` writes
-    them). The pixels are never decoded (no ``load()``): a 13000×13000 PNG costs nothing."""
-    limits = current_limits()
-    size = Path(path).stat().st_size
-    if size > limits.upload_bytes:
-        raise UserError("safety.err.file_too_big", size=f"{size / 1e6:.1f}", limit=f"{limits.upload_bytes / 1e6:.0f}")
-    width, height = png_dimensions(path)
-    if width * height > limits.upload_pixels:
-        raise UserError("safety.err.png_too_large", width=width, height=height,
-                        limit=f"{limits.upload_pixels / 1e6:g}")
-    try:
-        with Image.open(path, formats=["PNG"]) as img:
-            value = img.info.get(key)  # .text would load() the whole image to find late chunks
-    except Exception as exc:  # noqa: BLE001 - truncated or not a PNG (Pillow raises several types)
-        raise UserError("img.err.no_metadata") from exc
-    return value if isinstance(value, str) else None
-
-
-def checked_settings(data: dict) -> ImageSettings:
-    """:class:`ImageSettings` from untrusted metadata: every field of the right type and range."""
-    known = {k: v for k, v in data.items() if k in ImageSettings.__dataclass_fields__}
-    for name in ("role", "model", "prompt", "negative_prompt"):
-        value = known.get(name, "")
-        if not isinstance(value, str) or len(value) > max(300, current_limits().image_prompt_chars):
-            raise UserError("safety.err.png_settings", field=name)
-    for name, (lo, hi) in SETTINGS_RANGES.items():
-        value = known.get(name)
-        if value is None and name == "max_sequence_length":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise UserError("safety.err.png_settings", field=name)
-    guidance = known.get("guidance", 0.0)
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) \
-            or not 0 <= guidance <= 100:
-        raise UserError("safety.err.png_settings", field="guidance")
-    return ImageSettings(**known)
-
-
-# ------------------------------------------------------------------ grids
-def _font(size: int):
-    for name in ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",):
-        if Path(name).exists():
-            return ImageFont.truetype(name, size)
-    return ImageFont.load_default(size=size)
-
-
-def grid(images: list[Image.Image], labels: list[str], columns: int, cell: int = 384,
-         row_labels: list[str] | None = None, column_labels: list[str] | None = None,
-         legend: list[str] | None = None) -> Image.Image:
-    """Images in a labelled grid: a caption under each, optional row and column headers, and an
-    optional legend under the grid (long texts, such as whole prompts, written out wrapped).
-
-    Type sizes follow the cell size (readable once the grid is scaled down to fit a page); row
-    headers wrap inside a left margin of their own and column headers above their column, so
-    neither covers the other."""
-    font = _font(max(12, cell // 20))
-    head_font = _font(max(13, cell // 15))
-    pad = max(6, cell // 40)
-
-    def line_h(f) -> int:
-        return f.size + max(2, f.size // 4)
-
-    rows = (len(images) + columns - 1) // columns
-    # whatever their length, headers stay inside their margin (a few wrapped lines, then "…")
-    row_lines = [_wrap(text, head_font, cell // 2, HEADER_LINES) for text in row_labels or []]
-    widest = max((head_font.getlength(x) for lines in row_lines for x in lines), default=0)
-    left = int(widest) + 2 * pad if row_labels else 0
-    col_lines = [_wrap(text, head_font, cell - 2 * pad, HEADER_LINES) for text in column_labels or []]
-    top = max((len(lines) for lines in col_lines), default=0) * line_h(head_font) + 2 * pad if column_labels else 0
-    caption_h = 2 * line_h(font) + pad
-    width = left + columns * cell
-    legend_lines = [line for text in legend or [] for line in _wrap(text, font, width - 2 * pad, LEGEND_LINES) or [""]]
-    legend_h = len(legend_lines) * line_h(font) + 2 * pad if legend_lines else 0
-    canvas = Image.new("RGB", (width, top + rows * (cell + caption_h) + legend_h), "white")
-    draw = ImageDraw.Draw(canvas)
-    for c, lines in enumerate(col_lines):
-        for k, text in enumerate(lines):
-            draw.text((left + c * cell + cell // 2, pad + k * line_h(head_font)), text, font=head_font, fill="#111",
-                      anchor="ma")
-    for r, lines in enumerate(row_lines[:rows]):
-        y0 = top + r * (cell + caption_h) + cell // 2 - len(lines) * line_h(head_font) // 2
-        for k, text in enumerate(lines):
-            draw.text((pad, y0 + k * line_h(head_font)), text, font=head_font, fill="#111")
-    for i, (img, label) in enumerate(zip(images, labels)):
-        r, c = divmod(i, columns)
-        x, y = left + c * cell, top + r * (cell + caption_h)
-        canvas.paste(img.convert("RGB").resize((cell, cell)), (x, y))
-        for k, text in enumerate(_wrap(label, font, cell - 8, 2)):
-            draw.text((x + 4, y + cell + 3 + k * line_h(font)), text, font=font, fill="#222")
-    y = top + rows * (cell + caption_h) + pad
-    for k, text in enumerate(legend_lines):
-        draw.text((pad, y + k * line_h(font)), text, font=font, fill="#111")
-    return canvas
-
-
-HEADER_LINES, LEGEND_LINES = 4, 40  # wrapped lines at most per row/column header and per legend entry
-
-
-def _wrap(text: str, font, width: int, max_lines: int | None = None) -> list[str]:
-    """``text`` in lines of at most ``width`` pixels (a word longer than that is cut across lines);
-    past ``max_lines`` the last line ends with "…". Bounded work whatever the text's length."""
-    cap = (max_lines or 10_000) * max(1, width // max(1, int(font.getlength("i")))) + 1  # characters that can show
-    words, lines, line = str(text)[:cap].split(), [], ""
-    for w in words:
-        while font.getlength(w) > width and len(w) > 1:  # a long word: as much as fits, the rest on
-            cut = _longest_prefix(w, font, width)
-            if line:
-                lines.append(line)
-                line = ""
-            lines.append(w[:cut])
-            w = w[cut:]
-        candidate = f"{line} {w}".strip()
-        if font.getlength(candidate) <= width or not line:
-            line = candidate
-        else:
-            lines.append(line)
-            line = w
-    lines += [line] if line else []
-    if max_lines is not None and len(lines) > max_lines:
-        last = lines[max_lines - 1]
-        lines = lines[:max_lines - 1] + [last[:_longest_prefix(last + "…", font, width) - 1] + "…"]
-    return lines
-
-
-def _longest_prefix(text: str, font, width: int) -> int:
-    """How many characters of ``text`` fit in ``width`` pixels (at least 1)."""
-    lo, hi = 1, len(text)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if font.getlength(text[:mid]) <= width:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-# ------------------------------------------------------------------ sweeps
-SWEEP_PARAMS = ("guidance", "steps", "seed", "style")
-
-
-def parse_values(param: str, raw: str) -> list:
-    values = [v.strip() for v in (raw or "").split(",") if v.strip()]
-    if not values:
-        raise UserError("img.err.sweep_values", param=param)
-    try:
-        if param == "guidance":
-            return [float(v) for v in values]
-        if param in ("steps", "seed"):
-            return [int(v) for v in values]
-    except ValueError as exc:
-        raise UserError("img.err.sweep_values", param=param) from exc
-    return values
-
-
-def apply_sweep(settings: ImageSettings, param: str, value) -> ImageSettings:
-    if param == "style":
-        return replace(settings, prompt=f"{settings.prompt}, {value}")
-    return replace(settings, **{param: value})

@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from engine import gpu_tasks, imagegen, tempfiles
+from engine import gpu_tasks, image_grid, image_png, imagegen, tempfiles
 from engine.catalog import IMAGE_ROLES
 from engine.errors import UserError
 from engine.prompt_recipe import FIELDS, STYLE_PRESETS, apply_preset, assemble
@@ -145,9 +145,9 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     with gr.Accordion(I18N("img.sweep"), open=False, elem_id="img-sweep"):
         with gr.Row():
             sweep_model = gr.Dropdown(model_choices(), value="sdxl_base", label=I18N("img.sweep_model"))
-            x_param = gr.Dropdown(list(imagegen.SWEEP_PARAMS), value="guidance", label=I18N("img.sweep_x"))
+            x_param = gr.Dropdown(list(image_grid.SWEEP_PARAMS), value="guidance", label=I18N("img.sweep_x"))
             x_values = gr.Textbox("2, 5, 8", label=I18N("img.sweep_x_values"), elem_id="img-sweep-x-values")
-            y_param = gr.Dropdown(list(imagegen.SWEEP_PARAMS), value="steps", label=I18N("img.sweep_y"))
+            y_param = gr.Dropdown(list(image_grid.SWEEP_PARAMS), value="steps", label=I18N("img.sweep_y"))
             y_values = gr.Textbox("1, 2" if tiny else "15, 30", label=I18N("img.sweep_y_values"),
                                   elem_id="img-sweep-y-values")
         sweep_run = gr.Button(I18N("img.sweep_run"), elem_id="img-sweep-run")
@@ -188,7 +188,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
                 yield results, gallery_items(results, lang) + [(event.image, caption)]
                 continue
             result = imagegen.ImageResult(image=event.image, settings=event.settings, seconds=event.seconds)
-            imagegen.save_png(result, folder, f"{event.index:02d}-{event.settings.role}")
+            image_png.save_png(result, folder, f"{event.index:02d}-{event.settings.role}")
             results.append(result)
             yield results, gallery_items(results, lang)
 
@@ -232,7 +232,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         # two prompts (short vs detailed): short row labels, each prompt written out in full under the grid
         row_labels = [t("ux.img.prompt_n", lang, n=k + 1) for k in range(len(prompts))] if two else None
         legend = [f"{t('ux.img.prompt_n', lang, n=k + 1)}: {p}" for k, p in enumerate(prompts)] if two else None
-        image = imagegen.grid([r.image for r in results], [image_label(r.settings, lang, r.seconds) for r in results],
+        image = image_grid.grid([r.image for r in results], [image_label(r.settings, lang, r.seconds) for r in results],
                               columns=columns, cell=256 if tiny else 384, row_labels=row_labels, legend=legend)
         yield image, items
 
@@ -250,7 +250,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         try:
             if x_param == y_param:
                 raise UserError("img.err.same_param")
-            xs, ys = imagegen.parse_values(x_param, x_values), imagegen.parse_values(y_param, y_values)
+            xs, ys = image_grid.parse_values(x_param, x_values), image_grid.parse_values(y_param, y_values)
         except UserError as err:  # a message, not an error state over the previous grid
             warn(err.key, request, **err.params)
             yield gr.update(), gr.update()
@@ -264,7 +264,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         jobs = []
         for y in ys:
             for x in xs:
-                s = imagegen.apply_sweep(imagegen.apply_sweep(base, x_param, x), y_param, y)
+                s = image_grid.apply_sweep(image_grid.apply_sweep(base, x_param, x), y_param, y)
                 if tiny:
                     s = replace(s, steps=min(s.steps, imagegen.TINY_MAX_STEPS))
                 jobs.append((spec, s))
@@ -279,7 +279,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         if not results:
             yield gr.update(), items
             return
-        image = imagegen.grid([r.image for r in results], [t("img.sweep_cell", lang, seconds=r.seconds) for r in results], columns=len(xs),
+        image = image_grid.grid([r.image for r in results], [t("img.sweep_cell", lang, seconds=r.seconds) for r in results], columns=len(xs),
                               cell=256 if tiny else 320, row_labels=[f"{y_param} = {y}" for y in ys],
                               column_labels=[f"{x_param} = {x}" for x in xs])
         yield image, items
@@ -290,7 +290,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         lang = request_lang(request)
         if not png:
             return (gr.update(),) * 9 + ("",)
-        s = imagegen.read_png_settings(png)
+        s = image_png.read_png_settings(png)
         note = t("img.reuse_done", lang, model=imagegen.DEFAULTS[s.role].title, steps=s.steps, guidance=s.guidance,
                  seed=s.seed, size=f"{s.width}×{s.height}")
         return s.prompt, s.negative_prompt, [s.role], s.seed, False, s.role, s.steps, s.guidance, s.width, note

@@ -6,7 +6,8 @@ import pandas as pd
 
 from engine.errors import UserError
 from engine.model_policy import custom_models_allowed
-from engine.quantization import planner, weights
+from engine.quantization import matrices, planner, weights
+from engine.quantization.histogram import histogram_figure
 from ui import fmt
 from ui.context import AppContext
 from ui.feedback import guard
@@ -35,14 +36,14 @@ def model_choices(ctx: AppContext) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def load_matrix(source: str, model: str, layer: str, outliers: float) -> weights.Matrix:
+def load_matrix(source: str, model: str, layer: str, outliers: float) -> matrices.Matrix:
     if source == "model":
         model = (model or "").strip()
         if not model:
             raise UserError("quant.err_no_model")
-        names = weights.list_layers(model)
-        return weights.checkpoint_matrix(model, layer if layer in names else weights.default_layer(names))
-    return weights.synthetic_matrix(int(outliers or 0))
+        names = matrices.list_layers(model)
+        return matrices.checkpoint_matrix(model, layer if layer in names else matrices.default_layer(names))
+    return matrices.synthetic_matrix(int(outliers or 0))
 
 
 def method_controls(method: str, bits: float, lang: str) -> tuple[dict, dict]:
@@ -62,7 +63,7 @@ def method_controls(method: str, bits: float, lang: str) -> tuple[dict, dict]:
     return bits_update, block_update
 
 
-def matrix_name(mat: weights.Matrix, lang: str) -> tuple[str, str]:
+def matrix_name(mat: matrices.Matrix, lang: str) -> tuple[str, str]:
     """(name, source) of a matrix in ``lang``: a synthetic one is described, a checkpoint's keeps its names."""
     if mat.synthetic is None:
         return mat.name, mat.source
@@ -121,7 +122,7 @@ def histogram(a: weights.Analysis, lang: str):
         "original": t("quant.hist_original", lang), "dequantized": t("quant.hist_dequantized", lang),
         "levels": t("quant.hist_levels", lang), "x": t("quant.hist_x", lang), "y": t("quant.hist_y", lang),
     }
-    return weights.histogram_figure(a.matrix.values, a.quantized.dequantized, a.levels, labels)
+    return histogram_figure(a.matrix.values, a.quantized.dequantized, a.levels, labels)
 
 
 # =============================================================================== part 2
@@ -239,8 +240,8 @@ def _build_weights(ctx: AppContext) -> tuple[list, list, object]:
         model = (model or "").strip()
         if not model:
             return gr.update(choices=[], value=None)
-        names = list(weights.list_layers(model))
-        return gr.update(choices=names, value=weights.default_layer(tuple(names)))
+        names = list(matrices.list_layers(model))
+        return gr.update(choices=names, value=matrices.default_layer(tuple(names)))
 
     @guard
     def quantize_weights(source: str = "synthetic", model: str = "", layer: str = "", method: str = DEFAULT_METHOD,

@@ -11,6 +11,8 @@ from engine import gpu_tasks, tempfiles
 from engine.errors import UserError
 from engine.model_policy import custom_models_allowed
 from engine.quantization import live, live_runs, warmup
+from engine.quantization.results import COLUMNS, Row, to_frame, write_csv
+from engine.quantization.variants import VARIANTS, default_variants, ordered
 from ui import fmt, zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn
@@ -20,7 +22,7 @@ from ui.widgets import preset_label, spec_for
 
 PROMPTS = live.load_passages()["prompts"]
 DEFAULT_PROMPT = PROMPTS["en"]
-TABLE_COLUMNS = [c for c in live.COLUMNS if c != "output"]  # outputs are in the cards below (and in the CSV)
+TABLE_COLUMNS = [c for c in COLUMNS if c != "output"]  # outputs are in the cards below (and in the CSV)
 LIVE_EVENTS = 16  # comparisons let into the handler at once: the memory gate decides which run, the rest see their place
 
 
@@ -28,10 +30,10 @@ def column_name(column: str, lang: str) -> str:
     return t(f"ux.quant.col_{column}", lang)
 
 
-def display_frame(rows: list[live.Row], lang: str):
+def display_frame(rows: list[Row], lang: str):
     """The CSV's table with translated headers and statuses, numbers written the language's way
     (missing ones shown "—"); the data underneath (and the API) keep numbers."""
-    df = live.to_frame(rows)[TABLE_COLUMNS].astype(object)
+    df = to_frame(rows)[TABLE_COLUMNS].astype(object)
     df = df.where(pd.notna(df), None)
     df["status"] = [t(f"ux.quant.status_{s}", lang) for s in df["status"]]
     return fmt.table(df.rename(columns={c: column_name(c, lang) for c in TABLE_COLUMNS}), lang)
@@ -64,16 +66,16 @@ def live_status(snap: live_runs.Snapshot, total: int, lang: str) -> str:
 
 
 def stage_text(stage: live.Stage, lang: str) -> str:
-    label = live.VARIANTS[stage.variant].label
+    label = VARIANTS[stage.variant].label
     if stage.phase == "kernels":
-        what = t(warmup.WHAT.get(live.VARIANTS[stage.variant].method, "ux.quant.kernels_bnb"), lang)
+        what = t(warmup.WHAT.get(VARIANTS[stage.variant].method, "ux.quant.kernels_bnb"), lang)
         return t("ux.quant.stage_kernels", lang, label=label, i=stage.index, n=stage.total, what=what,
                  seconds=round(stage.seconds))
     return t("ux.quant.stage", lang, label=label, i=stage.index, n=stage.total,
              phase=t(f"ux.quant.phase_{stage.phase}", lang))
 
 
-def live_charts(rows: list[live.Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def live_charts(rows: list[Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     ok = [r for r in rows if r.status == "ok"]
     memory = pd.DataFrame({"precision": [r.precision for r in ok], "MB": [r.memory_mb for r in ok]})
     speed = pd.DataFrame({"precision": [r.precision for r in ok], "tok/s": [r.tok_per_s for r in ok]})
@@ -84,7 +86,7 @@ def live_charts(rows: list[live.Row]) -> tuple[pd.DataFrame, pd.DataFrame, pd.Da
     return memory, speed, ppl
 
 
-def outputs_html(rows: list[live.Row], lang: str) -> str:
+def outputs_html(rows: list[Row], lang: str) -> str:
     cards = []
     for r in rows:
         if r.status != "ok":
@@ -110,10 +112,10 @@ def build_live(ctx: AppContext, tiny: bool, model_choices: list[str]) -> tuple[g
     gr.Markdown(I18N("quant.l_intro"))
     subject = ctx.catalog.spec("quant_subject")
     device, bf16 = ctx.hardware.device, ctx.hardware.bf16
-    defaults = live.default_variants(device, bf16)
+    defaults = default_variants(device, bf16)
     # the libraries' first-call work (imports, quanto's C++ extension) starts now, in the background;
     # on ZeroGPU this process has no GPU: the imports done here are inherited by the GPU workers
-    warmup.start([live.VARIANTS[k].method for k in defaults], "cpu" if ctx.hardware.zerogpu else device)
+    warmup.start([VARIANTS[k].method for k in defaults], "cpu" if ctx.hardware.zerogpu else device)
     default_tokens = 24 if tiny else (48 if device == "cpu" else 128)
     with gr.Row():
         with gr.Column(scale=2):
@@ -121,7 +123,7 @@ def build_live(ctx: AppContext, tiny: bool, model_choices: list[str]) -> tuple[g
                                  value=None, label=I18N("quant.l_preset"), elem_id="quant-l-preset")
             prompt = gr.Textbox(PROMPTS.get(forced_lang() or "en", DEFAULT_PROMPT), lines=3,
                                 label=I18N("quant.l_prompt"), elem_id="quant-l-prompt")
-            precisions = gr.CheckboxGroup([(v.label, k) for k, v in live.VARIANTS.items()], value=defaults,
+            precisions = gr.CheckboxGroup([(v.label, k) for k, v in VARIANTS.items()], value=defaults,
                                           label=I18N("quant.l_precisions"), elem_id="quant-l-precisions")
         with gr.Column(scale=1):
             model = gr.Dropdown(model_choices, value=subject.id, label=I18N("quant.l_model"),
@@ -156,7 +158,7 @@ def build_live(ctx: AppContext, tiny: bool, model_choices: list[str]) -> tuple[g
         if not (prompt or "").strip():
             warn("err.empty_prompt", request)
             return
-        keys = live.ordered(list(precisions) if precisions else live.default_variants(device, bf16))
+        keys = ordered(list(precisions) if precisions else default_variants(device, bf16))
         if not keys:
             raise UserError("quant.err_no_precision")
         spec = spec_for(ctx, "quant_subject", model)
@@ -192,7 +194,7 @@ def build_live(ctx: AppContext, tiny: bool, model_choices: list[str]) -> tuple[g
         if snap is None:
             return
         path = tempfiles.new_dir("quant") / "quantization-results.csv"
-        live.write_csv(snap.rows, path)
+        write_csv(snap.rows, path)
         yield emit(snap, str(path))
 
     def stop_compare(request: gr.Request):

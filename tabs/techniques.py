@@ -11,7 +11,8 @@ from engine.catalog import ModelSpec
 from engine.generation import SamplingParams
 from engine.techniques import tasks as task_sets
 from engine.techniques.tasks import CUSTOM, Task
-from engine.techniques.techniques import SETTINGS_USED, TECHNIQUES, Settings
+from engine.techniques.records import Settings
+from engine.techniques.techniques import SETTINGS_USED, TECHNIQUES
 from engine.errors import UserError
 from engine.model_policy import custom_models_allowed
 from ui import zerogpu

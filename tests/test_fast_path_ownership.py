@@ -7,7 +7,8 @@ import torch
 from engine import memory
 from engine.catalog import load_catalog
 from engine.generation import DecodeEngine, SamplingParams
-from engine.quantization import live
+from engine.quantization.measure import run_greedy
+from engine.quantization.variants import load_in_place
 from tests.conftest import greedy_reference
 
 
@@ -65,9 +66,9 @@ def test_quantized_in_place_then_compiled_never_on_a_click(tiny_llms, monkeypatc
     monkeypatch.setattr(torch, "compile", fake_compile)
     monkeypatch.setattr("engine.fastpath.BUCKETS", (256,))
     spec = load_catalog("tiny", env={}).spec("quant_subject")
-    handle = live.load_in_place(spec, "hqq-4", "cpu", bf16_ok=False)
+    handle = load_in_place(spec, "hqq-4", "cpu", bf16_ok=False)
     assert compiles == [{"HQQLinear", "Linear"}]  # once, at load, on the quantized layers (lm_head stays)
-    ids, *_ = live.run_greedy(handle, "Bonjour", 6)  # the student's click
+    ids, *_ = run_greedy(handle, "Bonjour", 6)  # the student's click
     assert len(compiles) == 1 and handle.extra["fast_path"].decoders[0].length > 0
     handle.extra.pop("fast_path")
-    assert live.run_greedy(handle, "Bonjour", 6)[0] == ids  # same tokens as the plain batched path
+    assert run_greedy(handle, "Bonjour", 6)[0] == ids  # same tokens as the plain batched path

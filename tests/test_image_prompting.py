@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from engine import imagegen
+from engine import image_grid, image_png, imagegen
 from engine.catalog import IMAGE_ROLES
 from engine.errors import UserError
 from engine.prompt_recipe import apply_preset, assemble
@@ -68,7 +68,7 @@ def test_out_of_memory_becomes_a_user_error():
 
 def test_grid_layout_and_labels():
     images = [Image.new("RGB", (64, 64), c) for c in ("red", "green", "blue", "white")]
-    out = imagegen.grid(images, ["a", "b", "c", "d"], columns=2, cell=100, row_labels=["row 1", "row 2"],
+    out = image_grid.grid(images, ["a", "b", "c", "d"], columns=2, cell=100, row_labels=["row 1", "row 2"],
                         column_labels=["x = 1", "x = 2"])
     assert out.width > 200 and out.height > 200
     assert out.getpixel((out.width - 50, out.height // 2 - 60)) != (255, 255, 255)
@@ -81,21 +81,21 @@ def test_png_metadata_round_trip(tmp_path, manager):
     spec = manager.catalog.spec("sdxl_base")
     settings = imagegen.settings_for(spec, "a lighthouse at dusk", negative_prompt="fog", seed=11, tiny=True)
     result = imagegen.ImageResult(Image.new("RGB", (64, 64)), settings, 0.5)
-    path = imagegen.save_png(result, tmp_path, "x")
-    assert imagegen.read_png_settings(path) == settings
+    path = image_png.save_png(result, tmp_path, "x")
+    assert image_png.read_png_settings(path) == settings
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     with pytest.raises(UserError) as err:
-        imagegen.read_png_settings(tmp_path / "plain.png")
+        image_png.read_png_settings(tmp_path / "plain.png")
     assert err.value.key == "img.err.no_metadata"
 
 
 def test_sweep_values():
-    assert imagegen.parse_values("guidance", "2, 5.5") == [2.0, 5.5]
+    assert image_grid.parse_values("guidance", "2, 5.5") == [2.0, 5.5]
     with pytest.raises(UserError):
-        imagegen.parse_values("steps", "a, b")
+        image_grid.parse_values("steps", "a, b")
     s = imagegen.ImageSettings(role="sdxl_base", model="m", prompt="teapot")
-    assert imagegen.apply_sweep(s, "style", "watercolor").prompt == "teapot, watercolor"
-    assert imagegen.apply_sweep(s, "seed", 5).seed == 5
+    assert image_grid.apply_sweep(s, "style", "watercolor").prompt == "teapot, watercolor"
+    assert image_grid.apply_sweep(s, "seed", 5).seed == 5
 
 
 def test_prompt_builder():

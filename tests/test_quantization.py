@@ -7,16 +7,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.quantization import live, planner, weights
+from engine.quantization import live, matrices, planner, results, weights
+from engine.quantization.measure import model_bytes
+from engine.quantization.variants import PACKAGES
 
 PROMPT = "Explain in two sentences why fewer bits per weight save memory."
 
 
 # ------------------------------------------------------------------------------ part 1
 @pytest.fixture(scope="session")
-def tiny_layer(tiny_llms) -> weights.Matrix:
-    names = weights.list_layers("tiny/mistral-instruct")
-    return weights.checkpoint_matrix("tiny/mistral-instruct", weights.default_layer(names))
+def tiny_layer(tiny_llms) -> matrices.Matrix:
+    names = matrices.list_layers("tiny/mistral-instruct")
+    return matrices.checkpoint_matrix("tiny/mistral-instruct", matrices.default_layer(names))
 
 
 def _mse(values: np.ndarray, method: str, bits: int = 4, block: int = 64) -> float:
@@ -29,7 +31,7 @@ def test_integer_error_falls_as_bits_rise(tiny_layer, method):
     errors = [_mse(tiny_layer.values, method, b) for b in weights.SWEEP_BITS]
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
     # with outliers, per-tensor schemes waste their first bits (every weight rounds to 0) but never get worse
-    synthetic = weights.synthetic_matrix(8).values
+    synthetic = matrices.synthetic_matrix(8).values
     errors = [_mse(synthetic, method, b) for b in weights.SWEEP_BITS]
     assert all(a >= b * (1 - 1e-9) for a, b in zip(errors, errors[1:])), errors
     assert errors[-1] < errors[0] / 50
@@ -48,7 +50,7 @@ def test_fixed_formats_error_falls_as_bits_rise(tiny_layer):
 
 def test_outliers_hurt_per_tensor_scales_not_blocks():
     m = weights.measure
-    x = weights.synthetic_matrix(8).values
+    x = matrices.synthetic_matrix(8).values
     per_tensor = m(x, weights.quantize(x, "absmax", 4))
     blocks = m(x, weights.quantize(x, "nf4", 4, 64))
     assert per_tensor.outliers == 8
@@ -97,7 +99,7 @@ def test_gguf_round_trip_matches_gguf_package(tiny_layer, fmt, bpw, steps):
 def test_q6_k_bytes_decode_with_gguf():
     from gguf import GGMLQuantizationType, quants
 
-    x = weights.synthetic_matrix(8).values.reshape(-1, 256)
+    x = matrices.synthetic_matrix(8).values.reshape(-1, 256)
     blocks = weights.q6_k_quantize(x)
     assert blocks.shape == (x.shape[0], 210)
     decoded = quants.dequantize(blocks, GGMLQuantizationType.Q6_K)
@@ -107,12 +109,12 @@ def test_q6_k_bytes_decode_with_gguf():
 
 def test_matrix_sources(tiny_layer):
     assert tiny_layer.values.size % 256 == 0 and tiny_layer.source == "tiny/mistral-instruct"
-    emb = weights.checkpoint_matrix("tiny/mistral-instruct", "model.embed_tokens.weight")
-    assert emb.full_shape == (32000, 64) and emb.cropped and emb.values.size == weights.MAX_WEIGHTS
+    emb = matrices.checkpoint_matrix("tiny/mistral-instruct", "model.embed_tokens.weight")
+    assert emb.full_shape == (32000, 64) and emb.cropped and emb.values.size == matrices.MAX_WEIGHTS
     from engine.errors import UserError
 
     with pytest.raises(UserError) as err:
-        weights.checkpoint_matrix("tiny/mistral-instruct", "model.no_such.weight")
+        matrices.checkpoint_matrix("tiny/mistral-instruct", "model.no_such.weight")
     assert err.value.key == "quant.err_unknown_layer"
 
 
@@ -144,7 +146,7 @@ def test_planner_estimate_matches_memory_footprint(manager, precision):
     try:
         footprint = handle.model.get_memory_footprint()
         assert abs(estimate - footprint) / footprint < 0.10
-        assert abs(estimate - live.model_bytes(handle.model)) / footprint < 0.01
+        assert abs(estimate - model_bytes(handle.model)) / footprint < 0.01
     finally:
         handle = None
         manager.release(spec)
@@ -162,7 +164,7 @@ def test_planner_rejects_what_it_cannot_read(tiny_llms):
 
 # ------------------------------------------------------------------------------ part 3
 @pytest.fixture(scope="module")
-def comparison(manager) -> list[live.Row]:
+def comparison(manager) -> list[results.Row]:
     spec = manager.catalog.spec("quant_subject")
     return live.run_comparison(manager, spec, ["nf4", "int8", "fp32", "quanto-int4", "hqq-3"], PROMPT,
                                max_new_tokens=8)
@@ -188,12 +190,12 @@ def test_live_comparison_gives_a_full_row_per_precision(comparison, manager):
 
 
 def test_results_csv_parses_back_to_the_same_table(comparison, tmp_path):
-    tricky = live.Row(precision="hqq-2", method="hqq", bits=2, status="skipped",
+    tricky = results.Row(precision="hqq-2", method="hqq", bits=2, status="skipped",
                       note='needs "7.1 GB", only 2,5 GB\nleft', output="a, b\n\"c\"")
     rows = list(comparison) + [tricky]
-    path = live.write_csv(rows, tmp_path / "results.csv")
-    back = live.read_csv(path)
-    pd.testing.assert_frame_equal(back, live.to_frame(rows))
+    path = results.write_csv(rows, tmp_path / "results.csv")
+    back = results.read_csv(path)
+    pd.testing.assert_frame_equal(back, results.to_frame(rows))
     assert list(back.columns[:4]) == ["precision", "method", "bits", "status"]
     assert {"tokens", "seconds", "tok_per_s"} <= set(back.columns)
 
@@ -213,7 +215,7 @@ def test_variant_that_cannot_fit_is_skipped_with_the_message(manager):
 
 
 def test_method_that_cannot_run_here_says_why(manager, monkeypatch):
-    monkeypatch.setitem(live.PACKAGES, "hqq", "no_such_quantization_package")
+    monkeypatch.setitem(PACKAGES, "hqq", "no_such_quantization_package")
     spec = manager.catalog.spec("quant_subject")
     rows = live.run_comparison(manager, spec, ["hqq-3"], PROMPT, max_new_tokens=4)
     assert rows[0].status == "skipped" and "quant.why_no_package" in rows[0].note
@@ -254,13 +256,13 @@ def test_quantize_compare_api_and_its_csv(client):
         model="tiny/mistral-instruct", precisions=["fp32", "int8", "nf4"], prompt=PROMPT, max_new_tokens=6,
         api_name="/quantize_compare")
     # the table shows translated headers; the CSV keeps the machine-readable column names
-    names = {t(f"ux.quant.col_{c}", "en"): c for c in live.COLUMNS}
+    names = {t(f"ux.quant.col_{c}", "en"): c for c in results.COLUMNS}
     assert "Memory (MB)" in table["headers"] and "memory_mb" not in table["headers"]
-    written = live.read_csv(csv_path)
-    assert list(written.columns) == live.COLUMNS
+    written = results.read_csv(csv_path)
+    assert list(written.columns) == results.COLUMNS
     shown = pd.DataFrame(table["data"], columns=[names[h] for h in table["headers"]])
     shown["output"] = written["output"]  # the outputs are in the cards, not in the table
-    shown = live.normalize_frame(shown)
+    shown = results.normalize_frame(shown)
     assert list(shown["precision"]) == ["fp32", "int8", "nf4"] and set(shown["status"]) == {"ok"}
     assert shown["tokens"].tolist() == [6, 6, 6]
     pd.testing.assert_frame_equal(written, shown)

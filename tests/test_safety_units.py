@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFile
 
-from engine import imagegen, limits, tempfiles
+from engine import image_grid, image_png, imagegen, limits, tempfiles
 from engine.errors import UserError
 from engine.fairness import Cancelled, FairGate, TimeLimit
 from engine.model_policy import check_model_id
@@ -165,13 +165,13 @@ def test_a_remote_error_page_shows_as_text_in_a_pane():
 def test_png_settings_are_read_without_decoding_pixels(tmp_path, manager, monkeypatch):
     spec = manager.catalog.spec("sdxl_base")
     settings = imagegen.settings_for(spec, "a lighthouse", seed=11, tiny=True)
-    path = imagegen.save_png(imagegen.ImageResult(Image.new("RGB", (64, 64)), settings, 0.5), tmp_path, "x")
+    path = image_png.save_png(imagegen.ImageResult(Image.new("RGB", (64, 64)), settings, 0.5), tmp_path, "x")
 
     def no_decoding(self, *args, **kwargs):
         raise AssertionError("pixels decoded")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
-    assert imagegen.read_png_settings(path) == settings
+    assert image_png.read_png_settings(path) == settings
 
 
 def test_png_bomb_is_refused_from_its_header(tmp_path):
@@ -180,7 +180,7 @@ def test_png_bomb_is_refused_from_its_header(tmp_path):
     assert path.stat().st_size < 1_000_000
     started = time.perf_counter()
     with pytest.raises(UserError) as err:
-        imagegen.read_png_settings(path)
+        image_png.read_png_settings(path)
     assert err.value.key == "safety.err.png_too_large" and err.value.params["width"] == 13_000
     assert time.perf_counter() - started < 1.0
 
@@ -193,16 +193,16 @@ def test_png_metadata_is_checked_field_by_field(tmp_path, field, value):
     data = {"role": "sdxl_base", "model": "m", "prompt": "p", "negative_prompt": "", "steps": 2, "guidance": 1.0,
             "width": 64, "height": 64, "seed": 1, "max_sequence_length": None, field: value}
     info = PngInfo()
-    info.add_text(imagegen.METADATA_KEY, json.dumps(data).replace('"NaN"', "NaN"))
+    info.add_text(image_png.METADATA_KEY, json.dumps(data).replace('"NaN"', "NaN"))
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png", pnginfo=info)
     with pytest.raises(UserError) as err:
-        imagegen.read_png_settings(tmp_path / "x.png")
+        image_png.read_png_settings(tmp_path / "x.png")
     assert err.value.key == "safety.err.png_settings" and err.value.params["field"] == field
 
 
 def test_a_label_never_makes_the_canvas_wider_than_its_grid():
     images = [Image.new("RGB", (32, 32))] * 2
-    out = imagegen.grid(images, ["a", "b"], columns=1, cell=256, row_labels=["style = " + "W" * 100_000] * 2,
+    out = image_grid.grid(images, ["a", "b"], columns=1, cell=256, row_labels=["style = " + "W" * 100_000] * 2,
                         column_labels=["W" * 100_000])
     assert out.width < 2 * 256  # the label column is at most half the grid (and a margin)
 

@@ -79,7 +79,7 @@ def test_t4_is_detected_without_bf16_and_computes_in_fp16(simulated_t4):
 
 def test_quantization_tab_does_not_offer_bf16_on_a_t4(simulated_t4):
     import tabs.quantization as tab
-    from engine.quantization import live
+    from engine.quantization import variants
     from ui.context import AppContext
 
     catalog = load_catalog("t4", env={})
@@ -88,9 +88,9 @@ def test_quantization_tab_does_not_offer_bf16_on_a_t4(simulated_t4):
         tab.build(ctx)
     ticked = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "quant-l-precisions").value
     assert "bf16" not in ticked and "fp16" in ticked
-    reason = live.unavailable_reason("bf16", "cuda", simulated_t4.bf16)  # ticked by hand: skipped, with the reason
+    reason = variants.unavailable_reason("bf16", "cuda", simulated_t4.bf16)  # ticked by hand: skipped, with the reason
     assert reason is not None and reason.key == "quant.why_no_bf16"
-    assert live.compute_precision("cuda", simulated_t4.bf16) == "fp16"  # what HQQ / quanto rows load before quantizing
+    assert variants.compute_precision("cuda", simulated_t4.bf16) == "fp16"  # what HQQ / quanto rows load before quantizing
 
 
 def test_offloaded_components_are_not_counted_as_gpu_memory(manager):
@@ -111,7 +111,7 @@ def test_offloaded_components_are_not_counted_as_gpu_memory(manager):
 
 
 def test_t4_defaults_fit_with_both_llms_resident(simulated_t4, published_configs):
-    from engine.quantization import live
+    from engine.quantization import variants
 
     catalog = load_catalog("t4", env={})
     manager = ModelManager(catalog, simulated_t4)
@@ -124,9 +124,9 @@ def test_t4_defaults_fit_with_both_llms_resident(simulated_t4, published_configs
     # The quantization tab loads its subject one precision at a time beside the two LLMs: every
     # default row fits without evicting them, and leaves room for one more 4k-token conversation.
     subject = catalog.spec("quant_subject")
-    rows = live.default_variants(simulated_t4.device, simulated_t4.bf16)
-    need = {v: live.estimate_variant_bytes(manager, subject, v) for v in rows}
-    need["load"] = live.estimate_variant_bytes(manager, subject, live.compute_precision("cuda", False))  # HQQ's load
+    rows = variants.default_variants(simulated_t4.device, simulated_t4.bf16)
+    need = {v: variants.estimate_variant_bytes(manager, subject, v) for v in rows}
+    need["load"] = variants.estimate_variant_bytes(manager, subject, variants.compute_precision("cuda", False))  # HQQ's load
     assert max(need.values()) + 4096 * KV_BYTES_PER_TOKEN <= free, need
     assert need["fp16"] == pytest.approx(0.494e9 * 2 * 1.1 + 0.8e9, rel=0.02)  # the reference row: 1.89 GB
 
@@ -140,14 +140,14 @@ def test_t4_defaults_fit_with_both_llms_resident(simulated_t4, published_configs
 def test_mistral_7b_as_the_t4_subject_would_not_fit(simulated_t4, published_configs):
     """Why the subject changed: Mistral-7B's fp16 reference cannot load on a T4, and its int8 row
     would push the class's LLMs out."""
-    from engine.quantization import live
+    from engine.quantization import variants
 
     catalog = load_catalog("t4", env={})
     manager = ModelManager(catalog, simulated_t4)
     mistral = replace(catalog.spec("quant_subject"), id="mistralai/Mistral-7B-Instruct-v0.1")
-    assert live.estimate_variant_bytes(manager, mistral, "fp16") > manager.budget
+    assert variants.estimate_variant_bytes(manager, mistral, "fp16") > manager.budget
     llms = sum(manager.estimate_bytes(catalog.spec(role)) for role in ("base_llm", "instruct_llm"))
-    assert llms + live.estimate_variant_bytes(manager, mistral, "int8") > manager.budget
+    assert llms + variants.estimate_variant_bytes(manager, mistral, "int8") > manager.budget
 
 
 def test_image_tab_ticks_the_profile_defaults(simulated_t4):

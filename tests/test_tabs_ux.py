@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from engine import imagegen
+from engine import image_grid, image_png, imagegen
 from engine.errors import UserError
-from engine.quantization import live, live_runs, planner, warmup
+from engine.quantization import live, live_runs, planner, results, warmup
 
 PROMPT = "Why do fewer bits per weight save memory?"
 LONG = 180  # s: generous upper bounds on waits for real work (a loaded 2-core machine); never a fixed sleep
@@ -164,8 +164,8 @@ def test_concurrent_comparisons_overlap_and_speak_their_language(app_url):
     assert a0 < b1 and b0 < a1  # both were measuring at the same time
     assert "Memory (MB)" in a_out[1]["headers"] and "Mémoire (Mo)" in b_out[1]["headers"]
     assert all("memory_mb" not in h for h in (a_out[1]["headers"], b_out[1]["headers"]))
-    written = live.read_csv(b_out[-1])
-    assert list(written.columns) == live.COLUMNS and list(written["precision"]) == ["fp32", "int8"]
+    written = results.read_csv(b_out[-1])
+    assert list(written.columns) == results.COLUMNS and list(written["precision"]) == ["fp32", "int8"]
 
 
 # ============================================================================ 2. bits slider
@@ -249,12 +249,12 @@ def test_grid_labels_scale_and_keep_clear_of_each_other():
 
     def header_rows(cell: int) -> int:  # white pictures, no captions: the only ink is the column headers
         white = [Image.new("RGB", (64, 64), "white")] * 4
-        out = imagegen.grid(white, [""] * 4, columns=2, cell=cell, column_labels=["guidance = 2", "guidance = 5"])
+        out = image_grid.grid(white, [""] * 4, columns=2, cell=cell, column_labels=["guidance = 2", "guidance = 5"])
         dark = [y for y in range(out.height) if any(out.getpixel((x, y))[0] < 128 for x in range(0, out.width, 2))]
         return max(dark) - min(dark) + 1
 
     assert header_rows(512) > 1.6 * header_rows(256)  # type grows with the cell
-    out = imagegen.grid(images, [""] * 4, columns=2, cell=200, row_labels=["a very long row label " * 3, "b"],
+    out = image_grid.grid(images, [""] * 4, columns=2, cell=200, row_labels=["a very long row label " * 3, "b"],
                         column_labels=["x = 1", "x = 2"])
     left = next(x for x in range(out.width) if out.getpixel((x, out.height // 4))[0] == 0 and
                 out.getpixel((x + 5, out.height // 4))[0] == 0)  # where the first image starts
@@ -275,7 +275,7 @@ def test_td_target_is_rendered_from_a_hidden_prompt(client):
     target, models, seed = client.predict("step2b", api_name="/make_td_target")
     assert models == ["flux_schnell"] and seed == steps["step2b"]["target_seed"]
     with Image.open(target["value"]) as img:
-        meta = json.loads(img.text[imagegen.METADATA_KEY])
+        meta = json.loads(img.text[image_png.METADATA_KEY])
     assert meta["prompt"] == steps["step2b"]["target_prompt_en"] and meta["seed"] == seed
     again, _, _ = client.predict("step2b", api_name="/make_td_target")
     with Image.open(target["value"]) as a, Image.open(again["value"]) as b:
@@ -287,7 +287,9 @@ def test_each_technique_reads_exactly_the_settings_it_shows():
     from dataclasses import dataclass
 
     from engine.techniques import tasks as task_sets
-    from engine.techniques.techniques import SETTINGS_USED, TECHNIQUES, Settings, run_technique
+    from engine.techniques.driver import run_technique
+    from engine.techniques.records import Settings
+    from engine.techniques.techniques import SETTINGS_USED, TECHNIQUES
     from tabs.techniques import SETTING_FIELDS
     from tests.test_techniques import ScriptedGenerator
 
@@ -312,7 +314,7 @@ def test_each_technique_reads_exactly_the_settings_it_shows():
 def test_benchmark_runs_csv_has_the_model_outputs(tmp_path):
     from engine.techniques import tasks as task_sets
     from engine.techniques.benchmark import run_benchmark
-    from engine.techniques.techniques import Settings
+    from engine.techniques.records import Settings
     from tests.test_techniques import ScriptedGenerator
 
     problems = task_sets.benchmark_tasks("en", ["number"], 2)

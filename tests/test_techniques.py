@@ -15,8 +15,10 @@ from engine.techniques import tasks as task_sets
 from engine.techniques.benchmark import run_benchmark
 from engine.techniques.extraction import (ANSWER_PHRASES_SHOWN, Answer, extract, extract_label, extract_number,
                                           extract_text, is_correct, numbers, parse_number)
-from engine.techniques.techniques import (TECHNIQUES, EngineGenerator, Generation, Run, Settings, parse_score,
-                                          parse_subquestions, run_technique)
+from engine.techniques.driver import run_technique
+from engine.techniques.generator import EngineGenerator, Generation
+from engine.techniques.records import Run, Settings
+from engine.techniques.techniques import TECHNIQUES, parse_score, parse_subquestions
 from engine.techniques.voting import majority_vote
 
 SMALL = SamplingParams(max_new_tokens=8, greedy=True, seed=3)

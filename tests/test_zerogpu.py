@@ -140,7 +140,7 @@ def test_on_zerogpu_a_call_stops_itself_before_its_duration_ends(monkeypatch):
 
 def test_gpu_calls_carry_only_plain_data(manager):
     from engine.techniques import tasks as task_sets
-    from engine.techniques.techniques import Settings
+    from engine.techniques.records import Settings
 
     spec = manager.catalog.spec("instruct_llm")
     image = Image.new("RGB", (8, 8), "red")
@@ -180,7 +180,8 @@ def test_durations_follow_the_request():
         return durations.images(gpu_tasks.ImagesJob(items), is_resident)
 
     from engine.techniques import tasks as task_sets
-    from engine.techniques.techniques import TECHNIQUES, Settings
+    from engine.techniques.records import Settings
+    from engine.techniques.techniques import TECHNIQUES
 
     problems = tuple(task_sets.benchmark_tasks("en", ["number"], 20))
     big = gpu_tasks.BenchmarkJob(instr, TECHNIQUES, problems, Settings())

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 import gradio as gr
 
-from engine import imagegen
+from engine import image_grid
 from engine.errors import UserError
 from engine.limits import SEED_MAX, Limits
 from engine.model_policy import check_model_id
@@ -309,7 +309,7 @@ class SweepAxis(Rule):
         if problem is not None:
             return None, problem
         try:
-            values = imagegen.parse_values(param, raw or "")
+            values = image_grid.parse_values(param, raw or "")
         except UserError as err:
             return None, (err.key, err.params)
         if len(values) > env.limits.sweep_values:
@@ -326,7 +326,7 @@ class SweepAxis(Rule):
 
     def check(self, value: Any, env: Env) -> Problem | None:
         param = env.args.get(self.param_arg)
-        if param not in imagegen.SWEEP_PARAMS:
+        if param not in image_grid.SWEEP_PARAMS:
             return None  # the axis' own rule reports it
         values, problem = self.values(value, param, env)
         if problem is not None or self.other is None:
@@ -334,7 +334,7 @@ class SweepAxis(Rule):
         if env.args.get(self.other_param_arg) == param:
             return "safety.err.same_axis", {}
         other_param = env.args.get(self.other_param_arg)
-        if other_param not in imagegen.SWEEP_PARAMS:
+        if other_param not in image_grid.SWEEP_PARAMS:
             return None
         others, problem = self.values(env.args.get(self.other), other_param, env)
         if problem is not None:

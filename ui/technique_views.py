@@ -11,7 +11,8 @@ import pandas as pd
 from engine import gpu_tasks
 from engine.techniques.benchmark import BenchmarkResult
 from engine.techniques.extraction import format_number
-from engine.techniques.techniques import SETTINGS_USED, TECHNIQUES, Call, Run, Settings
+from engine.techniques.records import Call, Run, Settings
+from engine.techniques.techniques import SETTINGS_USED, TECHNIQUES
 from ui.i18n import t
 from ui.queue_status import QUEUE_KEY, queue_text
 from ui.widgets import sampling_summary

@@ -32,7 +32,7 @@ class TechniqueJob:
     model: ModelSpec
     technique: str
     task: Any  # engine.techniques.tasks.Task (a frozen record)
-    settings: Any  # engine.techniques.techniques.Settings (a frozen record)
+    settings: Any  # engine.techniques.records.Settings (a frozen record)
 
 
 @dataclass(frozen=True)

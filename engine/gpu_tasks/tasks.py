@@ -115,7 +115,8 @@ def compare(job: CompareJob, stop: StopToken, seconds: float) -> Iterator[Any]:
 
 # ------------------------------------------------------------------------------ Prompt techniques
 def _technique_body(job: TechniqueJob, signal: StopSignal, emit: Emit) -> Iterator[Any]:
-    from engine.techniques.techniques import EngineGenerator, run_technique
+    from engine.techniques.driver import run_technique
+    from engine.techniques.generator import EngineGenerator
 
     with manager().using(job.model, _loading(emit)) as handle:  # leased: never evicted mid-run
         generator = EngineGenerator(handle, on_step=lambda done, total: emit(Progress(done / max(1, total))),
@@ -132,7 +133,7 @@ def technique(job: TechniqueJob, stop: StopToken, seconds: float) -> Iterator[An
 
 def _benchmark_body(job: BenchmarkJob, signal: StopSignal, emit: Emit) -> Iterator[Any]:
     from engine.techniques.benchmark import benchmark as run_benchmark
-    from engine.techniques.techniques import EngineGenerator
+    from engine.techniques.generator import EngineGenerator
 
     def on_progress(done: int, total: int, name: str) -> None:
         emit(Progress(done / max(1, total), key="tech.bench_progress",

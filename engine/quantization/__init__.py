@@ -1,1 +1,2 @@
-"""The quantization tab's engine: one weight matrix (weights), memory plans (planner), live loads (live)."""
+"""The quantization tab's engine: one weight matrix (matrices, weights, histogram), memory plans (planner),
+live loads (live)."""

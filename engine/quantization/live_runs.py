@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from engine.catalog import ModelSpec
+from engine.catalog import PRECISIONS, ModelSpec
 from engine.errors import UserError
 from engine.quantization import live
+from engine.quantization.variants import compute_precision, estimate_variant_bytes, ordered
 
 DEFAULT_CONCURRENCY = 4
 
@@ -27,12 +28,12 @@ def peak_bytes(manager, spec: ModelSpec, variants: Sequence[str]) -> int:
     """The most memory one comparison holds at a time: its largest variant that fits the budget
     (the others are skipped without loading anything)."""
     needs = []
-    for key in live.ordered(variants):
+    for key in ordered(variants):
         try:
-            need = live.estimate_variant_bytes(manager, spec, key)
-            if key not in live.PRECISIONS:  # quanto / HQQ load at the compute dtype first
-                full = live.compute_precision(manager.device, manager.hardware.bf16)
-                need = max(need, live.estimate_variant_bytes(manager, spec, full))
+            need = estimate_variant_bytes(manager, spec, key)
+            if key not in PRECISIONS:  # quanto / HQQ load at the compute dtype first
+                full = compute_precision(manager.device, manager.hardware.bf16)
+                need = max(need, estimate_variant_bytes(manager, spec, full))
         except Exception:  # noqa: BLE001 - an unreadable config: the comparison itself says why
             continue
         if need <= manager.budget:
@@ -217,7 +218,7 @@ def start(manager, spec: ModelSpec, variants: Sequence[str], prompt: str, **opti
     """Queue a comparison; it starts as soon as the memory budget allows."""
     if not (prompt or "").strip():
         raise UserError("err.empty_prompt")
-    keys = live.ordered(variants)
+    keys = ordered(variants)
     if not keys:
         raise UserError("quant.err_no_precision")
     run = LiveRun(gate_for(manager), manager, spec, keys, prompt, options, need=peak_bytes(manager, spec, keys))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 log = logging.getLogger(__name__)
-METHODS = ("bitsandbytes", "optimum-quanto", "hqq")  # methods of engine.quantization.live.VARIANTS with a package
+METHODS = ("bitsandbytes", "optimum-quanto", "hqq")  # methods of engine.quantization.variants.VARIANTS with a package
 # what each step does, for the progress line (keys of ui/strings/tabsux.py)
 WHAT = {"bitsandbytes": "ux.quant.kernels_bnb", "optimum-quanto": "ux.quant.kernels_quanto", "hqq": "ux.quant.kernels_hqq"}
 STALE_LOCK_S = 900.0  # a build took 45–257 s on a loaded 2-core machine: a lock this old has no builder
@@ -100,7 +100,7 @@ def _quanto(device: str) -> None:
     for qtype in (qint4, qint2):
         layer, x = _layer(device)
         model = torch.nn.Sequential(layer)
-        with torch.inference_mode():  # as in live._quantize_in_place
+        with torch.inference_mode():  # as in variants._quantize_in_place
             quantize(model, weights=qtype)
             freeze(model)
             model(x)

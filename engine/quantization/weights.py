@@ -8,23 +8,21 @@ are the textbook definitions the others refine.
 Block formats work on the weights in row-major order cut into runs of the block size: for a
 matrix whose row length is a multiple of 256 (every real LLM layer) these are exactly the
 blocks the libraries use along rows.
+
+The matrices come from :mod:`engine.quantization.matrices`; the histogram of the result is drawn
+by :mod:`engine.quantization.histogram`.
 """
 from __future__ import annotations
 
-import json
 import math
 import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from engine.errors import UserError, as_user_error
+from engine.errors import UserError
+from engine.quantization.matrices import ROW_ALIGN, Matrix
 
-MAX_WEIGHTS = 1 << 18  # weights analysed per matrix: enough for stable statistics, instant on CPU
-ROW_ALIGN = 256  # the largest GGUF block (TQ2_0, Q6_K): every matrix is cropped to a multiple
 OUTLIER_SIGMAS = 6.0
 BLOCK_SIZES = (32, 64, 128, 256)
 SWEEP_BITS = tuple(range(1, 9))
@@ -63,149 +61,6 @@ def _methods() -> dict[str, MethodInfo]:
 METHODS: dict[str, MethodInfo] = _methods()
 GGUF_PYTHON = ("Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0", "MXFP4", "TQ2_0")  # gguf.quants quantizes these
 GGUF_BLOCK = {"Q8_0": 32, "Q6_K": 16, "Q5_1": 32, "Q5_0": 32, "Q4_1": 32, "Q4_0": 32, "MXFP4": 32, "TQ2_0": 256}
-
-
-# ----------------------------------------------------------------------------- matrices
-@dataclass(frozen=True)
-class Matrix:
-    """A weight matrix (cropped to at most ``MAX_WEIGHTS``) and where it comes from."""
-
-    values: np.ndarray  # 2-D float32, size a multiple of ROW_ALIGN
-    source: str  # "synthetic" or a model id
-    name: str
-    full_shape: tuple[int, ...]
-    stored_dtype: str
-    synthetic: tuple[float, int] | None = None  # (σ, outliers) of a synthetic matrix, for the UI's wording
-
-    @property
-    def cropped(self) -> bool:
-        return int(np.prod(self.full_shape)) != self.values.size
-
-    @property
-    def key(self) -> str:
-        return f"{self.source}:{self.name}:{self.values.shape}"
-
-
-@lru_cache(maxsize=16)
-def synthetic_matrix(outliers: int = 8, rows: int = 256, cols: int = 1024, std: float = 0.02,
-                     seed: int = 0) -> Matrix:
-    """Gaussian weights like a trained layer's, plus ``outliers`` weights of 10–25 σ at random places."""
-    rng = np.random.default_rng(seed)
-    values = rng.normal(0.0, std, size=(rows, cols)).astype(np.float32)
-    n = int(max(0, min(outliers, values.size)))
-    if n:
-        where = rng.choice(values.size, size=n, replace=False)
-        magnitude = rng.uniform(10, 25, size=n) * std * rng.choice([-1.0, 1.0], size=n)
-        values.reshape(-1)[where] = magnitude.astype(np.float32)
-    values.setflags(write=False)
-    return Matrix(values, "synthetic", f"gaussian σ={std:g}, {n} outliers", (rows, cols), "float32", (std, n))
-
-
-def crop(values: np.ndarray, max_weights: int = MAX_WEIGHTS) -> np.ndarray:
-    """The first rows of a matrix, at most ``max_weights`` weights, size a multiple of ``ROW_ALIGN``."""
-    w = np.asarray(values, dtype=np.float32)
-    if w.ndim == 1:
-        w = w.reshape(1, -1)
-    w = w.reshape(w.shape[0], -1)
-    rows, cols = w.shape
-    keep = max(1, min(rows, max_weights // max(cols, 1)))
-    part = w[:keep]
-    if part.size % ROW_ALIGN == 0:
-        return np.ascontiguousarray(part)
-    flat = w.reshape(-1)[: min(w.size, max(max_weights, ROW_ALIGN))]
-    n = flat.size // ROW_ALIGN * ROW_ALIGN
-    if n == 0:
-        raise UserError("quant.err_matrix_too_small", size=w.size, align=ROW_ALIGN)
-    return np.ascontiguousarray(flat[:n].reshape(-1, ROW_ALIGN))
-
-
-def _checkpoint_dir(model_id: str) -> Path | None:
-    if model_id.startswith("tiny/"):
-        from engine.tiny import tiny_path
-
-        return tiny_path(model_id)
-    local = Path(model_id).expanduser()
-    return local if local.is_dir() else None
-
-
-def _weight_map(model_id: str) -> dict[str, Callable[[], Path]]:
-    """Tensor name → a function returning the local safetensors file that holds it (downloaded lazily)."""
-    folder = _checkpoint_dir(model_id)
-    if folder is not None:
-        index = folder / "model.safetensors.index.json"
-        if index.exists():
-            wm = json.loads(index.read_text())["weight_map"]
-            return {k: (lambda f=f: folder / f) for k, f in wm.items()}
-        from safetensors import safe_open
-
-        out: dict[str, Callable[[], Path]] = {}
-        for file in sorted(folder.glob("*.safetensors")):
-            with safe_open(str(file), framework="pt") as fh:
-                out.update({k: (lambda f=file: f) for k in fh.keys()})
-        return out
-    from huggingface_hub import hf_hub_download
-
-    try:
-        try:
-            index = Path(hf_hub_download(model_id, "model.safetensors.index.json"))
-            wm = json.loads(index.read_text())["weight_map"]
-            return {k: (lambda f=f: Path(hf_hub_download(model_id, f))) for k, f in wm.items()}
-        except Exception as exc:  # noqa: BLE001 - a single-file checkpoint has no index
-            if type(exc).__name__ != "EntryNotFoundError":
-                raise
-        file = Path(hf_hub_download(model_id, "model.safetensors"))
-        from safetensors import safe_open
-
-        with safe_open(str(file), framework="pt") as fh:
-            return {k: (lambda f=file: f) for k in fh.keys()}
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise (as_user_error(exc, model_id) or exc) from exc
-
-
-def _natural_key(name: str) -> list:
-    return [int(p) if p.isdigit() else p for p in name.replace(".", " . ").split()]
-
-
-@lru_cache(maxsize=8)
-def list_layers(model_id: str) -> tuple[str, ...]:
-    """Names of a checkpoint's weight matrices (norms and biases left out)."""
-    names = [n for n in _weight_map(model_id) if n.endswith(".weight") and "norm" not in n]
-    if not names:
-        raise UserError("quant.err_no_layers", model=model_id)
-    return tuple(sorted(names, key=_natural_key))
-
-
-def default_layer(names: tuple[str, ...]) -> str:
-    """A feed-forward matrix of a middle block if there is one (what NF4 would quantize)."""
-    mlp = [n for n in names if "mlp" in n and ("down" in n or "up" in n)]
-    if mlp:
-        return mlp[len(mlp) // 2]
-    return names[len(names) // 2]
-
-
-@lru_cache(maxsize=8)
-def checkpoint_matrix(model_id: str, name: str, max_weights: int = MAX_WEIGHTS) -> Matrix:
-    """One matrix read straight from the safetensors file (only the rows analysed are read)."""
-    from safetensors import safe_open
-
-    wm = _weight_map(model_id)
-    if name not in wm:
-        raise UserError("quant.err_unknown_layer", layer=name, model=model_id)
-    file = wm[name]()
-    with safe_open(str(file), framework="pt") as fh:
-        sl = fh.get_slice(name)
-        shape = tuple(sl.get_shape())
-        dtype = str(sl.get_dtype())
-        if len(shape) < 2:
-            raise UserError("quant.err_not_matrix", layer=name, shape=str(shape))
-        cols = int(np.prod(shape[1:]))
-        rows = max(1, min(shape[0], -(-max_weights // max(cols, 1))))
-        part = sl[:rows].float().numpy().reshape(rows, cols)
-    values = crop(part, max_weights)
-    values.setflags(write=False)
-    return Matrix(values, model_id, name, shape, dtype)
 
 
 # ------------------------------------------------------------------------- quantizers
@@ -527,43 +382,3 @@ def sweep(matrix: Matrix, block_size: int = 64) -> list[dict]:
             "zeroed_pct": round(m.zeroed_pct, 2),
         })
     return out
-
-
-# ---------------------------------------------------------------------------- picture
-def histogram_figure(x: np.ndarray, dequantized: np.ndarray, level_values: np.ndarray,
-                     labels: dict[str, str], bins: int = 160):
-    """Histogram of original vs dequantized values (log counts) with the levels as vertical lines.
-
-    ``labels``: ``title``, ``original``, ``dequantized``, ``levels``, ``x``, ``y``. Uses
-    matplotlib's object API (no pyplot: no global state shared between requests).
-    """
-    from matplotlib.figure import Figure
-
-    orig = np.asarray(x, dtype=np.float32).reshape(-1)
-    deq = np.asarray(dequantized, dtype=np.float32).reshape(-1)
-    lo = float(min(orig.min(), deq.min(), level_values.min() if level_values.size else 0))
-    hi = float(max(orig.max(), deq.max(), level_values.max() if level_values.size else 0))
-    pad = (hi - lo) * 0.02 or 1e-3
-    edges = np.linspace(lo - pad, hi + pad, bins + 1)
-    # fixed margins instead of a constrained layout, one LineCollection for the levels and
-    # precomputed histograms: 255 levels (8 bits) no longer cost a second per drawing
-    fig = Figure(figsize=(9, 3.6), dpi=110)
-    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.14, top=0.91)
-    ax = fig.add_subplot()
-    if level_values.size:
-        alpha = 0.5 if level_values.size <= 64 else 0.18
-        ax.vlines(level_values.astype(np.float64), 0, 1, transform=ax.get_xaxis_transform(), color="#d62728",
-                  linewidth=0.7, alpha=alpha, label=f"{labels.get('levels', 'levels')} ({level_values.size})")
-    counts, _ = np.histogram(orig, bins=edges)
-    ax.stairs(counts, edges, fill=True, color="#1f77b4", alpha=0.55, label=labels.get("original", "original"))
-    counts, _ = np.histogram(deq, bins=edges)
-    ax.stairs(counts, edges, color="#ff7f0e", linewidth=1.4, label=labels.get("dequantized", "dequantized"))
-    ax.set_yscale("log")
-    ax.set_ylim(bottom=0.8)
-    ax.set_xlim(edges[0], edges[-1])
-    ax.set_xlabel(labels.get("x", "value"))
-    ax.set_ylabel(labels.get("y", "count (log)"))
-    ax.set_title(labels.get("title", ""), fontsize=10)
-    ax.legend(loc="upper right", fontsize=8)
-    ax.grid(alpha=0.2)
-    return fig

@@ -1,7 +1,7 @@
 """Benchmark mode: techniques × tasks → accuracy, tokens and seconds per technique.
 
 For each chunk of tasks, each technique runs on the whole chunk at once (its calls batched across
-the tasks by :func:`~engine.techniques.techniques.drive`), so a technique's seconds are the wall
+the tasks by :func:`~engine.techniques.driver.drive`), so a technique's seconds are the wall
 time it really took. A stop event ends the benchmark between two batches (and interrupts the
 batch in flight); runs it interrupted are left out of the figures, which cover finished runs only.
 """
@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from engine.techniques.tasks import Task
-from engine.techniques.techniques import TECHNIQUES, Call, Generator, Run, Settings, drive
+from engine.techniques.driver import drive
+from engine.techniques.generator import Generator
+from engine.techniques.records import Call, Run, Settings
+from engine.techniques.techniques import TECHNIQUES
 
 ProgressFn = Callable[[int, int, str], None]  # (finished runs, total runs, technique now running)
 DEFAULT_CHUNK = 16
