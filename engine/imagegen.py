@@ -19,7 +19,7 @@ from PIL import Image
 from engine import leases
 from engine.catalog import ModelSpec
 from engine.errors import as_user_error
-from engine.image_preview import MAX_PREVIEWS, latent_preview, latent_rgb_map, preview_steps  # noqa: F401
+from engine.image_preview import latent_preview, preview_steps
 from engine.stopping import LinkedStop
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from engine import image_grid, image_png, imagegen
+from engine import image_grid, image_png, image_preview, imagegen
 from engine.errors import UserError
 from engine.quantization import live, live_runs, planner, results, warmup
 
@@ -201,10 +201,11 @@ def test_generation_streams_previews_then_the_image(manager):
     assert [(u.step, u.preview is not None, u.result is not None) for u in updates] == [
         (1, True, False), (2, False, False), (2, False, True)]
     assert updates[0].preview.size == updates[-1].result.image.size == (64, 64)
-    weights, bias = imagegen.latent_rgb_map(pipe)
+    weights, bias = image_preview.latent_rgb_map(pipe)
     assert weights.shape == (pipe.vae.config.latent_channels, 3) and bias.shape == (3,)
-    assert imagegen.preview_steps(1) == set() and imagegen.preview_steps(4) == {1, 2, 3}
-    assert len(imagegen.preview_steps(30)) <= imagegen.MAX_PREVIEWS and 30 not in imagegen.preview_steps(30)
+    assert image_preview.preview_steps(1) == set() and image_preview.preview_steps(4) == {1, 2, 3}
+    steps = image_preview.preview_steps(30)
+    assert len(steps) <= image_preview.MAX_PREVIEWS and 30 not in steps
     stop = threading.Event()
     stop.set()
     last = list(imagegen.generate_stream(pipe, settings, stop=stop))[-1]  # interrupted, still an image
