@@ -101,7 +101,8 @@ def outputs_html(rows: list[Row], lang: str) -> str:
             'border-radius:8px;padding:8px 10px">'
             f"<strong>{html.escape(r.precision)}</strong> <small>({html.escape(r.method)})</small><br>"
             f"<small>{html.escape(stats)} · {html.escape(agree)}</small>"
-            f'<div style="white-space:pre-wrap;margin-top:6px">{html.escape(r.output)}</div></div>'
+            f'<div class="quant-card-output" style="white-space:pre-wrap;margin-top:6px">'
+            f'{html.escape(r.output)}</div></div>'
         )
     return f'<div id="quant-outputs-grid" style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cards)}</div>'
 
@@ -193,7 +194,7 @@ def build_live(ctx: AppContext, tiny: bool, model_choices: list[str]) -> tuple[g
                 yield emit(snap, None)
         if snap is None:
             return
-        path = tempfiles.new_dir("quant") / "quantization-results.csv"
+        path = tempfiles.new_dir("quant") / t("ui.live_csv_name", lang)
         write_csv(snap.rows, path)
         yield emit(snap, str(path))
 

@@ -5,16 +5,17 @@ The wiring and the inputs; what the tab shows (calls, vote, benchmark table and 
 from __future__ import annotations
 
 import gradio as gr
+import pandas as pd
 
 from engine import gpu_tasks, tempfiles
 from engine.catalog import ModelSpec
-from engine.generation import SamplingParams
-from engine.techniques import tasks as task_sets
-from engine.techniques.tasks import CUSTOM, Task
-from engine.techniques.records import Settings
-from engine.techniques.techniques import SETTINGS_USED, TECHNIQUES
 from engine.errors import UserError
+from engine.generation import SamplingParams
 from engine.model_policy import custom_models_allowed
+from engine.techniques import tasks as task_sets
+from engine.techniques.records import Settings
+from engine.techniques.tasks import CUSTOM, Task
+from engine.techniques.techniques import SETTINGS_USED, TECHNIQUES
 from ui import zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn
@@ -181,11 +182,13 @@ def build(ctx: AppContext) -> None:
         used = set(SETTINGS_USED.get(technique, SETTING_FIELDS))
         return (gr.Accordion(visible=bool(used)),) + tuple(gr.update(visible=name in used) for name in SETTING_FIELDS)
 
-    def on_page_load(request: gr.Request):
-        """The problems in the visitor's language (English UI → English problems), and the benchmark
-        table's real headers (an empty Dataframe would show "1 2 3")."""
-        lang = request_lang(request)
-        return "en" if lang == "en" else "fr", gr.Dataframe(summary_frame(None, lang), visible=True)
+    def in_language(lang: str, table: pd.DataFrame | None):
+        """On load and on each language switch: the problems in the page's language (English UI →
+        English problems); an empty benchmark table gets its real headers in that language (an
+        empty Dataframe would show "1 2 3"), a filled one keeps its results."""
+        empty = table is None or len(table) == 0
+        return "en" if lang == "en" else "fr", gr.Dataframe(summary_frame(None, lang), visible=True) if empty \
+            else gr.skip()
 
     def pick_problem(problem: str, language: str):
         custom = problem == CUSTOM
@@ -205,7 +208,7 @@ def build(ctx: AppContext) -> None:
     technique.change(show_card, inputs=technique, outputs=card, api_name=False, queue=False)
     technique.change(show_settings, inputs=technique, outputs=[settings_box] + setting_controls, api_name=False,
                      queue=False)
-    gr.on(None, on_page_load, inputs=None, outputs=[language, bench_table], api_name=False, queue=False)  # page load
+    ctx.on_language(in_language, inputs=[bench_table], outputs=[language, bench_table])
     problem.change(pick_problem, inputs=[problem, language], outputs=[question, expected, answer_type],
                    api_name=False, queue=False)
     language.change(pick_language, inputs=[language, problem], outputs=[problem, question], api_name=False,

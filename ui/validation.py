@@ -69,6 +69,7 @@ TOKENIZER_ARGS = {"hub_ids": ModelList(llm_ids), "tokenizers": Choices(max_count
 SHARED_BYTES = 8_000_000  # engine/share StoreLimits.experiment_mb: the store refuses more anyway
 SHARED_RESULT = Payload(SHARED_BYTES)
 BROWSER_STATE = Payload(64_000, (dict,))
+TABLE = Payload(2_000_000)  # a results table sent back by the page (a benchmark's: 40 problems × 10 techniques)
 ROOM, STUDENT_NAME, TOKEN = Text(64), Text(200), Text(200)
 ENTRY = Num(0, 1_000_000, True)  # a wall entry's number
 
@@ -95,7 +96,7 @@ RULES: dict[str, dict[str, Rule]] = {
                          "max_new_tokens": Num(hi=lambda L: L.quant_new_tokens)},
     # Prompt techniques
     "run_technique": {"problem": Choice(task_ids), "question": PROMPT, **TECHNIQUE_SETTINGS},
-    "bench_legend": {"table": Payload(2_000_000)},
+    "bench_legend": {"table": TABLE},
     "benchmark_techniques": {"n_problems": Num(1, lambda L: L.benchmark_problems, True), **TECHNIQUE_SETTINGS},
     # Image prompting
     "generate_images": {"prompt": IMAGE_PROMPT, "second_prompt": IMAGE_PROMPT, "negative_prompt": IMAGE_PROMPT,
@@ -179,6 +180,8 @@ def _default_rule(component: Any) -> Rule | None:
         return Choices() if many else Choice()
     if isinstance(component, gr.Textbox):
         return Text()
+    if isinstance(component, gr.Dataframe):
+        return TABLE
     return None
 
 
