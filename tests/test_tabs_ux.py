@@ -15,6 +15,7 @@ from PIL import Image
 from engine import image_grid, image_png, image_preview, imagegen
 from engine.errors import UserError
 from engine.quantization import live, live_runs, planner, results, warmup
+from tests.conftest import ROOT
 
 PROMPT = "Why do fewer bits per weight save memory?"
 LONG = 180  # s: generous upper bounds on waits for real work (a loaded 2-core machine); never a fixed sleep
@@ -131,19 +132,39 @@ def test_warmup_prepares_each_library_once_in_the_background():
 
 
 def test_a_build_lock_left_by_a_killed_process_does_not_block_for_ever(tmp_path):
-    """torch waits for an extension's build lock to disappear: one left by a killed process made
-    every later quanto row wait on "kernels" for good. Old locks go; a build in progress keeps its own."""
-    import os
+    """torch waits for an extension's build lock to disappear: one left by a process stopped while
+    building made every later quanto row wait on "kernels" for good. The warm-up builds under an
+    flock the kernel releases when its process dies: whoever gets it next removes torch's lock."""
+    import signal
+    import subprocess
+    import sys
 
-    stale, building = tmp_path / "stale", tmp_path / "building"
-    for folder in (stale, building):
-        folder.mkdir()
-        (folder / "lock").touch()
-    old = time.time() - warmup.STALE_LOCK_S - 60
-    os.utime(stale / "lock", (old, old))
-    assert warmup.clear_stale_locks([stale, building, tmp_path / "never-built"]) == [stale / "lock"]
-    assert not (stale / "lock").exists() and (building / "lock").exists()
-    assert warmup._quanto_build_dirs()  # where optimum-quanto builds: the folders the warm-up checks
+    builder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path\n"
+         "from engine.quantization import warmup\n"
+         "with warmup.build_guard([sys.argv[1]]):\n"
+         "    (Path(sys.argv[1]) / 'lock').touch(); print('building', flush=True); time.sleep(120)",
+         str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert builder.stdout.readline().strip() == "building"
+        waited = threading.Event()
+
+        def second_process_of_the_app() -> None:
+            with warmup.build_guard([tmp_path]) as removed:
+                waited.set()
+                assert removed == [tmp_path / "lock"]
+
+        other = threading.Thread(target=second_process_of_the_app)
+        other.start()
+        time.sleep(0.5)
+        assert not waited.is_set() and (tmp_path / "lock").exists()  # a live builder: wait, keep its lock
+        builder.send_signal(signal.SIGKILL)  # dies mid-build: torch's lock stays, the flock goes
+        other.join(30)
+        assert waited.is_set() and not (tmp_path / "lock").exists()
+    finally:
+        builder.kill()
+        builder.wait()
+    assert warmup._quanto_build_dirs()  # where optimum-quanto builds: the folders the warm-up guards
 
 
 def test_concurrent_comparisons_overlap_and_speak_their_language(app_url):

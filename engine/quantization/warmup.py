@@ -11,24 +11,33 @@ prepared (no compiler, a read-only install) gets its error once, and the compari
 with that reason instead of failing on every click.
 
 torch builds an extension under a lock file in its build folder and waits for that file to go
-away, forever: a process killed while building (Ctrl-C, an out-of-memory kill, a Space restart)
-leaves it behind and every later comparison would wait on "kernels" for good. A lock older than
-any build takes (:data:`STALE_LOCK_S`) is removed before building.
+away, forever: a process stopped while building (Ctrl-C, SIGTERM, an out-of-memory kill, a Space
+restart, a test's app server) leaves it behind, and every later comparison would wait on
+"kernels" for good. So the warm-up builds while holding an ``flock`` on a file of its own in that
+folder: the kernel releases it when its process dies, whatever the death. Whoever gets the
+``flock`` knows no process of this app is building, so a torch lock still there is stale and is
+removed (:func:`build_guard`).
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: torch's own lock only
+    fcntl = None
 
 log = logging.getLogger(__name__)
 METHODS = ("bitsandbytes", "optimum-quanto", "hqq")  # methods of engine.quantization.variants.VARIANTS with a package
 # what each step does, for the progress line (keys of ui/strings/tabsux.py)
 WHAT = {"bitsandbytes": "ux.quant.kernels_bnb", "optimum-quanto": "ux.quant.kernels_quanto", "hqq": "ux.quant.kernels_hqq"}
-STALE_LOCK_S = 900.0  # a build took 45–257 s on a loaded 2-core machine: a lock this old has no builder
+GUARD_NAME = "genai-build.flock"  # our own lock beside torch's
 
 
 @dataclass
@@ -65,22 +74,30 @@ def _bitsandbytes(device: str) -> None:
         F.dequantize_4bit(packed, state)
 
 
-def clear_stale_locks(build_dirs: Iterable[str | Path], now: float | None = None) -> list[Path]:
-    """Remove the build lock of each folder when it is older than :data:`STALE_LOCK_S`; returns them."""
-    now = time.time() if now is None else now
-    removed = []
-    for folder in build_dirs:
-        lock = Path(folder) / "lock"
-        try:
-            if now - lock.stat().st_mtime > STALE_LOCK_S:
+@contextmanager
+def build_guard(build_dirs: Iterable[str | Path]) -> Iterator[list[Path]]:
+    """Hold an ``flock`` in each build folder (waiting while another process of the app builds
+    there); inside, a torch build lock left in a folder has no living builder and is removed.
+    Yields the stale locks removed."""
+    handles, removed = [], []
+    try:
+        for folder in build_dirs:
+            folder = Path(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = open(folder / GUARD_NAME, "a")  # noqa: SIM115 - held until the build is done
+            handles.append(handle)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            lock = folder / "lock"
+            try:
                 lock.unlink()
                 removed.append(lock)
-                log.warning("removed a stale extension build lock left by a killed process: %s", lock)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:  # a read-only install: the build will say so
-            log.warning("could not remove %s: %s", lock, exc)
-    return removed
+                log.warning("removed an extension build lock left by a stopped process: %s", lock)
+            except FileNotFoundError:
+                pass
+        yield removed
+    finally:
+        for handle in handles:
+            handle.close()  # releases the flock
 
 
 def _quanto_build_dirs() -> list[str]:
@@ -95,15 +112,14 @@ def _quanto(device: str) -> None:
     import torch
     from optimum.quanto import freeze, qint2, qint4, quantize
 
-    clear_stale_locks(_quanto_build_dirs())
-
-    for qtype in (qint4, qint2):
-        layer, x = _layer(device)
-        model = torch.nn.Sequential(layer)
-        with torch.inference_mode():  # as in variants._quantize_in_place
-            quantize(model, weights=qtype)
-            freeze(model)
-            model(x)
+    with build_guard(_quanto_build_dirs()) if fcntl is not None else nullcontext():
+        for qtype in (qint4, qint2):
+            layer, x = _layer(device)
+            model = torch.nn.Sequential(layer)
+            with torch.inference_mode():  # as in variants._quantize_in_place
+                quantize(model, weights=qtype)
+                freeze(model)
+                model(x)
 
 
 def _hqq(device: str) -> None:
