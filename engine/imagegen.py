@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 from PIL import Image
 
 from engine import leases
+from engine.build_lock import BUILD_LOCK
 from engine.catalog import ModelSpec
 from engine.errors import as_user_error
 from engine.image_preview import latent_preview, preview_steps
@@ -167,8 +168,6 @@ def _dtype(precision: str):
 
 def load_pipeline(spec: ModelSpec, device: str, progress: Callable[[float, str], None] | None = None):
     """``from_pretrained`` for the role's pipeline (Hub id or a tiny local one)."""
-    from diffusers import AutoencoderKL, DiffusionPipeline
-
     from engine.llm import model_source
 
     source = model_source(spec)
@@ -176,20 +175,23 @@ def load_pipeline(spec: ModelSpec, device: str, progress: Callable[[float, str],
     kwargs: dict = {"torch_dtype": dtype}
     if progress:
         progress(0.1, "components")
-    if spec.vae and not spec.is_tiny:
-        kwargs["vae"] = AutoencoderKL.from_pretrained(spec.vae, torch_dtype=dtype)
-    if spec.kind == "sdxl" and spec.precision == "fp16" and not spec.is_tiny:
-        kwargs["variant"] = "fp16"
-    if spec.kind == "flux" and spec.transformer_precision in ("nf4", "fp4") and not spec.is_tiny:
-        from diffusers import BitsAndBytesConfig, FluxTransformer2DModel
+    with BUILD_LOCK:  # diffusers' lazy first import is not thread-safe either
+        from diffusers import AutoencoderKL, DiffusionPipeline
 
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=spec.transformer_precision,
-                                   bnb_4bit_compute_dtype=dtype)
-        kwargs["transformer"] = FluxTransformer2DModel.from_pretrained(source, subfolder="transformer",
-                                                                       quantization_config=quant, torch_dtype=dtype)
-    if progress:
-        progress(0.4, "pipeline")
-    pipe = DiffusionPipeline.from_pretrained(source, **kwargs)
+        if spec.vae and not spec.is_tiny:
+            kwargs["vae"] = AutoencoderKL.from_pretrained(spec.vae, torch_dtype=dtype)
+        if spec.kind == "sdxl" and spec.precision == "fp16" and not spec.is_tiny:
+            kwargs["variant"] = "fp16"
+        if spec.kind == "flux" and spec.transformer_precision in ("nf4", "fp4") and not spec.is_tiny:
+            from diffusers import BitsAndBytesConfig, FluxTransformer2DModel
+
+            quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=spec.transformer_precision,
+                                       bnb_4bit_compute_dtype=dtype)
+            kwargs["transformer"] = FluxTransformer2DModel.from_pretrained(
+                source, subfolder="transformer", quantization_config=quant, torch_dtype=dtype)
+        if progress:
+            progress(0.4, "pipeline")
+        pipe = DiffusionPipeline.from_pretrained(source, **kwargs)
     if spec.offload and device == "cuda":
         pipe.enable_model_cpu_offload()
     else:

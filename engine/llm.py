@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from engine.build_lock import BUILD_LOCK
 from engine.catalog import ModelSpec
 from engine.errors import UserError
 
@@ -179,7 +180,8 @@ def load_causal_lm(spec: ModelSpec, device: str, progress: ProgressFn | None = N
 
     ``fast_path=False`` leaves the fast path out: a caller that changes the model's layers
     afterwards (quantizing in place) prepares it itself once the layers are final."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    with BUILD_LOCK:  # (a lazy first import racing another thread's fails too)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = model_source(spec)
     started = time.perf_counter()
@@ -192,7 +194,8 @@ def load_causal_lm(spec: ModelSpec, device: str, progress: ProgressFn | None = N
     qconfig = quantization_config(spec.precision, device)
     if qconfig is not None:
         kwargs["quantization_config"] = qconfig
-    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    with BUILD_LOCK:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     model.eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

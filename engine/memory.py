@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.build_lock import BUILD_LOCK
+
 # Bytes per quantized weight, block scales included:
 #  int8 (LLM.int8): 1 byte + one fp32 scale per output row (negligible, added per row below)
 #  nf4/fp4: 0.5 byte + one fp32 absmax per block of 64 weights
@@ -44,7 +46,7 @@ def param_counts(config) -> ParamCounts:
     # the meta device as a context is per thread; accelerate's init_empty_weights patches
     # nn.Module for the whole process, and two threads estimating at once left it patched
     # (every model built afterwards got meta parameters)
-    with torch.device("meta"):
+    with BUILD_LOCK, torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     model.tie_weights()  # a tied lm_head (Qwen2.5, SmolLM2) shares the embedding table: count it once
     skip = set(getattr(model, "_keep_in_fp32_modules", None) or [])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from engine.build_lock import BUILD_LOCK
 from engine.tiny_files import mistral_data_file, tiny_root, write_mistral_v1_tokenizer
 
 TINY_PREFIX = "tiny/"
@@ -89,7 +90,8 @@ def tiny_path(model_id: str) -> Path:
             tmp = folder.with_name(folder.name + ".partial")
             if tmp.exists():
                 shutil.rmtree(tmp)
-            builders[model_id](tmp)
+            with BUILD_LOCK:  # the builders construct models (engine/build_lock.py)
+                builders[model_id](tmp)
             tmp.rename(folder)
             done.touch()
     return folder

@@ -204,3 +204,56 @@ def test_images_and_llms_take_turns_on_a_small_budget(manager, specs, monkeypatc
 def compare_outputs(manager, specs) -> tuple[list[int], list[int]]:
     last = list(compare_stream(manager, *specs, "Bonjour", PARAMS))[-1]
     return last[0].update.token_ids, last[1].update.token_ids
+
+
+def test_models_built_at_once_never_leave_the_process_building_on_meta(manager, monkeypatch):
+    """diffusers builds inside accelerate's init_empty_weights, which swaps nn.Module.register_parameter
+    for the whole process and puts back what it found: two builds overlapping in two threads left the
+    swap in place, and every later model got meta parameters ("Cannot copy out of meta tensor").
+    Two pipelines and an LLM loaded at once: their builds never overlap and nothing is left swapped."""
+    import contextlib
+
+    import accelerate
+    import diffusers  # noqa: F401 - imported first: this test is about the builds, not the imports
+    import torch
+
+    from engine.llm import load_causal_lm
+
+    original = torch.nn.Module.register_parameter
+    real, active, most = accelerate.init_empty_weights, [0], [0]
+    guard = threading.Lock()
+
+    @contextlib.contextmanager
+    def watched(*args, **kwargs):
+        with real(*args, **kwargs):
+            with guard:
+                active[0] += 1
+                most[0] = max(most[0], active[0])
+            time.sleep(0.05)  # widens the window two unserialized builds would overlap in
+            try:
+                yield
+            finally:
+                with guard:
+                    active[0] -= 1
+
+    monkeypatch.setattr(accelerate, "init_empty_weights", watched)
+    jobs = [lambda: imagegen.load_pipeline(manager.catalog.spec("sdxl_turbo"), "cpu"),
+            lambda: imagegen.load_pipeline(manager.catalog.spec("flux_schnell"), "cpu"),
+            lambda: load_causal_lm(manager.catalog.spec("base_llm"), "cpu", fast_path=False)]
+    errors: list[BaseException] = []
+
+    def run(job) -> None:
+        try:
+            job()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not errors, errors
+    assert most[0] == 1  # one build at a time (diffusers builds several models per pipeline, in turn)
+    assert torch.nn.Module.register_parameter is original
+    assert torch.nn.Linear(2, 2).weight.device.type == "cpu"

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from engine.limits import Limits
+from engine.quantization import live_runs
 
 log = logging.getLogger(__name__)
 LimitOf = Callable[[Limits, Any], int | None]
@@ -24,7 +25,8 @@ GROUPS: dict[str, tuple[LimitOf, tuple[str, ...]]] = {
     # the engine batches these; the limit is what fills one batch (GENAI_LLM_CONCURRENCY still wins)
     "gpu-causal_lm": (lambda L, ctx: min(L.llm_events, ctx.llm_concurrency), ("compare", "run_technique")),
     "gpu-causal_lm-bench": (lambda L, ctx: L.benchmark_events, ("benchmark_techniques",)),
-    "quant-live": (lambda L, ctx: 1, ("quantize_compare",)),
+    # as many as the comparisons' own memory gate lets run at once; it queues the rest with their place
+    "quant-live": (lambda L, ctx: live_runs.concurrency(), ("quantize_compare",)),
     "gpu-image": (lambda L, ctx: L.image_events, ("generate_images", "image_grid_sweep", "make_td_target")),
     "png": (lambda L, ctx: L.png_reads, ("read_png_settings",)),
     "cpu": (lambda L, ctx: L.cpu_events, ("tokenize", "refresh", "language_cost", "decode_ids", "clip_window",

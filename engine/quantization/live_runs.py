@@ -48,13 +48,18 @@ class Ticket:
     released: bool = False
 
 
+def concurrency() -> int:
+    """How many comparisons may run at once (memory permitting): ``GENAI_QUANT_CONCURRENCY``."""
+    return int(os.environ.get("GENAI_QUANT_CONCURRENCY", DEFAULT_CONCURRENCY))
+
+
 class Gate:
     """FIFO admission by memory: the first waiting comparison starts as soon as its peak fits next
     to the running ones (alone, it always starts: what cannot fit is skipped variant by variant)."""
 
     def __init__(self, capacity: Callable[[], int], max_running: int | None = None) -> None:
         self.capacity = capacity
-        self.max_running = max_running or int(os.environ.get("GENAI_QUANT_CONCURRENCY", DEFAULT_CONCURRENCY))
+        self.max_running = max_running or concurrency()
         self._cond = threading.Condition()
         self._queue: list[Ticket] = []
         self._running: list[Ticket] = []
