@@ -88,3 +88,12 @@ def toast_text(page) -> str:
 
 def no_horizontal_overflow(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+
+def validation_message(page, within: str, timeout: int = LONG) -> str:
+    """The message Gradio paints on an input refused before queueing (``within``: a CSS selector
+    around it). Gradio keeps a second, empty ``.validation-error`` box beside it, in either order,
+    so this waits for the one with text."""
+    js = "(s) => [...document.querySelectorAll(s + ' .validation-error')].map(e => e.innerText.trim()).find(t => t)"
+    page.wait_for_function(js, arg=within, timeout=timeout)
+    return page.evaluate(js, within)

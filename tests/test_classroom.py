@@ -6,7 +6,7 @@ import colorsys
 import json
 import re
 
-from tests.browser import DESKTOP, PHONE, no_horizontal_overflow, screenshot
+from tests.browser import DESKTOP, PHONE, no_horizontal_overflow, screenshot, validation_message
 from ui.i18n import t
 from ui.token_probs import N_STEPS, STEPS
 
@@ -265,10 +265,10 @@ def test_long_text_counts_without_redoing_work(browser, app_url):
         assert not [b for b in bodies if json.loads(b)["fn_index"] in writes_to(page, "tok-views")], bodies
         # over the limit: refused before it is queued, one message on the text box, no toast
         page.evaluate(PASTE, "a" * (MAX_CHARS + 1))
-        page.wait_for_selector("#tok-text .validation-error", timeout=LONG)
+        message = validation_message(page, "#tok-text")
         shown = [m for m in page.locator(".validation-error").all_inner_texts() if m.strip()]
         assert len(shown) == 1 and page.locator(".toast-body").count() == 0
-        assert page.inner_text("#tok-text .validation-error") == \
+        assert message == \
             "Texte fait 100\u202f001 caractères ; la limite est de 100\u202f000. Raccourcissez-le."
     finally:
         page.context.close()

@@ -282,7 +282,7 @@ def test_memory_stays_flat_while_new_sessions_keep_coming(served_app):
 
 # ------------------------------------------------------------------ what a student sees in the browser
 def test_a_refused_sweep_says_why_on_its_input_in_the_browser(browser, app_url):
-    from tests.browser import DESKTOP, open_tab
+    from tests.browser import DESKTOP, open_tab, validation_message
 
     context = browser.new_context(viewport=DESKTOP, locale="fr-FR")
     page = context.new_page()
@@ -295,7 +295,6 @@ def test_a_refused_sweep_says_why_on_its_input_in_the_browser(browser, app_url):
         boxes.nth(0).fill("1, 2, 3, 4, 5")
         boxes.nth(1).fill("1, 2, 3, 4, 5")
         page.click("#img-sweep-run")
-        page.wait_for_selector(".validation-error", timeout=60_000)
-        assert "Ce balayage produirait 25 images" in page.inner_text("#img-sweep")
+        assert "Ce balayage produirait 25 images" in validation_message(page, "#img-sweep", timeout=60_000)
     finally:
         context.close()

@@ -2,7 +2,7 @@
 settings per technique, headers, previews, Stop, grids, TD targets)."""
 from __future__ import annotations
 
-from tests.browser import LONG, PHONE, new_page, open_tab
+from tests.browser import LONG, PHONE, new_page, open_tab, validation_message
 
 
 def pick(page, dropdown: str, label: str) -> None:
@@ -172,8 +172,7 @@ def test_images_preview_then_stream_and_grids_keep_clear(page):
     x_values.wait_for(state="visible")
     x_values.fill("2, abc")
     page.click("#img-sweep-run")
-    page.wait_for_selector("#img-sweep-x-values .validation-error", timeout=LONG)
-    assert "comma-separated" in page.inner_text("#img-sweep-x-values .validation-error")
+    assert "comma-separated" in validation_message(page, "#img-sweep-x-values")
     page.wait_for_timeout(500)
     assert page.locator("#img-grid img").is_visible()
     assert not page.locator("#img-grid .error, #img-gallery .error").is_visible()
