@@ -1,6 +1,8 @@
 // Tokenizer tab (tabs/tokenizers.py).
 // - The text box asks for new views once typing pauses (300 ms), or at once after a paste or a
 //   drop, by clicking the hidden #tok-refresh button: one request per pause, not one per key.
+//   Pressing "Tokenize" before the pause ends sends that one request instead (no second render
+//   of the same text a moment later, which would also drop the hover highlight).
 // - New views arrive as HTML in the hidden #tok-views-html box and replace the old ones with one
 //   innerHTML: no node-by-node diff of thousands of token spans, so the page does not freeze.
 (() => {
@@ -15,6 +17,9 @@
       if (button) button.click();
     }, whole ? 0 : PAUSE_MS);
   });
+  document.addEventListener("click", (event) => {
+    if (event.target.closest && event.target.closest("#tok-run")) clearTimeout(timer);
+  }, true);
 
   // The latest views; applied now, or when the tab's content is first put in the page (Gradio
   // mounts a tab's components on its first visit).
