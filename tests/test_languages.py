@@ -69,7 +69,7 @@ def test_every_tab_speaks_one_language(browser, app_url, lang):
         wait_text(page, "#tok-lang-table", "(×")
         assert_in_language(page, lang, "Tokenizers")
         if shots:
-            screenshot(page, "tokenizers")
+            screenshot(page, "tokenizers", focus="#tok-text")
 
         # Quantization: the weights, the memory plan, a live comparison of two precisions
         open_tab(page, "quantization")
