@@ -18,7 +18,7 @@ from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, forced_lang, request_lang, t
 from ui.share import share_row
-from ui.widgets import preset_label, spec_for
+from ui.widgets import preset_label, run_row, spec_for
 
 PROMPTS = live.load_passages()["prompts"]
 DEFAULT_PROMPT = PROMPTS["en"]
@@ -131,9 +131,8 @@ def build_live(ctx: AppContext, tiny: bool, model_choices: list[str]) -> tuple[g
                                 allow_custom_value=custom_models_allowed(), filterable=True, elem_id="quant-l-model")
             max_tokens = gr.Slider(4, 512, value=default_tokens, step=1, label=I18N("quant.l_max_tokens"),
                                    elem_id="quant-l-tokens")
-            with gr.Row():
-                run = gr.Button(I18N("quant.l_run"), variant="primary", elem_id="quant-l-run", scale=3)
-                stop = gr.Button(I18N("common.stop"), variant="stop", elem_id="quant-l-stop", scale=1, min_width=90)
+            row = run_row("quant.l_run", "quant-l", new_sample=False)  # greedy: no seed to draw
+            run, stop = row.run, row.stop
     status = gr.Markdown(elem_id="quant-l-status")
     # shown with its translated headers when the tab opens (empty, Gradio would show "1 2 3")
     table = gr.Dataframe(label=I18N("quant.l_table"), interactive=False, wrap=False, visible=False,

@@ -156,9 +156,8 @@ def build(ctx: AppContext) -> None:
                                                label=I18N("tech.bench_kinds"), elem_id="tech-bench-kinds")
                 bench_n = gr.Slider(1, len(task_sets.all_tasks("en")), value=default_bench_n, step=1,
                                     label=I18N("tech.bench_n"), elem_id="tech-bench-n")
-        with gr.Row():
-            bench_btn = gr.Button(I18N("tech.bench_run"), variant="primary", elem_id="tech-bench-run", scale=4)
-            bench_stop = gr.Button(I18N("common.stop"), variant="stop", elem_id="tech-bench-stop", scale=1, min_width=120)
+        bench_row = run_row("tech.bench_run", "tech-bench", new_sample=False)  # the settings carry the seed
+        bench_btn, bench_stop = bench_row.run, bench_row.stop
         bench_md = gr.Markdown(elem_id="tech-bench-status")
         # shown with its translated headers when the page loads (empty, Gradio would show "1 2 3")
         bench_table = gr.Dataframe(label=I18N("tech.bench_table"), interactive=False, wrap=True, visible=False,

@@ -67,18 +67,18 @@ def sampling_controls(max_new_tokens: int = 200, temperature: float = 0.7, greed
 @dataclass
 class RunRow:
     run: gr.Button
-    new_sample: gr.Button
+    new_sample: gr.Button | None
     stop: gr.Button
 
 
-def run_row(run_key: str, prefix: str) -> RunRow:
-    """The row under a prompt: the main action, "🎲 New sample" (a new seed, then the same action)
-    and Stop. Ids: ``{prefix}-run``, ``{prefix}-new-sample``, ``{prefix}-stop``."""
+def run_row(run_key: str, prefix: str, new_sample: bool = True) -> RunRow:
+    """The row of an action: the action, "🎲 New sample" (a new seed, then the same action; only
+    where a seed matters) and Stop. Ids: ``{prefix}-run``, ``{prefix}-new-sample``, ``{prefix}-stop``."""
     with gr.Row(elem_classes="run-row"):
         run = gr.Button(I18N(run_key), variant="primary", elem_id=f"{prefix}-run", elem_classes="main-action",
                         scale=4, min_width=160)
         new = gr.Button(I18N("ui.new_sample"), variant="secondary", elem_id=f"{prefix}-new-sample",
-                        elem_classes="new-sample", scale=1, min_width=150)
+                        elem_classes="new-sample", scale=1, min_width=150) if new_sample else None
         stop = gr.Button(I18N("common.stop"), variant="stop", elem_id=f"{prefix}-stop", elem_classes="main-stop",
                          scale=1, min_width=110)
     return RunRow(run, new, stop)
