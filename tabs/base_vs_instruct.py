@@ -191,7 +191,7 @@ def build(ctx: AppContext) -> None:
               outputs=dict(zip([f"{side}_{part}" for side in ("base", "instruct")
                                 for part in ("header", "sees", "sees_info", "output", "stats")]
                                + ["base_passages", "instruct_passages", "raw"], outputs)),
-              card=source_panel.wall_card)
+              card=source_panel.wall_card, on_restore=(source_panel.on_restore, [src.accordion]))
     ctx.on_language(lambda lang: (gr.Dropdown(choices=preset_choices(lang)), legend_html(lang)),
                     outputs=[preset, legend])
 

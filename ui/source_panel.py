@@ -140,6 +140,12 @@ def pane_html(state, source: SourcePlan | None, lang: str) -> str:
     return f'<div class="src-passages src-used"><div class="src-head">{head}</div><ol>{"".join(items)}</ol></div>'
 
 
+def on_restore(inputs: dict, lang: str) -> tuple:
+    """A link that used a source opens the panel, so that the restored source is in view."""
+    used = (inputs.get("source_mode") or "off") != "off" or bool((inputs.get("source") or "").strip())
+    return (gr.Accordion(open=True) if used else gr.skip(),)
+
+
 def wall_card(inputs: dict) -> dict[str, str]:
     """Label key → output name of a wall card, by the source mode the experiment was run with."""
     mode = inputs.get("source_mode") or "off"
