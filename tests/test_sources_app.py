@@ -132,6 +132,7 @@ def test_a_teacher_shows_the_hallucination_and_its_fix_in_french(browser, app_ur
         page.wait_for_function("document.querySelector('#src-text textarea').value.startsWith('# Fiche')",
                                timeout=LONG)
         assert page.input_value("#bvi-prompt textarea") == QUESTION_FR  # the example's first question
+        assert page.locator("#src-mode input[value='with_without']").is_checked()  # picking a source uses it
         page.locator("#src-passages input[type=number]").fill("1")     # one passage: the screenshot shows it whole
         page.locator("#src-passages input[type=number]").press("Enter")
         page.click("#src-run")                                            # one click: without, then with

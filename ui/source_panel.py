@@ -74,19 +74,21 @@ def pane_block(side: str) -> gr.HTML:
 def wire(panel: SourcePanel, prompt: gr.Textbox, compare, queue: dict, inputs: list, outputs: list, ctx) -> None:
     """The example sources, the one-click comparison and the language switch."""
 
-    def pick_source(preset: str | None, prompt: str, request: gr.Request = None):
+    def pick_source(preset: str | None, prompt: str, source_mode: str, request: gr.Request = None):
         """An example source in the page's language; its first question too when the prompt is
-        empty or still another example's question."""
+        empty or still another example's question; and, if no source was in use, the mode that
+        compares without and with it (picking a source means using it)."""
         found = next((p for p in load_presets() if p.id == preset), None)
         if found is None:
-            return gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip()
         lang = request_lang(request)
         asked = {q for p in load_presets() for qs in p.questions.values() for q, _ in qs}
         keep = (prompt or "").strip() and prompt.strip() not in asked
-        return found.text(lang), gr.skip() if keep else found.first_question(lang)
+        return (found.text(lang), gr.skip() if keep else found.first_question(lang),
+                "with_without" if source_mode in (None, "", "off") else gr.skip())
 
-    panel.preset.change(pick_source, inputs=[panel.preset, prompt], outputs=[panel.source, prompt], api_name=False,
-                        queue=False)
+    panel.preset.change(pick_source, inputs=[panel.preset, prompt, panel.mode],
+                        outputs=[panel.source, prompt, panel.mode], api_name=False, queue=False)
     # one click: the mode the comparison will read, then the comparison itself (a link keeps the mode)
     panel.run.click(lambda: "with_without", outputs=panel.mode, api_name=False, queue=False).then(
         compare, inputs=inputs, outputs=outputs, api_name=False, **queue)
