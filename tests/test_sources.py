@@ -144,22 +144,25 @@ def test_both_models_get_the_passages_each_in_its_own_way(manager, specs):
 
 
 def test_one_model_without_then_with_the_source_in_one_batch(manager, specs, monkeypatch):
-    from engine.compare import compare_stream
+    import engine.compare
 
     question = "Who is the Prime Minister of France?"
     plan = make_plan(preset("offices").text("en"), question, "with_without", "instruct", 3, "en")
-    used = []
-    real = manager.using
-    monkeypatch.setattr(manager, "using", lambda spec, *a, **kw: used.append(spec.id) or real(spec, *a, **kw))
-    steps = [(w.update.n_tokens, g.update.n_tokens)
-             for w, g in compare_stream(manager, *specs, question, GREEDY, source=plan)]
+    used, streams = [], []
+    real_using, real_stream = manager.using, engine.compare.stream_many
+    monkeypatch.setattr(manager, "using", lambda spec, *a, **kw: used.append(spec.id) or real_using(spec, *a, **kw))
+    monkeypatch.setattr(engine.compare, "stream_many",
+                        lambda jobs, *a, **kw: streams.append(jobs) or real_stream(jobs, *a, **kw))
     without, given = _last(manager, specs, question, plan)
-    assert used[0] == specs[1].id and set(used) == {specs[1].id}  # the instruct model only, never the base
+    assert used == [specs[1].id]  # the instruct model only, never the base
+    # both rows in one call of the engine: submitted together, advanced by the same loop
+    assert len(streams) == 1 and [(h.spec.id, p) for h, p in streams[0]] == [(specs[1].id, without.prompt),
+                                                                               (specs[1].id, given.prompt)]
     assert without.model == given.model == specs[1].id and without.role == given.role == "instruct"
     assert without.passages is None and "passages" not in without.as_dict()
     assert without.prompt.text == "<s>[INST] Who is the Prime Minister of France? [/INST]"
     assert "François Bayrou" in given.prompt.text and given.prompt.text.startswith("<s>[INST] Answer the question")
-    assert all(abs(a - b) <= 1 for a, b in steps[1:])  # both rows advance together: one loop, one batch
+    assert without.update.stop_reason == given.update.stop_reason == "length"
     # the pane without the source says exactly what the model says to the question alone
     monkeypatch.undo()
     alone = _last(manager, specs, question, None)[1]
