@@ -30,6 +30,7 @@ class Limits:
     depth: int = 4  # tree of thoughts: levels
     examples: int = 8  # few-shot examples
     benchmark_problems: int = 40  # problems per benchmark run
+    source_chars: int = 100_000  # a source given to the model (Base vs Instruct; only its best passages reach the prompt)
     # ---------------------------------------------------------------- text tools
     tokenizer_chars: int = 100_000  # text given to the tokenizer tab
     tokenizers: int = 8  # tokenizers compared at once (ticked + typed)

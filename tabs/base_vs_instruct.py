@@ -11,7 +11,7 @@ from engine import gpu_tasks, tempfiles
 from engine.cards import CardContent, PaneResult, render_markdown, render_png
 from engine.compare import PaneState
 from engine.generation import SamplingParams
-from ui import fmt, zerogpu
+from ui import fmt, source_panel, zerogpu
 from ui.context import AppContext
 from ui.feedback import error_message, guard, warn
 from ui.i18n import I18N, forced_lang, request_lang, t
@@ -73,9 +73,9 @@ def settings_text(params: SamplingParams | dict, lang: str = "en") -> str:
 
 
 def _outputs(panes: tuple[PaneState, PaneState], show_probs: bool, lang: str, meta: dict,
-             params: SamplingParams) -> tuple:
+             params: SamplingParams, source=None) -> tuple:
     out: list = []
-    for state, key in zip(panes, ("bvi.base_title", "bvi.instruct_title")):
+    for state, key in zip(panes, source_panel.titles(source)):
         u = state.update
         out += [
             pane_header(key, state.model, lang),
@@ -84,6 +84,7 @@ def _outputs(panes: tuple[PaneState, PaneState], show_probs: bool, lang: str, me
             render_output(u.text, u.tokens, show_probs, drop_last=u.stop_reason == "eos", lang=lang),
             pane_stats(state, lang, params),
         ]
+    out += [source_panel.pane_html(state, source, lang) for state in panes]
     out.append({**meta, "base": panes[0].as_dict(), "instruct": panes[1].as_dict()})
     return tuple(out)
 
@@ -101,6 +102,7 @@ def build(ctx: AppContext) -> None:
                                  elem_id="bvi-preset")
             show_probs = gr.Checkbox(False, label=I18N("bvi.probs"), elem_id="bvi-probs")
     row = run_row("bvi.generate", "bvi")
+    src = source_panel.build()
     with gr.Row(equal_height=False, elem_classes="secondary-controls"):
         with gr.Column(min_width=300):
             with gr.Accordion(I18N("bvi.options"), open=False, elem_id="bvi-options"):
@@ -113,6 +115,7 @@ def build(ctx: AppContext) -> None:
         with gr.Column(min_width=300):
             sampling = sampling_controls(max_new_tokens=48 if tiny else 256)
     panes_out: list = []
+    passages_out: list = []
     with gr.Row(equal_height=False, elem_id="bvi-panes"):
         for side, title_key in (("base", "bvi.base_title"), ("instruct", "bvi.instruct_title")):
             with gr.Column(elem_classes="bvi-pane", min_width=300):
@@ -125,6 +128,7 @@ def build(ctx: AppContext) -> None:
                                  label=I18N("bvi.output"))
                 stats = gr.Markdown(elem_id=f"bvi-{side}-stats", elem_classes="bvi-stats")
                 panes_out += [header, sees, sees_info, output, stats]
+                passages_out.append(source_panel.pane_block(side))
     legend = gr.HTML(legend_html(forced_lang() or "en"), elem_id="bvi-legend", elem_classes="bvi-legend")
     with gr.Accordion(I18N("bvi.card"), open=False):
         card_btn = gr.Button(I18N("bvi.card"), elem_id="bvi-card-btn")
@@ -141,20 +145,24 @@ def build(ctx: AppContext) -> None:
                 template_on_base: bool = False, show_probabilities: bool = False,
                 max_new_tokens: float = 128, temperature: float = 0.7, top_p: float = 0.95,
                 top_k: float = 50, repetition_penalty: float = 1.0, greedy: bool = False,
-                seed: float = 42, request: gr.Request = None, progress=gr.Progress()):
+                seed: float = 42, source: str = "", source_mode: str = "off", source_model: str = "instruct",
+                passages: float = 3, request: gr.Request = None, progress=gr.Progress()):
         lang = request_lang(request)
         if not (prompt or "").strip():
             warn("err.empty_prompt", request)
             return
         params = to_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, greedy, seed)
-        meta = {"prompt": prompt, "sampling": dataclasses.asdict(params)}
+        plan = source_panel.plan(source, source_mode, source_model, passages, prompt, lang)
+        if plan is not None and not plan.matched:
+            warn("src.no_match", request)
+        meta = {"prompt": prompt, "sampling": dataclasses.asdict(params), **source_panel.meta(plan)}
         job = gpu_tasks.CompareJob(spec_for(ctx, "base_llm", base_model), spec_for(ctx, "instruct_llm", instruct_model),
                                    prompt, params, system=system_prompt or "", template_on_base=bool(template_on_base),
-                                   top_probs=5 if show_probabilities else 0)
+                                   top_probs=5 if show_probabilities else 0, source=plan)
         for panes in gpu_tasks.call(gpu_tasks.compare, job, zerogpu.stop_key(request, "compare"),
                                     on_progress=zerogpu.progress_to(progress, lang),
                                     on_notice=zerogpu.warn_notice(lang)):
-            yield _outputs(panes, bool(show_probabilities), lang, meta, params)
+            yield _outputs(panes, bool(show_probabilities), lang, meta, params, plan)
 
     def stop_generation(request: gr.Request):
         zerogpu.stop(request, "compare")
@@ -170,18 +178,20 @@ def build(ctx: AppContext) -> None:
         render_png(card, path)
         return str(path), render_markdown(card)
 
-    inputs = [prompt, system, base_model, instruct_model, template_on_base, show_probs] + sampling.inputs
+    inputs = [prompt, system, base_model, instruct_model, template_on_base, show_probs] + sampling.inputs + src.inputs
     queue = {"concurrency_id": ctx.concurrency_id("causal_lm"), "concurrency_limit": ctx.llm_concurrency}
-    row.run.click(compare, inputs=inputs, outputs=panes_out + [raw], api_name="compare", **queue)
-    prompt.submit(compare, inputs=inputs, outputs=panes_out + [raw], api_name=False, **queue)
-    on_new_sample(row.new_sample, sampling.seed, compare, inputs=inputs, outputs=panes_out + [raw], **queue)
+    outputs = panes_out + passages_out + [raw]
+    row.run.click(compare, inputs=inputs, outputs=outputs, api_name="compare", **queue)
+    prompt.submit(compare, inputs=inputs, outputs=outputs, api_name=False, **queue)
+    on_new_sample(row.new_sample, sampling.seed, compare, inputs=inputs, outputs=outputs, **queue)
+    source_panel.wire(src, prompt, compare, queue, inputs, outputs, ctx)
     row.stop.click(stop_generation, api_name="stop_compare", queue=False)
     card_btn.click(comparison_card, inputs=raw, outputs=[card_png, card_md], api_name="comparison_card")
     share_row(ctx, "base_vs_instruct", api="compare",
               outputs=dict(zip([f"{side}_{part}" for side in ("base", "instruct")
-                                for part in ("header", "sees", "sees_info", "output", "stats")] + ["raw"],
-                               panes_out + [raw])),
-              card={"share.card.base": "base_output", "share.card.instruct": "instruct_output"})
+                                for part in ("header", "sees", "sees_info", "output", "stats")]
+                               + ["base_passages", "instruct_passages", "raw"], outputs)),
+              card=source_panel.wall_card, on_restore=(source_panel.on_restore, [src.accordion]))
     ctx.on_language(lambda lang: (gr.Dropdown(choices=preset_choices(lang)), legend_html(lang)),
                     outputs=[preset, legend])
 
@@ -196,10 +206,11 @@ def card_content(result: dict, lang: str = "en") -> CardContent:
         stats = t("ui.card_stats", lang, tokens=p["tokens"], tps=p["tokens_per_s"], reason=reason)
         return PaneResult(t(title_key, lang), p["model"], p["output"], stats, sees=p.get("input", ""))
 
+    titles = source_panel.card_titles(result)
     return CardContent(
         prompt=result.get("prompt", ""),
         settings=settings,
-        panes=[pane(result["base"], "bvi.base_title"), pane(result["instruct"], "bvi.instruct_title")],
+        panes=[pane(result["base"], titles[0]), pane(result["instruct"], titles[1])],
         labels=card_labels(lang),
     )
 

@@ -41,6 +41,8 @@ CASES = {
     "tokenizer_browser": (["--chars", "3000", "--keys", "3"],
                           ["counts shown in every view", "longest frozen moment", "tab return: tokenized again: no",
                            "1 message(s)"]),
+    "retrieval": (["--chars", "5000", "--repeats", "1", "--k", "1"],
+                  ["5,000 characters", "ratio cold / warm", "tokens added to the instruct prompt"]),
 }
 NEEDS_CHROMIUM = {"tokenizer_browser"}
 

@@ -321,6 +321,31 @@ def test_compare_streams_the_same_greedy_tokens_as_off_space(space, manager):
     assert shorter < requested  # the duration follows the request
 
 
+def test_a_source_comparison_runs_in_one_gpu_call_for_one_model(space, manager):
+    """The passages are retrieved before the call; the worker gets them (pickled) and runs one model
+    without then with them: one call, the same tokens as off-Space, a shorter duration requested."""
+    from engine.compare import compare_stream
+    from engine.retrieval import make_plan, preset
+
+    client, stub, _ = space
+    source, question = preset("offices").text("fr"), "Qui est le Premier ministre ?"
+    mark = len(stub.calls)
+    raw = client.predict(question, greedy=True, max_new_tokens=64, source=source, source_mode="with_without",
+                         api_name="/compare")[-1]
+    calls = one_gpu_call(stub, mark)
+    assert "François Bayrou" in raw["instruct"]["passages"][0]["text"] and "passages" not in raw["base"]
+    plan = make_plan(source, question, "with_without", "instruct", 3, "en")
+    specs = manager.catalog.spec("base_llm"), manager.catalog.spec("instruct_llm")
+    without, given = list(compare_stream(manager, *specs, question,
+                                         SamplingParams(max_new_tokens=64, greedy=True, seed=42), source=plan))[-1]
+    assert (raw["base"]["output"], raw["instruct"]["output"]) == (without.update.text, given.update.text)
+    with_source = int(next(c for c in calls if c.path == "/schedule").params["durationSeconds"])
+    mark = len(stub.calls)
+    client.predict(question, greedy=True, max_new_tokens=64, api_name="/compare")
+    two_models = int([c for c in stub.since(mark) if c.path == "/schedule"][-1].params["durationSeconds"])
+    assert with_source < two_models  # two rows of one model, not two models
+
+
 def test_stop_ends_the_worker_call_and_frees_the_gpu(space):
     client, stub, _ = space
     mark = len(stub.calls)

@@ -114,6 +114,22 @@ class Text(Rule):
 
 
 @dataclass
+class Source(Text):
+    """A source given to the model: bounded like any text, and not empty when the mode named by
+    argument ``mode_arg`` uses it."""
+
+    mode_arg: str = "source_mode"
+
+    def check(self, value: Any, env: Env) -> Problem | None:
+        problem = super().check(value, env)
+        if problem is not None:
+            return problem
+        if env.args.get(self.mode_arg) not in (None, "", "off") and not (value or "").strip():
+            return "src.err.empty", {}
+        return None
+
+
+@dataclass
 class Payload(Rule):
     """Structured data checked by its handler (a shared result, a browser state): only its size is
     bounded here, as JSON, and its kind when ``kinds`` is given."""

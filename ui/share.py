@@ -66,7 +66,8 @@ class ShareSpec:
     labels: list[str]                           # the enclosing tabs' label keys (wall cards, export)
     inputs: dict[str, gr.components.Component]
     outputs: dict[str, gr.components.Component]
-    card: list[tuple[str, str]]                 # (label key, output name) shown on a wall card
+    card: list[tuple[str, str]] | Callable[[dict], Mapping[str, str]]  # (label key, output name) on a wall card,
+    #                                           or a function of the experiment's inputs giving them
     title: Callable[[dict], str]
     run_elem_id: str | None
     on_restore: tuple[Callable[[dict, str], tuple], list[gr.components.Component]] | None = None
@@ -88,7 +89,8 @@ class ShareSpec:
         return Experiment(kind=self.kind, tab=self.tab, inputs=inputs, outputs=outputs)
 
     def card_for(self, exp: Experiment) -> dict:
-        parts = [codec.card_part(label, exp.outputs.get(name)) for label, name in self.card]
+        pairs = list(self.card(exp.inputs).items()) if callable(self.card) else self.card
+        parts = [codec.card_part(label, exp.outputs.get(name)) for label, name in pairs]
         return {"labels": self.labels, "parts": [p for p in parts if p]}
 
 
@@ -198,14 +200,16 @@ def _title_fn(title: str | Callable[[dict], str] | None, inputs: dict) -> Callab
 # ============================================================================ building
 def share_row(ctx: AppContext, tab_id: str, *, api: str,
               outputs: Mapping[str, gr.components.Component],
-              card: Mapping[str, str] | None = None, title: str | Callable[[dict], str] | None = None,
+              card: Mapping[str, str] | Callable[[dict], Mapping[str, str]] | None = None,
+              title: str | Callable[[dict], str] | None = None,
               on_restore: tuple[Callable[[dict, str], tuple], list] | None = None) -> ShareSpec:
     """The "Copy link" / "Send to the wall" row for the action ``api`` of tab ``tab_id``.
 
     ``outputs``: name → result component stored with the link; ``card``: label key → output name
-    shown on a wall card; ``title``: the input shown as the card's prompt (default: the first
-    textbox), or a function of the input values; ``on_restore``: ``(fn(inputs, lang) -> updates,
-    components)`` for what restoring values does not redo by itself (visibility, interactivity).
+    shown on a wall card (or a function of the stored inputs giving them); ``title``: the input shown
+    as the card's prompt (default: the first textbox), or a function of the input values;
+    ``on_restore``: ``(fn(inputs, lang) -> updates, components)`` for what restoring values does not
+    redo by itself (visibility, interactivity).
     """
     reg = registry(ctx)
     reg.shared_fields()
@@ -218,7 +222,8 @@ def share_row(ctx: AppContext, tab_id: str, *, api: str,
     if path and path[0][1] != tab_id:
         raise ValueError(f"share_row({tab_id!r}) is built inside the tab {path[0][1]!r}")
     spec = ShareSpec(kind=api, tab=tab_id, path=path, labels=labels, inputs=inputs, outputs=dict(outputs),
-                     card=[(label, name) for label, name in (card or {}).items()], title=_title_fn(title, inputs),
+                     card=card if callable(card) else [(label, name) for label, name in (card or {}).items()],
+                     title=_title_fn(title, inputs),
                      run_elem_id=_button_id(event), on_restore=on_restore)
     reg.specs[api] = spec
 

@@ -60,6 +60,10 @@ def llm_rounds(rounds: float, max_new_tokens: int, rows: int = 1, models: int = 
 
 
 def compare(job: CompareJob, resident: Resident) -> float:
+    source = job.source
+    if source is not None and source.mode == "with_without":  # one model, two rows (without / with the source)
+        spec = job.instruct if source.role == "instruct" else job.base
+        return _cap(OVERHEAD_S + _load(spec, resident) + llm_rounds(1, job.params.max_new_tokens, rows=2))
     loads = _load(job.base, resident) + _load(job.instruct, resident)
     return _cap(OVERHEAD_S + loads + llm_rounds(1, job.params.max_new_tokens, models=2))
 

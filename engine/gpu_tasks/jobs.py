@@ -25,6 +25,7 @@ class CompareJob:
     system: str = ""
     template_on_base: bool = False
     top_probs: int = 0
+    source: Any = None  # engine.retrieval.SourcePlan: the passages retrieved for the prompt (None: no source)
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ def _compare_body(job: CompareJob, signal: StopSignal, emit: Emit) -> Iterator[A
 
     for panes in compare_stream(manager(), job.base, job.instruct, job.prompt, job.params, system=job.system,
                                 template_on_base=job.template_on_base, top_probs=job.top_probs, stop=signal,
-                                progress=_loading(emit)):
+                                progress=_loading(emit), source=job.source):
         yield Snapshot(tuple(replace(p, update=replace(p.update, error=_portable_error(p.update.error)))
                              for p in panes))
 
