@@ -1,15 +1,19 @@
 """Base vs instruct: the same prompt to two models, both decoded in one loop.
 
-A role that cannot be loaded (an inference server down at first use, a model not in the
-cache) costs only its own pane: the other one still streams."""
+A follow-up carries the earlier turns (``history``, :mod:`engine.conversation`): the instruct
+model gets the whole conversation through its chat template, the base model as one plain text,
+and the context check counts all of it. A role that cannot be loaded (an inference server down
+at first use, a model not in the cache) costs only its own pane: the other one still streams."""
 from __future__ import annotations
 
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
+from engine import conversation
 from engine.catalog import ModelSpec
+from engine.conversation import Turn
 from engine.errors import UserError
 from engine.generation import SamplingParams, StreamUpdate, stream_many
 from engine.limits import current as current_limits
@@ -25,6 +29,7 @@ class PaneState:
     model: str
     prompt: PreparedPrompt
     update: StreamUpdate = field(default_factory=StreamUpdate)
+    context: int = 0  # tokens the model reads at most (its context length; 0: unknown)
 
     def as_dict(self) -> dict:
         u = self.update
@@ -33,32 +38,44 @@ class PaneState:
             "templated": self.prompt.templated, "note": self.prompt.note, "output": u.text,
             "tokens": u.n_tokens, "ttft_s": round(u.ttft_s, 4) if u.ttft_s is not None else None,
             "tokens_per_s": round(u.tokens_per_s, 2), "seconds": round(u.elapsed_s, 3),
-            "stop_reason": u.stop_reason,
+            "stop_reason": u.stop_reason, "context_length": self.context or None,
             "error": getattr(u.error, "key", None) or (repr(u.error) if u.error else None),
         }
 
 
-def prepare_inputs(base: LLMHandle, instruct: LLMHandle, prompt: str, system: str,
-                   template_on_base: bool) -> tuple[PreparedPrompt, PreparedPrompt]:
+def prepare_pane(handle: LLMHandle, side: str, prompt: str, history: Sequence[Turn], system: str,
+                 chat: bool) -> PreparedPrompt:
+    """What one pane's model receives: its conversation through its chat template (``chat``), else
+    as one plain text (:func:`engine.conversation.transcript`)."""
+    if chat:
+        return handle.prepare_chat(conversation.messages(history, prompt, side), system=system)
+    return handle.prepare_raw(conversation.transcript(history, prompt))
+
+
+def prepare_inputs(base: LLMHandle, instruct: LLMHandle, prompt: str, system: str, template_on_base: bool,
+                   history: Sequence[Turn] = ()) -> tuple[PreparedPrompt, PreparedPrompt]:
     """The base model gets the raw text, or, if asked, the chat template (its own, else the
-    instruct sibling's, tokenized by the base tokenizer); the instruct model gets its template."""
-    messages = [{"role": "user", "content": prompt}]
-    instr_in = instruct.prepare_chat(messages, system=system)
-    if not template_on_base:
-        return base.prepare_raw(prompt), instr_in
-    if getattr(base, "has_chat_template", False):
-        return base.prepare_chat(messages, system=system), instr_in
+    instruct sibling's, tokenized by the base tokenizer); the instruct model gets its template.
+    With ``history``, each gets its own side of the conversation before ``prompt``."""
+    instr_in = prepare_pane(instruct, "instruct", prompt, history, system, chat=True)
+    if not template_on_base or getattr(base, "has_chat_template", False):
+        return prepare_pane(base, "base", prompt, history, system, chat=template_on_base), instr_in
+    borrowed = instr_in if not history else instruct.prepare_chat(conversation.messages(history, prompt, "base"),
+                                                                   system=system)
     tok = getattr(base, "tokenizer", None)
-    ids = list(tok(instr_in.text, add_special_tokens=False)["input_ids"]) if tok is not None else []
-    return PreparedPrompt(text=instr_in.text, input_ids=ids, templated=True, note=instr_in.note), instr_in
+    ids = list(tok(borrowed.text, add_special_tokens=False)["input_ids"]) if tok is not None else []
+    return PreparedPrompt(text=borrowed.text, input_ids=ids, templated=True, note=borrowed.note), instr_in
 
 
 def compare_stream(manager: ModelManager, base_spec: ModelSpec, instruct_spec: ModelSpec, prompt: str,
                    params: SamplingParams, *, system: str = "", template_on_base: bool = False,
                    top_probs: int = 0, stop: threading.Event | None = None,
-                   progress: Callable[[float, str], None] | None = None) -> Iterator[tuple[PaneState, PaneState]]:
+                   progress: Callable[[float, str], None] | None = None,
+                   history: Sequence[Turn] = ()) -> Iterator[tuple[PaneState, PaneState]]:
+    """Both panes' states after each step of the shared decoding loop (the same objects, updated).
+    ``history``: the conversation's earlier turns (:func:`engine.conversation.parse_history`)."""
     if not prompt or not prompt.strip():
-        raise UserError("err.empty_prompt")
+        raise UserError("bvi.err.empty_follow_up" if history else "err.empty_prompt")
     limits = current_limits()
     max_chars = min(MAX_PROMPT_CHARS, limits.prompt_chars)
     if len(prompt) > max_chars:
@@ -71,14 +88,16 @@ def compare_stream(manager: ModelManager, base_spec: ModelSpec, instruct_spec: M
             raise base_err
         if base is None or instruct is None:  # one pane reports its error, the other streams alone
             yield from _one_pane(base, instruct, base_spec, instruct_spec, base_err or instr_err, prompt, params,
-                                 system=system, template_on_base=template_on_base, top_probs=top_probs, stop=stop)
+                                 system=system, template_on_base=template_on_base, top_probs=top_probs, stop=stop,
+                                 history=history)
             return
-        base_in, instr_in = prepare_inputs(base, instruct, prompt, system, template_on_base)
-        _check_length(base, base_in, params)
-        _check_length(instruct, instr_in, params)
+        base_in, instr_in = prepare_inputs(base, instruct, prompt, system, template_on_base, history)
+        _check_length(base, base_in, params, len(history) + 1)
+        _check_length(instruct, instr_in, params, len(history) + 1)
         if getattr(base, "remote", False) and not template_on_base:
             base_in.note = base_in.note or "server_raw"
-        panes = (PaneState("base", base_spec.id, base_in), PaneState("instruct", instruct_spec.id, instr_in))
+        panes = (PaneState("base", base_spec.id, base_in, context=_context(base)),
+                 PaneState("instruct", instruct_spec.id, instr_in, context=_context(instruct)))
         yield panes
         for updates in stream_many([(base, base_in), (instruct, instr_in)], params, top_probs=top_probs, stop=stop):
             panes[0].update, panes[1].update = updates
@@ -87,17 +106,17 @@ def compare_stream(manager: ModelManager, base_spec: ModelSpec, instruct_spec: M
 
 def _one_pane(base: LLMHandle | None, instruct: LLMHandle | None, base_spec: ModelSpec, instruct_spec: ModelSpec,
               error: UserError, prompt: str, params: SamplingParams, *, system: str, template_on_base: bool,
-              top_probs: int, stop: threading.Event | None) -> Iterator[tuple[PaneState, PaneState]]:
+              top_probs: int, stop: threading.Event | None,
+              history: Sequence[Turn] = ()) -> Iterator[tuple[PaneState, PaneState]]:
     """The role that loaded streams; the other pane shows why its model could not be used."""
     alive, alive_spec, failed_spec = (instruct, instruct_spec, base_spec) if base is None else (base, base_spec,
                                                                                                instruct_spec)
     chat = alive is instruct or (template_on_base and getattr(alive, "has_chat_template", False))
-    alive_in = alive.prepare_chat([{"role": "user", "content": prompt}], system=system) if chat \
-        else alive.prepare_raw(prompt)
-    _check_length(alive, alive_in, params)
+    alive_in = prepare_pane(alive, "instruct" if alive is instruct else "base", prompt, history, system, chat)
+    _check_length(alive, alive_in, params, len(history) + 1)
     failed = PaneState("base" if base is None else "instruct", failed_spec.id, PreparedPrompt(text="", input_ids=[]),
                        StreamUpdate(finished=True, stop_reason="error", error=error))
-    running = PaneState("instruct" if base is None else "base", alive_spec.id, alive_in)
+    running = PaneState("instruct" if base is None else "base", alive_spec.id, alive_in, context=_context(alive))
     panes = (failed, running) if base is None else (running, failed)
     yield panes
     for (update,) in stream_many([(alive, alive_in)], params, top_probs=top_probs, stop=stop):
@@ -114,12 +133,22 @@ def _use(leases: ExitStack, manager: ModelManager, spec: ModelSpec,
         return None, err
 
 
-def _check_length(handle: LLMHandle, prompt: PreparedPrompt, params: SamplingParams) -> None:
-    """The model's context first (its message names the model), then this app's prompt budget."""
+def _check_length(handle: LLMHandle, prompt: PreparedPrompt, params: SamplingParams, turns: int = 1) -> None:
+    """The model's context first (its message names the model), then this app's prompt budget.
+    A conversation is measured whole: past either limit its message says so and what to do."""
+    if turns > 1 and not getattr(handle, "remote", False):  # a server checks its own context
+        limit = min(handle.context_length - params.max_new_tokens, current_limits().prompt_tokens)
+        if limit > 0 and prompt.n_tokens > limit:
+            raise UserError("bvi.err.conversation_too_long", tokens=prompt.n_tokens, turns=turns,
+                            model=handle.spec.id, limit=limit, new=params.max_new_tokens)
     handle.check_length(prompt, params.max_new_tokens)
     limit = current_limits().prompt_tokens
     if prompt.n_tokens > limit:
         raise UserError("safety.err.prompt_tokens", tokens=f"{prompt.n_tokens:,}", limit=f"{limit:,}")
+
+
+def _context(handle: LLMHandle) -> int:
+    return 0 if getattr(handle, "remote", False) else int(handle.context_length)
 
 
 def _sub(progress, lo: float, hi: float, name: str):

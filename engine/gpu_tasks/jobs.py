@@ -25,6 +25,7 @@ class CompareJob:
     system: str = ""
     template_on_base: bool = False
     top_probs: int = 0
+    history: tuple = ()  # earlier turns of the conversation: engine.conversation.Turn records
 
 
 @dataclass(frozen=True)
