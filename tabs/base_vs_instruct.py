@@ -1,4 +1,13 @@
-"""Base vs Instruct: one prompt, two models streamed side by side."""
+"""Base vs Instruct: one prompt, two models streamed side by side; then follow-up turns.
+
+"Generate both" starts a conversation from the prompt box; the follow-up box under the panes sends
+the next message to both models with the conversation so far (``/compare``'s ``history``): the
+instruct model through its chat template, the base model as one plain text
+(:mod:`engine.conversation`). Each pane shows its own conversation turn by turn
+(:mod:`ui.conversation_view`). The raw result holds the whole conversation: the follow-up reads it
+back, links and the wall carry it, the card shows it. "New conversation" clears it; changing the
+models, the system prompt or the template option makes the next follow-up ask for a new one.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -10,8 +19,11 @@ import gradio as gr
 from engine import gpu_tasks, tempfiles
 from engine.cards import CardContent, PaneResult, render_markdown, render_png
 from engine.compare import PaneState
+from engine.conversation import Turn, as_json, parse_history
+from engine.errors import UserError
 from engine.generation import SamplingParams
-from ui import fmt, zerogpu
+from ui import conversation_view, fmt, zerogpu
+from ui import share_codec as codec
 from ui.context import AppContext
 from ui.feedback import error_message, guard, warn
 from ui.i18n import I18N, forced_lang, request_lang, t
@@ -39,7 +51,11 @@ def pane_header(title_key: str, model: str, lang: str) -> str:
     return f"### {t(title_key, lang)} · `{model}`"
 
 
-def pane_stats(state: PaneState, lang: str, params: SamplingParams | None = None) -> str:
+def _how(state: PaneState, lang: str) -> str:
+    return t("bvi.how_template" if state.prompt.templated else "bvi.how_plain", lang)
+
+
+def pane_stats(state: PaneState, lang: str, params: SamplingParams | None = None, turn: int = 1) -> str:
     u = state.update
     if u.error is not None:
         return "⚠️ " + error_message(u.error, lang, markdown=True)
@@ -48,12 +64,21 @@ def pane_stats(state: PaneState, lang: str, params: SamplingParams | None = None
     reason = t(f"bvi.reason_{u.stop_reason}", lang) if u.stop_reason else t("bvi.reason_running", lang)
     ttft = fmt.seconds(u.ttft_s, lang) if u.ttft_s is not None else "…"
     line = t("bvi.stats", lang, ttft=ttft, tokens=u.n_tokens, tps=u.tokens_per_s, reason=reason)
-    return line + (" · " + sampling_summary(params, lang) if params is not None else "")
+    line += " · " + sampling_summary(params, lang) if params is not None else ""
+    if turn > 1 and state.prompt.input_ids:  # which input this pane's model got, and how much of its context
+        line += "  \n" + t("bvi.turn_stats", lang, turn=turn, how=_how(state, lang), tokens=state.prompt.n_tokens,
+                           context=state.context or 0)
+    return line
 
 
-def pane_input_info(state: PaneState, lang: str, show_probs: bool = False) -> str:
+def pane_input_info(state: PaneState, lang: str, show_probs: bool = False, turn: int = 1) -> str:
     note = state.prompt.note
-    info = t("bvi.input_tokens", lang, n=state.prompt.n_tokens) if state.prompt.input_ids else ""
+    if not state.prompt.input_ids:
+        info = ""
+    elif turn > 1:
+        info = t("bvi.input_conversation", lang, n=state.prompt.n_tokens, turns=turn, how=_how(state, lang))
+    else:
+        info = t("bvi.input_tokens", lang, n=state.prompt.n_tokens)
     if note == "system_merged":
         info += " · " + t("bvi.system_merged", lang)
     elif note in ("server_template", "server_template_local_render", "server_raw"):
@@ -73,19 +98,68 @@ def settings_text(params: SamplingParams | dict, lang: str = "en") -> str:
 
 
 def _outputs(panes: tuple[PaneState, PaneState], show_probs: bool, lang: str, meta: dict,
-             params: SamplingParams) -> tuple:
+             params: SamplingParams, history: tuple[Turn, ...] = ()) -> tuple[list, dict]:
+    """Both panes' five outputs (header, input, input info, conversation, stats), and the raw result
+    with the whole conversation (this turn's answers as far as they are written)."""
     out: list = []
+    turn = len(history) + 1
     for state, key in zip(panes, ("bvi.base_title", "bvi.instruct_title")):
         u = state.update
+        current = render_output(u.text, u.tokens, show_probs, drop_last=u.stop_reason == "eos", lang=lang)
         out += [
             pane_header(key, state.model, lang),
             state.prompt.text,
-            pane_input_info(state, lang, show_probs),
-            render_output(u.text, u.tokens, show_probs, drop_last=u.stop_reason == "eos", lang=lang),
-            pane_stats(state, lang, params),
+            pane_input_info(state, lang, show_probs, turn),
+            conversation_view.pane_html(history, state.role, meta["prompt"], current, lang),
+            pane_stats(state, lang, params, turn),
         ]
-    out.append({**meta, "base": panes[0].as_dict(), "instruct": panes[1].as_dict()})
-    return tuple(out)
+    now = Turn(meta["prompt"], panes[0].update.text, panes[1].update.text)
+    raw = {**meta, "conversation": as_json(history + (now,)), "base": panes[0].as_dict(),
+           "instruct": panes[1].as_dict()}
+    return out, raw
+
+
+def conversation_of(result: dict | None) -> list[dict] | None:
+    """The conversation a raw result holds (a result made before follow-ups existed: its one turn)."""
+    if not isinstance(result, dict):
+        return None
+    if result.get("conversation"):
+        return result["conversation"]
+    if result.get("prompt") and isinstance(result.get("base"), dict) and isinstance(result.get("instruct"), dict):
+        return [{"user": result["prompt"], "base": result["base"].get("output") or "",
+                 "instruct": result["instruct"].get("output") or ""}]
+    return None
+
+
+def recorded_inputs(inputs: dict, outputs: dict) -> dict:
+    """What a link stores: the call that made the result on screen (its last message and the turns
+    before it), whatever the prompt box says now; the other controls as they are."""
+    conversation = conversation_of(outputs.get("raw"))
+    if not conversation:
+        return inputs
+    return {**inputs, "prompt": conversation[-1].get("user", inputs.get("prompt")), "history": conversation[:-1] or None}
+
+
+def card_title(inputs: dict) -> str:
+    """A wall card's title: the conversation's messages in order (one message: the prompt)."""
+    history = inputs.get("history")
+    users = [str(turn.get("user", "")) for turn in history if isinstance(turn, dict)] \
+        if isinstance(history, list) else []
+    return " → ".join(users + [str(inputs.get("prompt", ""))])
+
+
+def card_part(side: str):
+    """A wall card's part for one pane: its answer; for a conversation, every turn (shortened)."""
+    def part(label: str, outputs: dict) -> dict | None:
+        raw = (outputs.get("raw") or {}).get("value")
+        try:
+            turns = parse_history(conversation_of(raw))
+        except UserError:
+            turns = ()
+        if len(turns) < 2:
+            return codec.card_part(label, outputs.get(f"{side}_output"))
+        return {"kind": "text", "label": label, "text": conversation_view.card_text(turns, side)}
+    return part
 
 
 def build(ctx: AppContext) -> None:
@@ -125,6 +199,19 @@ def build(ctx: AppContext) -> None:
                                  label=I18N("bvi.output"))
                 stats = gr.Markdown(elem_id=f"bvi-{side}-stats", elem_classes="bvi-stats")
                 panes_out += [header, sees, sees_info, output, stats]
+    with gr.Column(elem_id="bvi-followup", elem_classes="bvi-followup"):
+        convo_info = gr.Markdown(elem_id="bvi-conversation-info")
+        with gr.Row(equal_height=True):
+            follow_box = gr.Textbox("", lines=1, max_lines=6, label=I18N("bvi.follow_up"),
+                                    placeholder=I18N("bvi.follow_up_placeholder"), info=I18N("bvi.follow_up_info"),
+                                    elem_id="bvi-follow-up", elem_classes="main-prompt", scale=5)
+            new_convo = gr.Button(I18N("bvi.new_conversation"), variant="secondary", elem_id="bvi-new-conversation",
+                                  scale=1, min_width=190)
+        follow_row = run_row("bvi.follow_send", "bvi-followup", new_sample=False)
+    # the earlier turns of the message in the prompt box: empty, except after opening a link to a
+    # conversation (then "Generate both" / "Run again" replays its last turn); part of /compare's API
+    history = codec.json_input(gr.JSON(None, visible=False, elem_id="bvi-history"),
+                               check=lambda value: as_json(parse_history(value)) or None)
     legend = gr.HTML(legend_html(forced_lang() or "en"), elem_id="bvi-legend", elem_classes="bvi-legend")
     with gr.Accordion(I18N("bvi.card"), open=False):
         card_btn = gr.Button(I18N("bvi.card"), elem_id="bvi-card-btn")
@@ -134,30 +221,76 @@ def build(ctx: AppContext) -> None:
     with gr.Accordion(I18N("bvi.raw"), open=False):
         raw = gr.JSON(elem_id="bvi-raw", show_label=False)
 
-    preset.change(lambda text: text, inputs=preset, outputs=prompt, api_name=False, queue=False)
+    # a new prompt (typed or picked) starts a new conversation on the next "Generate both"
+    preset.change(lambda text: (text, None), inputs=preset, outputs=[prompt, history], api_name=False, queue=False)
+    prompt.input(None, outputs=history, js="() => null", api_name=False, queue=False)
+
+    def run_turn(prompt: str, history: tuple[Turn, ...], system_prompt: str, base_model: str, instruct_model: str,
+                 template_on_base: bool, show_probabilities: bool, params: SamplingParams, request, progress):
+        """Stream one turn: (pane outputs, raw result) after each step; once more at the end."""
+        lang = request_lang(request)
+        meta = {"prompt": prompt, "sampling": dataclasses.asdict(params), "system_prompt": system_prompt or "",
+                "template_on_base": bool(template_on_base)}
+        job = gpu_tasks.CompareJob(spec_for(ctx, "base_llm", base_model), spec_for(ctx, "instruct_llm", instruct_model),
+                                   prompt, params, system=system_prompt or "", template_on_base=bool(template_on_base),
+                                   top_probs=5 if show_probabilities else 0, history=history)
+        for panes in gpu_tasks.call(gpu_tasks.compare, job, zerogpu.stop_key(request, "compare"),
+                                    on_progress=zerogpu.progress_to(progress, lang),
+                                    on_notice=zerogpu.warn_notice(lang)):
+            yield _outputs(panes, bool(show_probabilities), lang, meta, params, history)
 
     @guard
     def compare(prompt: str, system_prompt: str = "", base_model: str = "", instruct_model: str = "",
                 template_on_base: bool = False, show_probabilities: bool = False,
                 max_new_tokens: float = 128, temperature: float = 0.7, top_p: float = 0.95,
                 top_k: float = 50, repetition_penalty: float = 1.0, greedy: bool = False,
-                seed: float = 42, request: gr.Request = None, progress=gr.Progress()):
+                seed: float = 42, history: list | None = None, request: gr.Request = None, progress=gr.Progress()):
+        """Both models answer ``prompt``; with ``history`` (earlier turns, each ``{"user", "base",
+        "instruct"}``: a result's ``conversation``), as the next turn of that conversation."""
         lang = request_lang(request)
+        turns = parse_history(history)
         if not (prompt or "").strip():
+            if turns:
+                raise UserError("bvi.err.empty_follow_up")
             warn("err.empty_prompt", request)
             return
         params = to_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, greedy, seed)
-        meta = {"prompt": prompt, "sampling": dataclasses.asdict(params)}
-        job = gpu_tasks.CompareJob(spec_for(ctx, "base_llm", base_model), spec_for(ctx, "instruct_llm", instruct_model),
-                                   prompt, params, system=system_prompt or "", template_on_base=bool(template_on_base),
-                                   top_probs=5 if show_probabilities else 0)
-        for panes in gpu_tasks.call(gpu_tasks.compare, job, zerogpu.stop_key(request, "compare"),
-                                    on_progress=zerogpu.progress_to(progress, lang),
-                                    on_notice=zerogpu.warn_notice(lang)):
-            yield _outputs(panes, bool(show_probabilities), lang, meta, params)
+        info = t("bvi.conversation_info", lang, turn=len(turns) + 1)
+        for panes, result in run_turn(prompt, turns, system_prompt, base_model, instruct_model, template_on_base,
+                                      show_probabilities, params, request, progress):
+            yield (*panes, gr.skip(), info, gr.skip(), result)
+
+    @guard
+    def follow_up(message: str, system_prompt: str = "", base_model: str = "", instruct_model: str = "",
+                  template_on_base: bool = False, show_probabilities: bool = False,
+                  max_new_tokens: float = 128, temperature: float = 0.7, top_p: float = 0.95,
+                  top_k: float = 50, repetition_penalty: float = 1.0, greedy: bool = False,
+                  seed: float = 42, result: dict | None = None, request: gr.Request = None, progress=gr.Progress()):
+        """The next turn of the conversation on screen (the raw result holds it)."""
+        lang = request_lang(request)
+        if not (message or "").strip():
+            raise UserError("bvi.err.empty_follow_up")
+        conversation = conversation_of(result)
+        if not conversation:
+            raise UserError("bvi.err.no_conversation")
+        turns = parse_history(conversation)
+        if not _same_setup(result, spec_for(ctx, "base_llm", base_model).id,
+                           spec_for(ctx, "instruct_llm", instruct_model).id, system_prompt, template_on_base):
+            raise UserError("bvi.err.settings_changed")
+        params = to_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, greedy, seed)
+        info, first = t("bvi.conversation_info", lang, turn=len(turns) + 1), True
+        for panes, result in run_turn(message, turns, system_prompt, base_model, instruct_model, template_on_base,
+                                      show_probabilities, params, request, progress):
+            # the box empties (and a link's replayed turns are forgotten) once the turn has started
+            yield (*panes, "" if first else gr.skip(), info, None if first else gr.skip(), result)
+            first = False
 
     def stop_generation(request: gr.Request):
         zerogpu.stop(request, "compare")
+
+    def new_conversation():
+        panes = [gr.skip(), "", "", "", ""] * 2  # headers stay; inputs, outputs and stats are cleared
+        return (*panes, "", "", None, None)
 
     @guard
     def comparison_card(result: dict | None, request: gr.Request = None):
@@ -170,39 +303,62 @@ def build(ctx: AppContext) -> None:
         render_png(card, path)
         return str(path), render_markdown(card)
 
-    inputs = [prompt, system, base_model, instruct_model, template_on_base, show_probs] + sampling.inputs
+    settings = [system, base_model, instruct_model, template_on_base, show_probs] + sampling.inputs
+    inputs = [prompt] + settings + [history]
+    outputs = panes_out + [follow_box, convo_info, history, raw]
     queue = {"concurrency_id": ctx.concurrency_id("causal_lm"), "concurrency_limit": ctx.llm_concurrency}
-    row.run.click(compare, inputs=inputs, outputs=panes_out + [raw], api_name="compare", **queue)
-    prompt.submit(compare, inputs=inputs, outputs=panes_out + [raw], api_name=False, **queue)
-    on_new_sample(row.new_sample, sampling.seed, compare, inputs=inputs, outputs=panes_out + [raw], **queue)
+    row.run.click(compare, inputs=inputs, outputs=outputs, api_name="compare", **queue)
+    prompt.submit(compare, inputs=inputs, outputs=outputs, api_name=False, **queue)
+    on_new_sample(row.new_sample, sampling.seed, compare, inputs=inputs, outputs=outputs, **queue)
+    for trigger in (follow_row.run.click, follow_box.submit):
+        trigger(follow_up, inputs=[follow_box] + settings + [raw], outputs=outputs, api_name=False, **queue)
     row.stop.click(stop_generation, api_name="stop_compare", queue=False)
+    follow_row.stop.click(stop_generation, api_name=False, queue=False)
+    new_convo.click(new_conversation, outputs=outputs, api_name=False, queue=False)
     card_btn.click(comparison_card, inputs=raw, outputs=[card_png, card_md], api_name="comparison_card")
     share_row(ctx, "base_vs_instruct", api="compare",
               outputs=dict(zip([f"{side}_{part}" for side in ("base", "instruct")
-                                for part in ("header", "sees", "sees_info", "output", "stats")] + ["raw"],
-                               panes_out + [raw])),
-              card={"share.card.base": "base_output", "share.card.instruct": "instruct_output"})
+                                for part in ("header", "sees", "sees_info", "output", "stats")]
+                               + ["conversation_info", "raw"], panes_out + [convo_info, raw])),
+              card={"share.card.base": card_part("base"), "share.card.instruct": card_part("instruct")},
+              title=card_title, recorded=recorded_inputs)
     ctx.on_language(lambda lang: (gr.Dropdown(choices=preset_choices(lang)), legend_html(lang)),
                     outputs=[preset, legend])
 
 
+def _same_setup(result: dict, base_id: str, instruct_id: str, system: str, template_on_base: bool) -> bool:
+    """Whether the conversation in ``result`` was held with these models, system prompt and option."""
+    return ((result.get("base") or {}).get("model") == base_id
+            and (result.get("instruct") or {}).get("model") == instruct_id
+            and (result.get("system_prompt") or "") == (system or "")
+            and bool(result.get("template_on_base")) == bool(template_on_base))
+
+
 def card_content(result: dict, lang: str = "en") -> CardContent:
-    """The comparison card of one result (the Raw JSON), worded in ``lang``."""
+    """The comparison card of one result (the Raw JSON), worded in ``lang``; after follow-ups, each
+    pane lists its earlier turns and the header names the turn."""
     sampling = result.get("sampling")
     settings = settings_text(sampling, lang) if sampling else result.get("settings", "")
+    conversation = conversation_of(result) or []
+    earlier = conversation[:-1]
 
-    def pane(p: dict, title_key: str) -> PaneResult:
+    def pane(p: dict, title_key: str, side: str) -> PaneResult:
         reason = t(f"bvi.reason_{p['stop_reason']}", lang) if p.get("stop_reason") else ""
         stats = t("ui.card_stats", lang, tokens=p["tokens"], tps=p["tokens_per_s"], reason=reason)
-        return PaneResult(t(title_key, lang), p["model"], p["output"], stats, sees=p.get("input", ""))
+        turns = [(str(turn.get("user", "")), str(turn.get(side, ""))) for turn in earlier if isinstance(turn, dict)]
+        return PaneResult(t(title_key, lang), p["model"], p["output"], stats, sees=p.get("input", ""), turns=turns)
 
+    labels = card_labels(lang)
+    if earlier:
+        labels["prompt"] = t("bvi.card_turn", lang, turn=len(conversation))
     return CardContent(
         prompt=result.get("prompt", ""),
         settings=settings,
-        panes=[pane(result["base"], "bvi.base_title"), pane(result["instruct"], "bvi.instruct_title")],
-        labels=card_labels(lang),
+        panes=[pane(result["base"], "bvi.base_title", "base"), pane(result["instruct"], "bvi.instruct_title", "instruct")],
+        labels=labels,
     )
 
 
 def card_labels(lang: str) -> dict[str, str]:
-    return {k: t(f"card.{k}", lang) for k in ("title", "prompt", "sees", "output", "date_format")}
+    labels = {k: t(f"card.{k}", lang) for k in ("title", "prompt", "sees", "output", "date_format")}
+    return {**labels, "earlier": t("bvi.card_earlier", lang)}

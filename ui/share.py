@@ -66,11 +66,12 @@ class ShareSpec:
     labels: list[str]                           # the enclosing tabs' label keys (wall cards, export)
     inputs: dict[str, gr.components.Component]
     outputs: dict[str, gr.components.Component]
-    card: list[tuple[str, str]]                 # (label key, output name) shown on a wall card
+    card: list[tuple[str, str | Callable[[str, dict], dict | None]]]  # (label key, output name or part maker)
     title: Callable[[dict], str]
     run_elem_id: str | None
     on_restore: tuple[Callable[[dict, str], tuple], list[gr.components.Component]] | None = None
     live: bool = False                          # the tab recomputes the result when an input changes
+    recorded: Callable[[dict, dict], dict] | None = None  # (inputs, outputs) → the inputs the result was made with
 
     @property
     def components(self) -> list[gr.components.Component]:
@@ -79,7 +80,10 @@ class ShareSpec:
     def experiment(self, values: tuple) -> Experiment:
         """Values as the share event receives them (inputs, then outputs) → an Experiment to store."""
         n = len(self.inputs)
-        inputs = {name: codec.encode_input(v) for name, v in zip(self.inputs, values[:n])}
+        given = dict(zip(self.inputs, values[:n]))
+        if self.recorded is not None:
+            given = self.recorded(given, dict(zip(self.outputs, values[n:])))
+        inputs = {name: codec.encode_input(v) for name, v in given.items()}
         outputs = {}
         for (name, comp), value in zip(self.outputs.items(), values[n:]):
             record = codec.encode_output(comp, value)
@@ -88,7 +92,8 @@ class ShareSpec:
         return Experiment(kind=self.kind, tab=self.tab, inputs=inputs, outputs=outputs)
 
     def card_for(self, exp: Experiment) -> dict:
-        parts = [codec.card_part(label, exp.outputs.get(name)) for label, name in self.card]
+        parts = [name(label, exp.outputs) if callable(name) else codec.card_part(label, exp.outputs.get(name))
+                 for label, name in self.card]
         return {"labels": self.labels, "parts": [p for p in parts if p]}
 
 
@@ -198,14 +203,19 @@ def _title_fn(title: str | Callable[[dict], str] | None, inputs: dict) -> Callab
 # ============================================================================ building
 def share_row(ctx: AppContext, tab_id: str, *, api: str,
               outputs: Mapping[str, gr.components.Component],
-              card: Mapping[str, str] | None = None, title: str | Callable[[dict], str] | None = None,
-              on_restore: tuple[Callable[[dict, str], tuple], list] | None = None) -> ShareSpec:
+              card: Mapping[str, str | Callable[[str, dict], dict | None]] | None = None,
+              title: str | Callable[[dict], str] | None = None,
+              on_restore: tuple[Callable[[dict, str], tuple], list] | None = None,
+              recorded: Callable[[dict, dict], dict] | None = None) -> ShareSpec:
     """The "Copy link" / "Send to the wall" row for the action ``api`` of tab ``tab_id``.
 
     ``outputs``: name → result component stored with the link; ``card``: label key → output name
-    shown on a wall card; ``title``: the input shown as the card's prompt (default: the first
-    textbox), or a function of the input values; ``on_restore``: ``(fn(inputs, lang) -> updates,
-    components)`` for what restoring values does not redo by itself (visibility, interactivity).
+    shown on a wall card (or ``fn(label, stored outputs) -> card part``); ``title``: the input shown
+    as the card's prompt (default: the first textbox), or a function of the input values;
+    ``on_restore``: ``(fn(inputs, lang) -> updates, components)`` for what restoring values does not
+    redo by itself (visibility, interactivity); ``recorded``: ``fn(inputs, outputs) -> inputs`` when
+    the result on screen was made with other inputs than the controls show now (a conversation's
+    last turn), so that a link replays exactly the call that made it.
     """
     reg = registry(ctx)
     reg.shared_fields()
@@ -219,7 +229,7 @@ def share_row(ctx: AppContext, tab_id: str, *, api: str,
         raise ValueError(f"share_row({tab_id!r}) is built inside the tab {path[0][1]!r}")
     spec = ShareSpec(kind=api, tab=tab_id, path=path, labels=labels, inputs=inputs, outputs=dict(outputs),
                      card=[(label, name) for label, name in (card or {}).items()], title=_title_fn(title, inputs),
-                     run_elem_id=_button_id(event), on_restore=on_restore)
+                     run_elem_id=_button_id(event), on_restore=on_restore, recorded=recorded)
     reg.specs[api] = spec
 
     with gr.Row(elem_classes="share-row", equal_height=True):

@@ -28,8 +28,8 @@ from engine.catalog import IMAGE_ROLES, LLM_ROLES
 from engine.limits import SEED_MAX, Limits
 from ui.fmt import plain
 from ui.i18n import request_lang, t
-from ui.rules import (Bool, CardResult, Choice, Choices, Env, IdList, Model, ModelList, Num, Payload, Problem, Rule,
-                      SweepAxis, Text, Upload)
+from ui.rules import (Bool, CardResult, Choice, Choices, Conversation, Env, IdList, Model, ModelList, Num, Payload,
+                      Problem, Rule, SweepAxis, Text, Upload)
 
 
 # =============================================================================== what each handler accepts
@@ -76,7 +76,11 @@ ENTRY = Num(0, 1_000_000, True)  # a wall entry's number
 RULES: dict[str, dict[str, Rule]] = {
     # Base vs Instruct
     "compare": {"prompt": PROMPT, "system_prompt": PROMPT, "base_model": Model(llm_ids),
-                "instruct_model": Model(llm_ids), "max_new_tokens": NEW_TOKENS, "seed": SEED},
+                "instruct_model": Model(llm_ids), "max_new_tokens": NEW_TOKENS, "seed": SEED,
+                "history": Conversation()},
+    "follow_up": {"message": PROMPT, "system_prompt": PROMPT, "base_model": Model(llm_ids),
+                  "instruct_model": Model(llm_ids), "max_new_tokens": NEW_TOKENS, "seed": SEED,
+                  "result": Payload(SHARED_BYTES, (dict,))},  # its conversation: checked by the handler (a toast)
     "comparison_card": {"result": CardResult()},
     # Tokenizers
     "tokenize": {"text": TOKENIZER_TEXT, **TOKENIZER_ARGS},
