@@ -180,7 +180,7 @@ def build(ctx: AppContext) -> None:
             with gr.Accordion(I18N("bvi.options"), open=False, elem_id="bvi-options"):
                 base_model = model_picker(ctx, "base_llm", "bvi.base_model")
                 instruct_model = model_picker(ctx, "instruct_llm", "bvi.instruct_model")
-                system = gr.Textbox("", lines=1, label=I18N("bvi.system"),
+                system = gr.Textbox("", lines=1, label=I18N("bvi.system"), elem_id="bvi-system",
                                     placeholder=I18N("bvi.system_placeholder"), info=I18N("bvi.system_info"))
                 template_on_base = gr.Checkbox(False, label=I18N("bvi.template_on_base"),
                                                info=I18N("bvi.template_on_base_info"))
@@ -191,7 +191,7 @@ def build(ctx: AppContext) -> None:
         for side, title_key in (("base", "bvi.base_title"), ("instruct", "bvi.instruct_title")):
             with gr.Column(elem_classes="bvi-pane", min_width=300):
                 header = gr.Markdown(I18N(title_key + "_md"), elem_id=f"bvi-{side}-header")
-                with gr.Accordion(I18N("bvi.sees"), open=False):
+                with gr.Accordion(I18N("bvi.sees"), open=False, elem_id=f"bvi-{side}-sees-acc"):
                     sees = gr.Code(language=None, interactive=False, lines=3, elem_id=f"bvi-{side}-sees",
                                    show_label=False, wrap_lines=True)
                     sees_info = gr.Markdown(elem_id=f"bvi-{side}-sees-info")
@@ -223,7 +223,11 @@ def build(ctx: AppContext) -> None:
 
     # a new prompt (typed or picked) starts a new conversation on the next "Generate both"
     preset.change(lambda text: (text, None), inputs=preset, outputs=[prompt, history], api_name=False, queue=False)
-    prompt.input(None, outputs=history, js="() => null", api_name=False, queue=False)
+    prompt.input(None, inputs=prompt, outputs=history, js="(text) => [[]]", api_name=False, queue=False)  # in the page
+
+    def unchanged() -> tuple:
+        """Every output as it is (a generator that yields nothing would blank them)."""
+        return (gr.skip(),) * (len(panes_out) + 4)
 
     def run_turn(prompt: str, history: tuple[Turn, ...], system_prompt: str, base_model: str, instruct_model: str,
                  template_on_base: bool, show_probabilities: bool, params: SamplingParams, request, progress):
@@ -253,6 +257,7 @@ def build(ctx: AppContext) -> None:
             if turns:
                 raise UserError("bvi.err.empty_follow_up")
             warn("err.empty_prompt", request)
+            yield unchanged()
             return
         params = to_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, greedy, seed)
         info = t("bvi.conversation_info", lang, turn=len(turns) + 1)
@@ -266,24 +271,33 @@ def build(ctx: AppContext) -> None:
                   max_new_tokens: float = 128, temperature: float = 0.7, top_p: float = 0.95,
                   top_k: float = 50, repetition_penalty: float = 1.0, greedy: bool = False,
                   seed: float = 42, result: dict | None = None, request: gr.Request = None, progress=gr.Progress()):
-        """The next turn of the conversation on screen (the raw result holds it)."""
+        """The next turn of the conversation on screen (the raw result holds it). What stops it before
+        it starts (an empty box, no conversation, other settings, a conversation past the context) is
+        a warning: the conversation stays on screen as it was, the box keeps its text."""
         lang = request_lang(request)
-        if not (message or "").strip():
-            raise UserError("bvi.err.empty_follow_up")
-        conversation = conversation_of(result)
-        if not conversation:
-            raise UserError("bvi.err.no_conversation")
-        turns = parse_history(conversation)
-        if not _same_setup(result, spec_for(ctx, "base_llm", base_model).id,
-                           spec_for(ctx, "instruct_llm", instruct_model).id, system_prompt, template_on_base):
-            raise UserError("bvi.err.settings_changed")
-        params = to_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, greedy, seed)
-        info, first = t("bvi.conversation_info", lang, turn=len(turns) + 1), True
-        for panes, result in run_turn(message, turns, system_prompt, base_model, instruct_model, template_on_base,
-                                      show_probabilities, params, request, progress):
-            # the box empties (and a link's replayed turns are forgotten) once the turn has started
-            yield (*panes, "" if first else gr.skip(), info, None if first else gr.skip(), result)
-            first = False
+        first = True
+        try:
+            if not (message or "").strip():
+                raise UserError("bvi.err.empty_follow_up")
+            conversation = conversation_of(result)
+            if not conversation:
+                raise UserError("bvi.err.no_conversation")
+            turns = parse_history(conversation)
+            if not _same_setup(result, spec_for(ctx, "base_llm", base_model).id,
+                               spec_for(ctx, "instruct_llm", instruct_model).id, system_prompt, template_on_base):
+                raise UserError("bvi.err.settings_changed")
+            params = to_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, greedy, seed)
+            info = t("bvi.conversation_info", lang, turn=len(turns) + 1)
+            for panes, result in run_turn(message, turns, system_prompt, base_model, instruct_model,
+                                          template_on_base, show_probabilities, params, request, progress):
+                # the box empties (and a link's replayed turns are forgotten) once the turn has started
+                yield (*panes, "" if first else gr.skip(), info, None if first else gr.skip(), result)
+                first = False
+        except UserError as err:
+            if not first:
+                raise
+            warn(err.key, request, **err.params)
+            yield unchanged()
 
     def stop_generation(request: gr.Request):
         zerogpu.stop(request, "compare")
@@ -321,7 +335,8 @@ def build(ctx: AppContext) -> None:
                                 for part in ("header", "sees", "sees_info", "output", "stats")]
                                + ["conversation_info", "raw"], panes_out + [convo_info, raw])),
               card={"share.card.base": card_part("base"), "share.card.instruct": card_part("instruct")},
-              title=card_title, recorded=recorded_inputs)
+              title=card_title, recorded=recorded_inputs,
+              settle=False)  # no event here reacts to restored values: a follow-up sent at once is kept
     ctx.on_language(lambda lang: (gr.Dropdown(choices=preset_choices(lang)), legend_html(lang)),
                     outputs=[preset, legend])
 

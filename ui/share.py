@@ -72,6 +72,7 @@ class ShareSpec:
     on_restore: tuple[Callable[[dict, str], tuple], list[gr.components.Component]] | None = None
     live: bool = False                          # the tab recomputes the result when an input changes
     recorded: Callable[[dict, dict], dict] | None = None  # (inputs, outputs) → the inputs the result was made with
+    settle: bool = True                         # restored values may fire events that undo them: set them twice
 
     @property
     def components(self) -> list[gr.components.Component]:
@@ -206,7 +207,7 @@ def share_row(ctx: AppContext, tab_id: str, *, api: str,
               card: Mapping[str, str | Callable[[str, dict], dict | None]] | None = None,
               title: str | Callable[[dict], str] | None = None,
               on_restore: tuple[Callable[[dict, str], tuple], list] | None = None,
-              recorded: Callable[[dict, dict], dict] | None = None) -> ShareSpec:
+              recorded: Callable[[dict, dict], dict] | None = None, settle: bool = True) -> ShareSpec:
     """The "Copy link" / "Send to the wall" row for the action ``api`` of tab ``tab_id``.
 
     ``outputs``: name → result component stored with the link; ``card``: label key → output name
@@ -215,7 +216,9 @@ def share_row(ctx: AppContext, tab_id: str, *, api: str,
     ``on_restore``: ``(fn(inputs, lang) -> updates, components)`` for what restoring values does not
     redo by itself (visibility, interactivity); ``recorded``: ``fn(inputs, outputs) -> inputs`` when
     the result on screen was made with other inputs than the controls show now (a conversation's
-    last turn), so that a link replays exactly the call that made it.
+    last turn), so that a link replays exactly the call that made it; ``settle=False`` when no event
+    of the tab changes its inputs or results as restored values land (the restore is final at once,
+    and what the visitor starts right after opening the link is never overwritten by a second pass).
     """
     reg = registry(ctx)
     reg.shared_fields()
@@ -229,7 +232,7 @@ def share_row(ctx: AppContext, tab_id: str, *, api: str,
         raise ValueError(f"share_row({tab_id!r}) is built inside the tab {path[0][1]!r}")
     spec = ShareSpec(kind=api, tab=tab_id, path=path, labels=labels, inputs=inputs, outputs=dict(outputs),
                      card=[(label, name) for label, name in (card or {}).items()], title=_title_fn(title, inputs),
-                     run_elem_id=_button_id(event), on_restore=on_restore, recorded=recorded)
+                     run_elem_id=_button_id(event), on_restore=on_restore, recorded=recorded, settle=settle)
     reg.specs[api] = spec
 
     with gr.Row(elem_classes="share-row", equal_height=True):
