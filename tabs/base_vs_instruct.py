@@ -135,9 +135,10 @@ def recorded_inputs(inputs: dict, outputs: dict) -> dict:
     """What a link stores: the call that made the result on screen (its last message and the turns
     before it), whatever the prompt box says now; the other controls as they are."""
     conversation = conversation_of(outputs.get("raw"))
-    if not conversation:
+    if not conversation or not isinstance(conversation, list) or not isinstance(conversation[-1], dict):
         return inputs
-    return {**inputs, "prompt": conversation[-1].get("user", inputs.get("prompt")), "history": conversation[:-1] or None}
+    return {**inputs, "prompt": conversation[-1].get("user", inputs.get("prompt")),
+            "history": conversation[:-1] or None}
 
 
 def card_title(inputs: dict) -> str:
@@ -369,7 +370,8 @@ def card_content(result: dict, lang: str = "en") -> CardContent:
     return CardContent(
         prompt=result.get("prompt", ""),
         settings=settings,
-        panes=[pane(result["base"], "bvi.base_title", "base"), pane(result["instruct"], "bvi.instruct_title", "instruct")],
+        panes=[pane(result["base"], "bvi.base_title", "base"),
+               pane(result["instruct"], "bvi.instruct_title", "instruct")],
         labels=labels,
     )
 

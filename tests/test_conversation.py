@@ -173,7 +173,8 @@ def test_the_card_shows_the_conversation(tmp_path):
     sees = "<s>[INST] " + "mot " * 200 + "[/INST]réponse</s> [INST] Et en anglais ? [/INST]"
     result = {"prompt": Q3, "sampling": {"max_new_tokens": 3, "temperature": 0.7, "top_p": 0.95, "top_k": 50,
                                          "repetition_penalty": 1.0, "greedy": True, "seed": 1},
-              "conversation": [{"user": Q1, "base": "B1", "instruct": "I1"}, {"user": Q2, "base": "B2", "instruct": "I2"},
+              "conversation": [{"user": Q1, "base": "B1", "instruct": "I1"},
+                               {"user": Q2, "base": "B2", "instruct": "I2"},
                                {"user": Q3, "base": "B3", "instruct": "I3"}],
               "base": pane("B3", sees), "instruct": pane("I3", sees)}
     md = render_markdown(card_content(result, "fr"))
