@@ -122,6 +122,26 @@ def test_two_turns_through_the_api_give_the_engine_alones_tokens(client, manager
     assert "Turn 2" in base_stats and t("bvi.how_plain", "en") in base_stats
     assert t("bvi.how_template", "en") in instr_stats and f"{raw['instruct']['input_tokens']} tokens" in instr_stats
     assert out[11] == t("bvi.conversation_info", "en", turn=2)
+    png, md = client.predict(raw, api_name="/comparison_card")  # the card of a conversation
+    assert png.endswith(".png") and "**Turn 2:** " + Q2 in md and md.count("> › " + Q1) == 2
+
+
+def test_stop_ends_a_follow_up_and_the_conversation_keeps_what_was_written(app_url):
+    import time
+
+    client = Client(app_url, verbose=False)  # its own session: the Stop is this caller's
+    first = compare(client, Q1)[-1]
+    job = client.submit("Raconte une longue histoire.", greedy=True, max_new_tokens=1900,
+                        history=first["conversation"], api_name="/compare")
+    deadline = time.monotonic() + 120
+    while len(job.outputs()) < 2 and not job.done() and time.monotonic() < deadline:
+        time.sleep(0.02)  # until tokens stream
+    client.predict(api_name="/stop_compare")
+    raw = job.result()[-1]
+    assert raw["base"]["stop_reason"] == raw["instruct"]["stop_reason"] == "stopped"
+    assert 0 < raw["instruct"]["tokens"] < 1900
+    assert raw["conversation"][0] == first["conversation"][0]
+    assert raw["conversation"][-1]["instruct"] == raw["instruct"]["output"]  # what was written stays in it
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
