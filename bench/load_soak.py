@@ -67,7 +67,9 @@ def has_token(outputs: list) -> bool:
 
 
 def compare_args(prompt: str, tokens: int, temperature: float = 0.7, seed: int = 1) -> list:
-    return [prompt, "", "", "", False, False, tokens, temperature, 0.95, 50, 1.0, False, seed, "", "off", "instruct", 3]
+    # no history, no source
+    return [prompt, "", "", "", False, False, tokens, temperature, 0.95, 50, 1.0, False, seed, None, "", "off",
+            "instruct", 3]
 
 
 def jobs(args: argparse.Namespace, round_no: int) -> list[tuple[str, str, list, bool]]:
@@ -92,7 +94,8 @@ def jobs(args: argparse.Namespace, round_no: int) -> list[tuple[str, str, list, 
         ("compare", compare_args("x" * 1_000_000, args.tokens)),
         ("image_grid_sweep", ["p", "sdxl_base", "seed", ",".join(map(str, range(20))), "guidance",
                               ",".join(map(str, range(20))), 42, ""]),
-        ("compare", ["p", "", "/etc", "", False, False, 4, 0.7, 0.95, 50, 1.0, False, 1, "", "off", "instruct", 3]),
+        ("compare", ["p", "", "/etc", "", False, False, 4, 0.7, 0.95, 50, 1.0, False, 1, None, "", "off",
+                     "instruct", 3]),
         ("tokenize", ["a" * 2_000_000, ["tekken"], "", False, False]),
         ("compare", compare_args("seed", args.tokens, seed=2**70)),
     ]

@@ -1,7 +1,9 @@
 """The comparison card: one PNG sized for slides (1920×1080) and the same content in Markdown.
 
 Each pane shows its title, model, **what the model sees** (the exact input, chat template
-included: the lesson's key point), the output and its stats. The text size adapts to the content
+included: the lesson's key point), the output and its stats. After follow-ups, each pane also lists
+its earlier turns (the user's message and that model's answer, shortened) above the last answer,
+and "what the model sees" keeps the end of the input (where the last message is). The text size adapts to the content
 (large for short answers, smaller for long ones) and the boxes are as tall as their content, so a
 short answer does not sit in a mostly empty frame. Emoji are drawn in colour from Noto Color Emoji
 (Debian's ``fonts-noto-color-emoji``) when it is installed; without it they fall back to the text font.
@@ -23,7 +25,9 @@ EMOJI_FONT = "noto/NotoColorEmoji.ttf"
 FONT_ROOT = Path("/usr/share/fonts/truetype")
 EMOJI_STRIKE = 109  # the only size Noto Color Emoji's bitmaps come in
 DEFAULT_LABELS = {"title": "Base vs Instruct", "prompt": "Prompt:", "sees": "What the model sees",
-                  "output": "Output", "date_format": "%Y-%m-%d %H:%M"}
+                  "output": "Output", "date_format": "%Y-%m-%d %H:%M", "earlier": "Earlier turns"}
+EARLIER_SHOWN = 3  # earlier turns drawn on the PNG (the last ones; the Markdown lists them all)
+TURN_SIZE = 20  # text size of the earlier turns (px)
 COLOURS = ("#c0392b", "#1f6f8b", "#6d597a", "#457b9d")
 INK, GREY, SEES_BG = "#111111", "#555555", "#f1f3f5"
 MARGIN, GAP, PAD = 60, 40, 22
@@ -37,6 +41,7 @@ class PaneResult:
     output: str
     stats: str
     sees: str = ""  # the exact text the model receives (after its chat template)
+    turns: list[tuple[str, str]] = field(default_factory=list)  # earlier (user message, this model's answer)
 
 
 @dataclass
@@ -191,11 +196,30 @@ def _clip(lines: list[str], max_lines: int) -> list[str]:
     return lines[:max_lines - 1] + [last + " …"]
 
 
+def _clip_tail(lines: list[str], max_lines: int) -> list[str]:
+    """The first line, "…", then the last lines: a long multi-turn input ends with the new message."""
+    if len(lines) <= max_lines:
+        return lines
+    return lines[:1] + ["…"] + lines[len(lines) - (max_lines - 2):]
+
+
+def _turn_lines(pane: PaneResult, width: float) -> list[tuple[bool, str]]:
+    """The earlier turns as drawn: (is the user's message, line); each message and answer cut short."""
+    font = _font("regular", TURN_SIZE)
+    shown = pane.turns[-EARLIER_SHOWN:]
+    lines: list[tuple[bool, str]] = [(False, "…")] if len(pane.turns) > len(shown) else []
+    for user, answer in shown:
+        lines += [(True, line) for line in _clip(wrap("› " + " ".join(user.split()), font, width), 1)]
+        lines += [(False, line) for line in _clip(wrap(" ".join(answer.split()) or "—", font, width), 2)]
+    return lines
+
+
 # ------------------------------------------------------------------ layout
 @dataclass
 class _PaneLayout:
     sees: list[str]
     output: list[str]
+    turns: list[tuple[bool, str]] = field(default_factory=list)
 
 
 def _layout(card: CardContent, col_w: int, size: int, available: int) -> tuple[list[_PaneLayout], int] | None:
@@ -205,21 +229,24 @@ def _layout(card: CardContent, col_w: int, size: int, available: int) -> tuple[l
     sees_lines = 5
     panes, tallest = [], 0
     for pane in card.panes:
-        sees = _clip(wrap(pane.sees.strip(), mono, inner - 16, "mono"), sees_lines) if pane.sees.strip() else []
+        clip = _clip_tail if pane.turns else _clip
+        sees = clip(wrap(pane.sees.strip(), mono, inner - 16, "mono"), sees_lines) if pane.sees.strip() else []
         out = wrap(pane.output.strip() or "—", body, inner)
-        height = _pane_height(len(sees), len(out), size)
+        turns = _turn_lines(pane, inner)
+        height = _pane_height(len(sees), len(out), size, len(turns))
         if height > available:
             return None
-        panes.append(_PaneLayout(sees, out))
+        panes.append(_PaneLayout(sees, out, turns))
         tallest = max(tallest, height)
     return panes, tallest
 
 
-def _pane_height(n_sees: int, n_out: int, size: int) -> int:
+def _pane_height(n_sees: int, n_out: int, size: int, n_turns: int = 0) -> int:
     mono_line = round(max(16, round(size * 0.62)) * 1.35)
     head = PAD + 40 + 34  # title, model
     sees = (26 + n_sees * mono_line + 20) if n_sees else 0
-    return head + sees + 30 + n_out * round(size * 1.3) + 16 + 30 + PAD  # output label, output, stats
+    turns = (26 + n_turns * round(TURN_SIZE * 1.3) + 14) if n_turns else 0
+    return head + sees + turns + 30 + n_out * round(size * 1.3) + 16 + 30 + PAD  # output label, output, stats
 
 
 def _header_height(card: CardContent, width: int) -> int:
@@ -235,12 +262,12 @@ def _fit(card: CardContent, col_w: int, available: int) -> tuple[int, list[_Pane
         if layout is not None:
             return size, layout[0], layout[1]
     size = MIN_SIZE
-    no_output = CardContent(card.prompt, card.settings, [PaneResult(p.title, p.model, "", p.stats, p.sees)
+    no_output = CardContent(card.prompt, card.settings, [PaneResult(p.title, p.model, "", p.stats, p.sees, p.turns)
                                                            for p in card.panes], card.date, card.labels)
     panes, _ = _layout(no_output, col_w, size, 10**6)
     body = _font("regular", size)
     for pl, pane in zip(panes, card.panes):
-        room = (available - _pane_height(len(pl.sees), 0, size)) // round(size * 1.3)
+        room = (available - _pane_height(len(pl.sees), 0, size, len(pl.turns))) // round(size * 1.3)
         pl.output = _clip(wrap(pane.output.strip() or "—", body, col_w - 2 * PAD), max(1, room))
     return size, panes, available
 
@@ -293,6 +320,14 @@ def render_png(card: CardContent, path: str | Path) -> Path:
                 _draw(img, (x + PAD + 8, ty + 4), line, mono, "#333333")
                 ty += mono_line
             ty += 20
+        if pl.turns:
+            draw.text((x + PAD, ty), labels["earlier"], font=_font("bold", 20), fill=GREY)
+            ty += 26
+            for is_user, line in pl.turns:
+                _draw(img, (x + PAD, ty), line, _font("bold" if is_user else "regular", TURN_SIZE),
+                      "#1d3557" if is_user else GREY)
+                ty += round(TURN_SIZE * 1.3)
+            ty += 14
         draw.text((x + PAD, ty), labels["output"], font=_font("bold", 20), fill=GREY)
         ty += 30
         for line in pl.output:
@@ -313,5 +348,9 @@ def render_markdown(card: CardContent) -> str:
         if pane.sees.strip():
             fence = "````" if "```" in pane.sees else "```"
             parts += [f"**{labels['sees']}**", "", f"{fence}text", pane.sees.strip(), fence, ""]
+        if pane.turns:
+            parts += [f"**{labels['earlier']}**", ""]
+            for user, answer in pane.turns:
+                parts += ["> › " + " ".join(user.split()), ">", "> " + (" ".join(answer.split()) or "—"), ""]
         parts += [f"**{labels['output']}**", "", pane.output.strip() or "—", "", f"*{pane.stats}*", ""]
     return "\n".join(parts)

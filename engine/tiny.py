@@ -67,6 +67,26 @@ def _builders():
     }
 
 
+def _refresh_chat_template(model_id: str, folder: Path) -> None:
+    """A checkpoint built before its chat template changed gets the current one (no rebuild)."""
+    if model_id != "tiny/mistral-instruct":
+        return
+    import json
+
+    from engine.chat_templates import MISTRAL_V1
+
+    config = folder / "tokenizer_config.json"
+    if json.loads(config.read_text()).get("chat_template") == MISTRAL_V1:
+        return
+    with FileLock(str(folder) + ".lock"):
+        data = json.loads(config.read_text())
+        if data.get("chat_template") != MISTRAL_V1:
+            data["chat_template"] = MISTRAL_V1
+            tmp = config.with_name(config.name + ".partial")
+            tmp.write_text(json.dumps(data, indent=1))
+            tmp.replace(config)
+
+
 def is_tiny(model_id: str) -> bool:
     return model_id.startswith(TINY_PREFIX)
 
@@ -82,6 +102,7 @@ def tiny_path(model_id: str) -> Path:
     folder = root / model_id.removeprefix(TINY_PREFIX)
     done = folder / ".complete"
     if done.exists():
+        _refresh_chat_template(model_id, folder)
         return folder
     with FileLock(str(folder) + ".lock"):
         if not done.exists():

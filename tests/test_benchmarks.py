@@ -30,7 +30,7 @@ CASES = {
                ["SDXL Turbo", "FLUX.1 dev", "÷ (den.+VAE)"]),  # all four run in gpu_check --smoke
     "gpu_check": (["--smoke", "--dir", "{tmp}"],
                   ["| check | measured | goal | result |", "% of the bandwidth limit", "NF4 decode",
-                   "FLUX.1 dev: pipeline ÷ (denoiser + VAE)", "total wall time"]),
+                   "FLUX.1 dev: pipeline ÷ (denoiser + VAE)", "Base vs Instruct follow-up", "total wall time"]),
     "quant_first_run": (["--variants", "fp32", "--tokens", "2"], ["cold  first click", "ratio warm / cold"]),
     "quant_histogram": (["--rounds", "1", "--methods", "absmax"], ["baseline drawing", "ratio app / baseline"]),
     "load_soak": (["--rounds", "1", "--compares", "2", "--tokens", "4", "--tokenize", "1", "--chars", "2000",

@@ -18,12 +18,12 @@ from bench.api_client import call
 from tests.conftest import free_port, start_app
 from tests.fake_openai import KEY, Fake, serving
 
-COMPARE = ["Bonjour", "", "", "", False, False, 6, 0.7, 0.95, 50, 1.0, False, 1, "", "off", "instruct", 3]
+COMPARE = ["Bonjour", "", "", "", False, False, 6, 0.7, 0.95, 50, 1.0, False, 1, None, "", "off", "instruct", 3]
 
 
 def compare_args(**changes) -> list:
     names = ["prompt", "system_prompt", "base_model", "instruct_model", "template_on_base", "show_probabilities",
-             "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "greedy", "seed",
+             "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "greedy", "seed", "history",
              "source", "source_mode", "source_model", "passages"]
     return [changes.get(n, v) for n, v in zip(names, COMPARE)]
 

@@ -464,3 +464,32 @@ def test_an_error_in_the_worker_reaches_the_visitor_translated(space):
         client.predict(PROMPT, base_model="nobody/nothing", instruct_model="nobody/else", max_new_tokens=4,
                        api_name="/compare")
     assert [c.params.get("fail") for c in one_gpu_call(stub, mark) if c.path == "/release"] == ["false"]
+
+
+def test_a_follow_up_carries_the_conversation_into_the_worker(space, manager):
+    from gradio_client.exceptions import AppError
+
+    from engine.compare import compare_stream
+    from engine.conversation import parse_history
+
+    client, stub, _ = space
+    follow = "Donne un exemple."
+    first = client.predict(PROMPT, greedy=True, max_new_tokens=8, api_name="/compare")[-1]
+    mark = len(stub.calls)
+    raw = client.predict(follow, greedy=True, max_new_tokens=8, history=first["conversation"], api_name="/compare")[-1]
+    one_gpu_call(stub, mark)  # the turn is one GPU call, its history pickled into the worker with the job
+    history = parse_history(first["conversation"])
+    job = gpu_tasks.CompareJob(manager.catalog.spec("base_llm"), manager.catalog.spec("instruct_llm"), follow,
+                               SamplingParams(greedy=True), history=history)
+    assert pickle.loads(pickle.dumps(job)) == job
+    base, instr = list(compare_stream(manager, manager.catalog.spec("base_llm"), manager.catalog.spec("instruct_llm"),
+                                      follow, SamplingParams(max_new_tokens=8, greedy=True, seed=42),
+                                      history=history))[-1]
+    assert raw["instruct"]["input"] == instr.prompt.text and raw["instruct"]["input"].count("[INST]") == 2
+    assert raw["base"]["input"] == base.prompt.text
+    assert (raw["base"]["output"], raw["instruct"]["output"]) == (base.update.text, instr.update.text)
+    assert [turn["user"] for turn in raw["conversation"]] == [PROMPT, follow]
+    mark = len(stub.calls)
+    with pytest.raises(AppError, match="tiny/mistral-base.*new conversation"):  # past the context: said in the worker
+        client.predict(follow, max_new_tokens=48, history=[{"user": "maison " * 800}] * 3, api_name="/compare")
+    assert [c.params.get("fail") for c in one_gpu_call(stub, mark) if c.path == "/release"] == ["false"]

@@ -304,6 +304,20 @@ class CardResult(Rule):
         return None
 
 
+@dataclass
+class Conversation(Rule):
+    """A Base vs Instruct history: earlier turns, bounded by ``engine.conversation.parse_history``."""
+
+    def check(self, value: Any, env: Env) -> Problem | None:
+        from engine.conversation import parse_history
+
+        try:
+            parse_history(value, env.limits)
+        except UserError as err:
+            return err.key, dict(err.params)
+        return None
+
+
 SWEEP_RANGES: dict[str, tuple[Bound, Bound]] = {
     "guidance": (0.0, 30.0),
     "steps": (1, lambda L: L.image_steps),

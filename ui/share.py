@@ -35,6 +35,9 @@ from ui.feedback import guard
 from ui.i18n import I18N, request_lang, t
 from ui.share_restore import Restorer
 
+# what a wall card shows under a label: an output's name, or fn(label, stored outputs) -> card part
+CardPart = str | Callable[[str, dict], dict | None]
+
 # "?x=<id>" from the server → the full link as this browser sees the app (works behind --share and on Spaces)
 LINK_JS = """(query) => {
   if (!query || !query.startsWith('?')) return query;
@@ -66,12 +69,14 @@ class ShareSpec:
     labels: list[str]                           # the enclosing tabs' label keys (wall cards, export)
     inputs: dict[str, gr.components.Component]
     outputs: dict[str, gr.components.Component]
-    card: list[tuple[str, str]] | Callable[[dict], Mapping[str, str]]  # (label key, output name) on a wall card,
-    #                                           or a function of the experiment's inputs giving them
+    # (label key, output name or part maker) on a wall card, or a function of the experiment's inputs giving them
+    card: list[tuple[str, CardPart]] | Callable[[dict], Mapping[str, CardPart]]
     title: Callable[[dict], str]
     run_elem_id: str | None
     on_restore: tuple[Callable[[dict, str], tuple], list[gr.components.Component]] | None = None
     live: bool = False                          # the tab recomputes the result when an input changes
+    recorded: Callable[[dict, dict], dict] | None = None  # (inputs, outputs) → the inputs the result was made with
+    settle: bool = True                         # restored values may fire events that undo them: set them twice
 
     @property
     def components(self) -> list[gr.components.Component]:
@@ -80,7 +85,10 @@ class ShareSpec:
     def experiment(self, values: tuple) -> Experiment:
         """Values as the share event receives them (inputs, then outputs) → an Experiment to store."""
         n = len(self.inputs)
-        inputs = {name: codec.encode_input(v) for name, v in zip(self.inputs, values[:n])}
+        given = dict(zip(self.inputs, values[:n]))
+        if self.recorded is not None:
+            given = self.recorded(given, dict(zip(self.outputs, values[n:])))
+        inputs = {name: codec.encode_input(v) for name, v in given.items()}
         outputs = {}
         for (name, comp), value in zip(self.outputs.items(), values[n:]):
             record = codec.encode_output(comp, value)
@@ -90,7 +98,8 @@ class ShareSpec:
 
     def card_for(self, exp: Experiment) -> dict:
         pairs = list(self.card(exp.inputs).items()) if callable(self.card) else self.card
-        parts = [codec.card_part(label, exp.outputs.get(name)) for label, name in pairs]
+        parts = [name(label, exp.outputs) if callable(name) else codec.card_part(label, exp.outputs.get(name))
+                 for label, name in pairs]
         return {"labels": self.labels, "parts": [p for p in parts if p]}
 
 
@@ -200,16 +209,22 @@ def _title_fn(title: str | Callable[[dict], str] | None, inputs: dict) -> Callab
 # ============================================================================ building
 def share_row(ctx: AppContext, tab_id: str, *, api: str,
               outputs: Mapping[str, gr.components.Component],
-              card: Mapping[str, str] | Callable[[dict], Mapping[str, str]] | None = None,
+              card: Mapping[str, CardPart] | Callable[[dict], Mapping[str, CardPart]] | None = None,
               title: str | Callable[[dict], str] | None = None,
-              on_restore: tuple[Callable[[dict, str], tuple], list] | None = None) -> ShareSpec:
+              on_restore: tuple[Callable[[dict, str], tuple], list] | None = None,
+              recorded: Callable[[dict, dict], dict] | None = None, settle: bool = True) -> ShareSpec:
     """The "Copy link" / "Send to the wall" row for the action ``api`` of tab ``tab_id``.
 
     ``outputs``: name → result component stored with the link; ``card``: label key → output name
-    shown on a wall card (or a function of the stored inputs giving them); ``title``: the input shown
-    as the card's prompt (default: the first textbox), or a function of the input values;
-    ``on_restore``: ``(fn(inputs, lang) -> updates, components)`` for what restoring values does not
-    redo by itself (visibility, interactivity).
+    shown on a wall card, or ``fn(label, stored outputs) -> card part`` (or a function of the stored
+    inputs giving that mapping); ``title``: the input shown as the card's prompt (default: the first
+    textbox), or a function of the input values; ``on_restore``: ``(fn(inputs, lang) -> updates,
+    components)`` for what restoring values does not redo by itself (visibility, interactivity);
+    ``recorded``: ``fn(inputs, outputs) -> inputs`` when the result on screen was made with other
+    inputs than the controls show now (a conversation's last turn), so that a link replays exactly
+    the call that made it; ``settle=False`` when no event of the tab changes its inputs or results as
+    restored values land (the restore is final at once, and what the visitor starts right after
+    opening the link is never overwritten by a second pass).
     """
     reg = registry(ctx)
     reg.shared_fields()
@@ -224,7 +239,7 @@ def share_row(ctx: AppContext, tab_id: str, *, api: str,
     spec = ShareSpec(kind=api, tab=tab_id, path=path, labels=labels, inputs=inputs, outputs=dict(outputs),
                      card=card if callable(card) else [(label, name) for label, name in (card or {}).items()],
                      title=_title_fn(title, inputs),
-                     run_elem_id=_button_id(event), on_restore=on_restore)
+                     run_elem_id=_button_id(event), on_restore=on_restore, recorded=recorded, settle=settle)
     reg.specs[api] = spec
 
     with gr.Row(elem_classes="share-row", equal_height=True):

@@ -18,7 +18,7 @@ import json
 import math
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 import numpy as np
@@ -35,6 +35,7 @@ TRUE = {"1", "true", "yes", "on", "oui", "vrai"}
 FALSE = {"0", "false", "no", "off", "non", "faux", ""}
 IMAGE_KINDS = ("image", "gallery", "plot")
 _HTML_CARRIERS: "weakref.WeakSet[gr.Textbox]" = weakref.WeakSet()
+_JSON_INPUTS: "weakref.WeakKeyDictionary[gr.JSON, Callable[[Any], Any]]" = weakref.WeakKeyDictionary()
 
 
 def carries_html(box: gr.Textbox) -> gr.Textbox:
@@ -42,6 +43,13 @@ def carries_html(box: gr.Textbox) -> gr.Textbox:
     shared links store and restore it as HTML, sanitized, never as plain text."""
     _HTML_CARRIERS.add(box)
     return box
+
+
+def json_input(component: gr.JSON, check: Callable[[Any], Any]) -> gr.JSON:
+    """Let a ``gr.JSON`` input (e.g. a hidden conversation history) be stored and restored by links:
+    ``check(value)`` returns the value to set, or raises when it is not acceptable."""
+    _JSON_INPUTS[component] = check
+    return component
 
 
 def output_kind(component: gr.components.Component) -> str:
@@ -250,6 +258,12 @@ def decode_input(component: gr.components.Component, value: Any) -> Any:
         if len(text) > MAX_TEXT:
             raise ValueError("too long")
         return text
+    if isinstance(component, gr.JSON) and component in _JSON_INPUTS:
+        if isinstance(value, str):
+            if len(value) > MAX_TEXT * 4:
+                raise ValueError("too long")
+            value = json.loads(value) if value.strip() else None
+        return _JSON_INPUTS[component](_json_safe(value))
     raise ValueError(f"{type(component).__name__} values cannot be restored")
 
 

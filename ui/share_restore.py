@@ -69,7 +69,7 @@ class Restorer:
 
     def settle(self, request: gr.Request, state: dict | None) -> list:
         params = request.query_params if request is not None else {}
-        if not (params.get("x") or params.get("tab")):
+        if not (params.get("x") or params.get("tab")) or not self._needs_settling(params):
             return [gr.skip()] * len(self.outputs())
         self._wait_until_idle(getattr(request, "session_hash", None))
         updates: dict[int, Any] = {}
@@ -81,6 +81,16 @@ class Restorer:
         updates[self.reg.banner["auto"]._id] = auto
         keep.add(self.reg.banner["auto"]._id)
         return [updates[c._id] if c._id in keep and c._id in updates else gr.skip() for c in self.outputs()]
+
+    def _needs_settling(self, params) -> bool:
+        """Whether the link's action has events that restored values could undo (a tab whose restore
+        pass is final skips the second pass: nothing the visitor starts at once is overwritten)."""
+        if params.get("x"):
+            exp = self.reg.sharing.store.get_experiment(params["x"])
+            spec = self.reg.specs.get(exp.kind) if exp else None
+        else:
+            spec = self.reg.find(params.get("tab", ""))
+        return spec is None or spec.settle
 
     def _wait_until_idle(self, session: str | None) -> None:
         """Until this page has no other event queued or running (bounded): Gradio's per-session

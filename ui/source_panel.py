@@ -156,3 +156,12 @@ def wall_card(inputs: dict) -> dict[str, str]:
                 "src.card.passages": "instruct_passages"}
     card = {"share.card.base": "base_output", "share.card.instruct": "instruct_output"}
     return {**card, "src.card.passages": "instruct_passages"} if mode == "both" else card
+
+
+def pane_models(source: SourcePlan | None, base_id: str, instruct_id: str) -> tuple[str, str]:
+    """The models of the left and right panes: the two models, or the same one without then with
+    the source."""
+    if source is not None and source.mode == "with_without":
+        chosen = instruct_id if source.role == "instruct" else base_id
+        return chosen, chosen
+    return base_id, instruct_id

@@ -28,8 +28,8 @@ from engine.catalog import IMAGE_ROLES, LLM_ROLES
 from engine.limits import SEED_MAX, Limits
 from ui.fmt import plain
 from ui.i18n import request_lang, t
-from ui.rules import (Bool, CardResult, Choice, Choices, Env, IdList, Model, ModelList, Num, Payload, Problem, Rule,
-                      Source, SweepAxis, Text, Upload)
+from ui.rules import (Bool, CardResult, Choice, Choices, Conversation, Env, IdList, Model, ModelList, Num, Payload,
+                      Problem, Rule, Source, SweepAxis, Text, Upload)
 
 
 # =============================================================================== what each handler accepts
@@ -77,8 +77,12 @@ RULES: dict[str, dict[str, Rule]] = {
     # Base vs Instruct
     "compare": {"prompt": PROMPT, "system_prompt": PROMPT, "base_model": Model(llm_ids),
                 "instruct_model": Model(llm_ids), "max_new_tokens": NEW_TOKENS, "seed": SEED,
-                "source": Source(lambda L: L.source_chars)},
+                "history": Conversation(), "source": Source(lambda L: L.source_chars)},
     "pick_source": {"prompt": PROMPT},
+    "follow_up": {"message": PROMPT, "system_prompt": PROMPT, "base_model": Model(llm_ids),
+                  "instruct_model": Model(llm_ids), "max_new_tokens": NEW_TOKENS, "seed": SEED,
+                  "source": Source(lambda L: L.source_chars),
+                  "result": Payload(SHARED_BYTES, (dict,))},  # its conversation: checked by the handler (a toast)
     "comparison_card": {"result": CardResult()},
     # Tokenizers
     "tokenize": {"text": TOKENIZER_TEXT, **TOKENIZER_ARGS},

@@ -26,6 +26,7 @@ class CompareJob:
     template_on_base: bool = False
     top_probs: int = 0
     source: Any = None  # engine.retrieval.SourcePlan: the passages retrieved for the prompt (None: no source)
+    history: tuple = ()  # earlier turns of the conversation: engine.conversation.Turn records
 
 
 @dataclass(frozen=True)

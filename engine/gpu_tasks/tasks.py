@@ -102,14 +102,15 @@ def _compare_body(job: CompareJob, signal: StopSignal, emit: Emit) -> Iterator[A
 
     for panes in compare_stream(manager(), job.base, job.instruct, job.prompt, job.params, system=job.system,
                                 template_on_base=job.template_on_base, top_probs=job.top_probs, stop=signal,
-                                progress=_loading(emit), source=job.source):
+                                progress=_loading(emit), history=job.history, source=job.source):
         yield Snapshot(tuple(replace(p, update=replace(p.update, error=_portable_error(p.update.error)))
                              for p in panes))
 
 
 @gpu(duration=_requested)
 def compare(job: CompareJob, stop: StopToken, seconds: float) -> Iterator[Any]:
-    """Both panes of Base vs Instruct, streamed: ``Snapshot((base PaneState, instruct PaneState))``."""
+    """Both panes of Base vs Instruct, streamed: ``Snapshot((base PaneState, instruct PaneState))``; a
+    follow-up's earlier turns travel in the job (``CompareJob.history``)."""
     yield from _run(_compare_body, job, stop, seconds)
 
 
