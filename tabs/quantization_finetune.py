@@ -2,6 +2,8 @@
 and the course's Mistral-7B figures beside the planner's."""
 from __future__ import annotations
 
+import threading
+
 import gradio as gr
 import pandas as pd
 
@@ -120,6 +122,8 @@ def course_table(lang: str) -> pd.DataFrame:
 
 def build_finetune(model: gr.Dropdown) -> tuple[list, list, object]:
     """The fine-tuning section under the inference planner; it reads the planner's model."""
+    # Mistral-7B's layers counted and the course's rows computed at start-up, not on the first click
+    threading.Thread(target=ft.course_reference, args=("mistral-7b",), daemon=True, name="ft-warm-up").start()
     gr.Markdown(I18N("ft.title"))
     gr.Markdown(I18N("ft.intro"))
     with gr.Row():
@@ -140,12 +144,11 @@ def build_finetune(model: gr.Dropdown) -> tuple[list, list, object]:
                                    info=I18N("ft.targets_info"), elem_id="ft-targets")
         run = gr.Button(I18N("ft.run"), variant="primary", scale=0, min_width=180, elem_id="ft-run")
     summary = gr.Markdown(elem_id="ft-summary")
-    with gr.Row(equal_height=False):
-        table = gr.Dataframe(interactive=False, wrap=True, elem_id="ft-table", scale=3)
-        chart = gr.BarPlot(x="term", y="GB", label=I18N("ft.card"), elem_id="ft-chart", scale=2)
+    table = gr.Dataframe(interactive=False, wrap=True, column_widths=["17%", "8%", "75%"], elem_id="ft-table")
+    chart = gr.BarPlot(x="term", y="GB", label=I18N("ft.card"), elem_id="ft-chart", height=260)
     gr.Markdown(I18N("ft.course_title"))
     course_intro = gr.Markdown(elem_id="ft-course-intro")
-    course = gr.Dataframe(interactive=False, wrap=True, elem_id="ft-course")
+    course = gr.Dataframe(interactive=False, wrap=True, column_widths=["28%", "9%", "9%", "54%"], elem_id="ft-course")
 
     @guard
     def finetune_plan(model: str = "mistral-7b", method: str = "qlora", precision: str = "nf4",

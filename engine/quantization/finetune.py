@@ -75,9 +75,13 @@ class Structure:
 @lru_cache(maxsize=32)
 def structure(model: str) -> Structure:
     """The model's shape from its config (a preset, a tiny id or any Hub id: ``config.json`` only)."""
-    planner.counts_for(model)  # refuses what is not a causal LM, and says why
     label, config = planner.resolve_config(model)
-    return structure_of(label, config)
+    try:
+        return structure_of(label, config)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - not a causal LM (an image model, an encoder…)
+        raise UserError("quant.err_not_causal_lm", model=model, kind=type(config).__name__) from exc
 
 
 def structure_of(label: str, config) -> Structure:
@@ -92,8 +96,10 @@ def structure_of(label: str, config) -> Structure:
         meta = AutoModelForCausalLM.from_config(config)
     meta.tie_weights()
     out_emb = meta.get_output_embeddings()
-    linears = tuple((name.rsplit(".", 1)[-1], m.in_features, m.out_features) for name, m in meta.named_modules()
-                    if isinstance(m, torch.nn.Linear) and m is not out_emb)
+    skip = set(getattr(meta, "_keep_in_fp32_modules", None) or [])
+    named = [(name, m) for name, m in meta.named_modules() if isinstance(m, torch.nn.Linear) and m is not out_emb]
+    linears = tuple((name.rsplit(".", 1)[-1], m.in_features, m.out_features) for name, m in named)
+    quantized = [m for name, m in named if not any(s in name for s in skip)]  # as engine.memory.param_counts
     sizes = tuple(p.numel() for p in meta.parameters())
     heads = int(getattr(text, "num_attention_heads", 0) or 0)
     hidden = int(getattr(text, "hidden_size", 0) or 0)
@@ -101,12 +107,12 @@ def structure_of(label: str, config) -> Structure:
     layers = int(getattr(text, "num_hidden_layers", 0) or 0)
     if not (heads and hidden and intermediate and layers):
         raise UserError("ft.err_architecture", model=label)
-    counts = planner.memory.param_counts(config)
     return Structure(label=label, layers=layers, hidden=hidden, intermediate=intermediate, heads=heads,
                      kv_heads=int(getattr(text, "num_key_value_heads", None) or heads),
                      head_dim=int(getattr(text, "head_dim", None) or hidden // heads), vocab=int(text.vocab_size),
                      max_context=int(getattr(text, "max_position_embeddings", 0) or 0), params=sum(sizes),
-                     param_sizes=sizes, quantizable=counts.quantizable, linear_rows=counts.linear_rows,
+                     param_sizes=sizes, quantizable=sum(m.weight.numel() for m in quantized),
+                     linear_rows=sum(m.weight.shape[0] for m in quantized),
                      linears=linears)
 
 
