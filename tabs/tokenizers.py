@@ -277,5 +277,5 @@ def build(ctx: AppContext) -> None:
     share_row(ctx, "tokenizers", api="tokenize", outputs={"views": views, "stats": stats},
               card={"share.card.counts": "stats"}, title="text")
     # after the tokenize row: a link to "?tab=tokenizers" opens the tab's first action, tokenize
-    with gr.Accordion(I18N("emb.title"), open=False, elem_id="tok-embed"):
-        build_embeddings(ctx)
+    with gr.Accordion(I18N("emb.title"), open=False, elem_id="tok-embed") as embed_section:
+        build_embeddings(ctx, embed_section)

@@ -73,8 +73,9 @@ def similarity_text(model: str, a: emb.Looked, b: emb.Looked, lang: str) -> str:
     return text
 
 
-def build_embeddings(ctx: AppContext) -> None:
-    """The accordion's controls and the ``embedding_view`` event (its own share row)."""
+def build_embeddings(ctx: AppContext, section: gr.Accordion) -> None:
+    """The accordion's controls and the ``embedding_view`` event (its own share row: a link opens
+    the accordion)."""
     gr.Markdown(I18N("tok.embed_body"))
     gr.Markdown(I18N("emb.intro"))
     choices = model_choices(ctx)
@@ -117,5 +118,6 @@ def build_embeddings(ctx: AppContext) -> None:
         box.submit(embedding_view, inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None)
     share_row(ctx, "tokenizers", api="embedding_view",
               outputs={"vector": vector, "table": table, "similarity": similarity},
-              card={"emb.card": "table"}, title=lambda v: f"{v.get('query')} · {v.get('other')} · {v.get('model')}")
+              card={"emb.card": "table"}, title=lambda v: f"{v.get('query')} · {v.get('other')} · {v.get('model')}",
+              on_restore=(lambda inputs, lang: (gr.Accordion(open=True),), [section]))
 

@@ -136,6 +136,12 @@ def test_embedding_view_round_trips_through_a_link(client):
     opened = client.predict(shared["id"], api_name="/open_experiment")
     assert opened["api"] == "/embedding_view" and opened["inputs"] == inputs
     assert client.predict(**opened["inputs"], api_name=opened["api"])[3] == similarity
+    # on the class wall: the card shows the nearest tokens
+    room = client.predict("", api_name="/wall_open_room")["room"]
+    client.predict(room, "Léa", shared["id"], api_name="/wall_post")
+    card = client.predict(room, api_name="/wall")["entries"][0]
+    assert card["title"] == "Paris · Londres · tiny/mistral-base" and card["tab"] == "tokenizers"
+    assert card["card"]["parts"][0]["rows"][0][2] == table["data"][0][2]
 
 
 def test_embedding_view_in_french_and_screenshot(browser, app_url):
@@ -170,5 +176,21 @@ def test_embedding_view_in_french_and_screenshot(browser, app_url):
         page.locator("#emb-query input, #emb-query textarea").first.fill("Paris")
         page.click("#emb-run")
         page.wait_for_function("document.querySelector('#emb-vector').innerText.includes('Paris')", timeout=LONG)
+        # presentation mode: the words, the similarity and the strip readable from the back of the room
+        page.locator("#presentation-toggle input").check()
+        sizes = page.evaluate("[getComputedStyle(document.querySelector('.emb-head')).fontSize, "
+                              "getComputedStyle(document.querySelector('.emb-strip i')).height]")
+        assert sizes == ["28px", "22px"], sizes
+        page.locator("#presentation-toggle input").uncheck()
+        # a hand-written link opens the section with its inputs; "Run again" computes it
+        page.goto(page.url.split("?")[0] + "?lang=en&tab=embedding_view&model=tiny/mistral-base&query=Paris&other=chat&k=3")
+        page.wait_for_selector("#share-banner", state="visible", timeout=LONG)
+        page.wait_for_function("(document.querySelector('#emb-query input, #emb-query textarea') || {}).value === 'Paris'",
+                               timeout=LONG)
+        assert page.locator("#emb-run").is_visible()  # the accordion is open
+        page.click("#share-run-again")
+        page.wait_for_function("document.querySelector('#emb-similarity').innerText.includes('cos(Paris, chat)')",
+                               timeout=LONG)
+        assert page.locator("#emb-table tbody tr").count() >= 3
     finally:
         page.context.close()

@@ -199,6 +199,13 @@ def test_finetune_plan_round_trips_through_a_link(client):
     assert opened["api"] == "/finetune_plan" and opened["inputs"] == inputs
     assert opened["outputs"]["summary"]["value"] == summary
     assert client.predict(**opened["inputs"], api_name=opened["api"])[0] == summary
+    # on the class wall: the card shows the terms table
+    room = client.predict("", api_name="/wall_open_room")["room"]
+    client.predict(room, "Zoé", shared["id"], api_name="/wall_post")
+    card = client.predict(room, api_name="/wall")["entries"][0]
+    assert card["title"] == "13b · lora · int8 · 2 × 1024" and card["tab"] == "quantization"
+    part = card["card"]["parts"][0]
+    assert part["label"] == "ft.card" and part["rows"][0][0] == table["data"][0][0] == "weights"
 
 
 # ------------------------------------------------------------------------------ in the browser
@@ -236,6 +243,12 @@ def test_finetune_section_in_french_link_and_screenshot(browser, app_url, client
         page.locator("#ft-checkpointing input").check()
         page.wait_for_function("document.querySelector('#ft-summary').innerText.includes('recalcul')", timeout=LONG)
         screenshot(page, "finetune_planner", focus="#ft-summary")
+        # presentation mode: the headline readable from the back of the room
+        page.locator("#presentation-toggle input").check()
+        sizes = page.evaluate("[...document.querySelectorAll('#ft-summary h3, #ft-summary p')]"
+                              ".map(e => parseFloat(getComputedStyle(e).fontSize))")
+        assert min(sizes) >= 26, sizes
+        page.locator("#presentation-toggle input").uncheck()
         # its link restores the same settings elsewhere
         page.click("#share-finetune_plan-copy")
         page.wait_for_function("(document.querySelector('#share-finetune_plan-link textarea, "
