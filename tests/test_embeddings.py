@@ -144,6 +144,18 @@ def test_embedding_view_round_trips_through_a_link(client):
     assert card["card"]["parts"][0]["rows"][0][2] == table["data"][0][2]
 
 
+def _wait_or_explain(page, condition: str) -> None:
+    """Wait for ``condition``; on a timeout, fail with what the page shows instead (toasts, refusals)."""
+    from tests.browser import LONG
+
+    try:
+        page.wait_for_function(condition, timeout=LONG)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the page's state
+        shown = page.evaluate("[...document.querySelectorAll('.toast-body, .validation-error, #emb-vector')]"
+                              ".map(e => e.innerText.slice(0, 300))")
+        raise AssertionError(f"{condition} never held; the page shows {shown}") from exc
+
+
 def test_embedding_view_in_french_and_screenshot(browser, app_url):
     from tests.browser import LONG, open_tab, screenshot
     from tests.lang_check import find_foreign, visible_text
@@ -156,7 +168,7 @@ def test_embedding_view_in_french_and_screenshot(browser, app_url):
         page.locator("#tok-embed summary, #tok-embed button").first.click()
         page.locator("#emb-other input, #emb-other textarea").first.fill("anticonstitutionnellement")
         page.click("#emb-run")
-        page.wait_for_function("document.querySelectorAll('#emb-vector .emb-strip').length === 2", timeout=LONG)
+        _wait_or_explain(page, "document.querySelectorAll('#emb-vector .emb-strip').length === 2")
         page.wait_for_function("document.querySelector('#emb-similarity').innerText.includes('6 tokens')",
                                timeout=LONG)
         assert "bruit" in page.inner_text("#emb-banner")  # random weights: the banner says so
@@ -191,6 +203,6 @@ def test_embedding_view_in_french_and_screenshot(browser, app_url):
         page.click("#share-run-again")
         page.wait_for_function("document.querySelector('#emb-similarity').innerText.includes('cos(Paris, chat)')",
                                timeout=LONG)
-        assert page.locator("#emb-table tbody tr").count() >= 3
+        assert "Paris" in page.inner_text("#emb-table")  # the nearest token to a word is its own
     finally:
         page.context.close()
