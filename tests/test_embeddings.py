@@ -166,7 +166,11 @@ def test_embedding_view_in_french_and_screenshot(browser, app_url):
     try:
         open_tab(page, "tokenizers")
         page.locator("#tok-embed summary, #tok-embed button").first.click()
+        # the section's controls are mounted when it first opens, with their default values: type after that
+        box = "(document.querySelector('#emb-other input, #emb-other textarea') || {}).value === %r"
+        page.wait_for_function(box % "chien", timeout=LONG)
         page.locator("#emb-other input, #emb-other textarea").first.fill("anticonstitutionnellement")
+        page.wait_for_function(box % "anticonstitutionnellement", timeout=LONG)
         page.click("#emb-run")
         _wait_or_explain(page, "document.querySelectorAll('#emb-vector .emb-strip').length === 2")
         page.wait_for_function("document.querySelector('#emb-similarity').innerText.includes('6 tokens')",
