@@ -41,6 +41,8 @@ class Limits:
     decode_ids: int = 20_000  # ids decoded at once
     text_chars: int = 2_000  # any other free text field (expected answer, ids of a layer, …)
     card_chars: int = 60_000  # each text of a comparison card (prompt, answers)
+    embedding_neighbours: int = 50  # nearest tokens listed for one vector
+    embedding_cache_mb: int = 1_200  # embedding matrices kept for nearest-token searches (Mistral 7B's: 262 MB)
     # ---------------------------------------------------------------- images
     image_prompt_chars: int = 2_000  # CLIP reads 77 tokens, FLUX's T5 512: more is never read
     image_size: int = 1536  # pixels per side

@@ -13,6 +13,7 @@ from ui.context import AppContext
 from ui.feedback import guard
 from ui.i18n import I18N, request_lang, t
 from ui.share import share_row
+from tabs.quantization_finetune import build_finetune
 from tabs.quantization_live import DEFAULT_PROMPT, PROMPTS, build_live, empty_frame
 
 
@@ -175,7 +176,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         with gr.Tab(I18N("quant.sub_weights"), id="quant-weights", elem_id="quant-weights"):
             w_inputs, w_outputs, quantize_weights = _build_weights(ctx)
         with gr.Tab(I18N("quant.sub_planner"), id="quant-planner", elem_id="quant-planner"):
-            p_inputs, p_outputs, memory_plan = _build_planner(ctx)
+            p_inputs, p_outputs, memory_plan, f_inputs, f_outputs, finetune_plan = _build_planner(ctx)
         with gr.Tab(I18N("quant.sub_live"), id="quant-live", elem_id="quant-live"):
             live_prompt, live_table = build_live(ctx, tiny, model_choices(ctx))
     if tab is None:
@@ -184,21 +185,24 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
 
     def first_view(was_opened: bool, prompt: str, source: str, model: str, layer: str, method: str, bits: float,
                    block_size: str, outliers: float, plan_model: str, context_length: float, batch_size: float,
-                   request: gr.Request):
+                   ft_method: str, ft_precision: str, ft_optimizer: str, ft_batch: float, ft_seq: float,
+                   ft_checkpointing: bool, ft_rank: float, ft_targets: list[str], request: gr.Request):
         """The first time the tab opens: the histogram, error chart, metrics table and memory plan of
         the default settings, computed in the visitor's language (no empty plots, no "1 2 3" headers),
         the live results' headers, and its prompt in that language if it is still an untouched example."""
         if was_opened:
-            return (True, gr.update(), gr.update()) + (gr.update(),) * (len(w_outputs) + len(p_outputs))
+            return (True, gr.update(), gr.update()) + (gr.update(),) * (len(w_outputs) + len(p_outputs) + len(f_outputs))
         lang = request_lang(request)
         text = PROMPTS.get(lang, DEFAULT_PROMPT) if prompt in PROMPTS.values() else gr.update()
         table = gr.Dataframe(empty_frame(lang), visible=True)
         weights_view = quantize_weights(source, model, layer, method, bits, block_size, outliers, request)
         plan_view = memory_plan(plan_model, context_length, batch_size, request)
-        return (True, text, table) + tuple(weights_view) + tuple(plan_view)
+        ft_view = finetune_plan(plan_model, ft_method, ft_precision, ft_optimizer, ft_batch, ft_seq, ft_checkpointing,
+                                ft_rank, ft_targets, request)
+        return (True, text, table) + tuple(weights_view) + tuple(plan_view) + tuple(ft_view)
 
-    tab.select(first_view, inputs=[opened, live_prompt] + w_inputs + p_inputs,
-               outputs=[opened, live_prompt, live_table] + w_outputs + p_outputs, api_name=False,
+    tab.select(first_view, inputs=[opened, live_prompt] + w_inputs + p_inputs + f_inputs[1:],
+               outputs=[opened, live_prompt, live_table] + w_outputs + p_outputs + f_outputs, api_name=False,
                concurrency_limit=None, show_progress="hidden")
 
 
@@ -286,7 +290,7 @@ def _build_weights(ctx: AppContext) -> tuple[list, list, object]:
     return inputs, outputs, quantize_weights
 
 
-def _build_planner(ctx: AppContext) -> tuple[list, list, object]:
+def _build_planner(ctx: AppContext) -> tuple[list, list, object, list, list, object]:
     gr.Markdown(I18N("quant.p_intro"))
     with gr.Row():
         model = gr.Dropdown(planner.preset_choices(), value="mistral-7b", label=I18N("quant.p_model"),
@@ -336,4 +340,10 @@ def _build_planner(ctx: AppContext) -> tuple[list, list, object]:
     share_row(ctx, "quantization", api="memory_plan", outputs={"summary": summary, "chart": chart, "table": table},
               card={"share.card.memory": "table"},
               title=lambda v: f"{v.get('model')} · context {v.get('context_length')} · batch {v.get('batch_size')}")
-    return inputs, outputs, memory_plan
+    f_inputs, f_outputs, finetune_plan = build_finetune(model)
+    share_row(ctx, "quantization", api="finetune_plan",
+              outputs={"summary": f_outputs[0], "table": f_outputs[1], "chart": f_outputs[2], "course": f_outputs[4]},
+              card={"ft.card": "table"},
+              title=lambda v: f"{v.get('model')} · {v.get('method')} · {v.get('precision')} · "
+                              f"{v.get('batch_size')} × {v.get('seq_len')}")
+    return inputs, outputs, memory_plan, f_inputs, f_outputs, finetune_plan

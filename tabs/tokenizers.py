@@ -18,6 +18,7 @@ from ui.share_codec import carries_html
 from ui.token_view import FIRST_SHOWN, MAX_SHOWN, clip_window_html, limit_html, number, render_views
 from ui.token_view import translated_labels as view_labels
 from ui.wording import tokenizer_label
+from tabs.tokenizers_embeddings import build_embeddings
 
 TIKTOKEN_CHOICES = [("tiktoken cl100k (GPT-4)", "tiktoken:cl100k_base"),
                     ("tiktoken o200k (GPT-4o)", "tiktoken:o200k_base")]
@@ -171,8 +172,6 @@ def build(ctx: AppContext) -> None:
                                  elem_id="tok-decode-ids", scale=4)
             decode_run = gr.Button(I18N("tok.decode_run"), elem_id="tok-decode-run", scale=1)
         decoded = gr.Markdown(elem_id="tok-decoded")
-    with gr.Accordion(I18N("tok.embed_title"), open=False):
-        gr.Markdown(I18N("tok.embed_body"))
 
     @guard
     def tokenize(text: str = DEFAULT_TEXT, tokenizers: list[str] | None = None, hub_ids: str = "",
@@ -277,3 +276,6 @@ def build(ctx: AppContext) -> None:
     gr.api(clip_window, api_name="clip_window")
     share_row(ctx, "tokenizers", api="tokenize", outputs={"views": views, "stats": stats},
               card={"share.card.counts": "stats"}, title="text")
+    # after the tokenize row: a link to "?tab=tokenizers" opens the tab's first action, tokenize
+    with gr.Accordion(I18N("emb.title"), open=False, elem_id="tok-embed") as embed_section:
+        build_embeddings(ctx, embed_section)

@@ -32,7 +32,8 @@ GROUPS: dict[str, tuple[LimitOf, tuple[str, ...]]] = {
     "png": (lambda L, ctx: L.png_reads, ("read_png_settings",)),
     "cpu": (lambda L, ctx: L.cpu_events, ("tokenize", "refresh", "language_cost", "decode_ids", "clip_window",
                                           "pick_preset", "quantize_weights", "layers_of", "memory_plan",
-                                          "comparison_card", "pick_method", "first_view")),
+                                          "comparison_card", "pick_method", "first_view",
+                                          "finetune_plan", "embedding_view")),
     # sharing and the class wall: small SQLite reads and writes (the ZIP export included)
     "share": (lambda L, ctx: 8, ("copy_link", "send_to_wall", "share_experiment", "open_experiment", "join_room",
                                  "open_room", "close_room", "toggle_hidden", "toggle_pinned", "compare_entries", "wall_open_room",

@@ -89,6 +89,8 @@ RULES: dict[str, dict[str, Rule]] = {
     "language_cost": TOKENIZER_ARGS,
     "decode_ids": {"ids": IdList(), **TOKENIZER_ARGS},
     "clip_window": {"text": TOKENIZER_TEXT},
+    "embedding_view": {"model": Model(llm_ids), "query": Text(200), "other": Text(200),
+                       "k": Num(1, lambda L: L.embedding_neighbours, True)},
     # Quantization
     "layers_of": {"model": Model(llm_ids)},
     "quantize_weights": {"model": Model(llm_ids), "layer": Text(300)},
@@ -96,6 +98,7 @@ RULES: dict[str, dict[str, Rule]] = {
     "first_view": {"was_opened": Bool(), "model": Model(llm_ids), "layer": Text(300),
                    "plan_model": Model(planner_ids)},
     "memory_plan": {"model": Model(planner_ids)},
+    "finetune_plan": {"model": Model(planner_ids)},
     "context_slider": {"model": Model(planner_ids)},
     "quantize_compare": {"model": Model(llm_ids), "prompt": PROMPT,
                          "precisions": Choices(max_count=lambda L: L.quant_variants),
