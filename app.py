@@ -155,6 +155,30 @@ def apply_endpoint_flags(args: argparse.Namespace) -> None:
             os.environ[f"GENAI_{role.upper()}_LLM_ENDPOINT_MODEL"] = model
 
 
+def patient_localhost_check(wait_s: float = 60.0) -> None:
+    """Gradio checks that its own address answers before it returns from ``launch()``, and exits
+    ("When localhost is not accessible, a shareable link must be created") when the first HEAD
+    request times out after 3 s, as it does on a busy machine (a class's T4 box loading models, a
+    loaded CI runner). Ours retries until ``wait_s`` has passed."""
+    import time
+
+    import httpx
+    from gradio import networking
+
+    def url_ok(url: str) -> bool:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.head(url, timeout=5, verify=False).status_code in (200, 301, 302, 303, 307, 308, 401):
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        return False
+
+    networking.url_ok = url_ok
+
+
 def main(argv: list[str] | None = None) -> None:
     install_log_redaction()  # before anything logs: keys and URL credentials never reach the logs
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -176,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         prefetch(ctx.catalog, has_token())
     demo = configure_queue(build_app(ctx), ctx)
     limits = ctx.limits
+    patient_localhost_check()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, i18n=build_i18n(),
                 css=load_css(), head=load_head(), theme=gr.themes.Soft(), show_error=True,
                 state_session_capacity=limits.sessions, max_file_size=limits.upload_bytes,
