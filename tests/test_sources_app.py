@@ -54,6 +54,25 @@ def test_one_call_runs_the_same_question_without_then_with_the_source(client):
     assert raw["base"]["tokens"] == raw["instruct"]["tokens"] == 6
 
 
+def test_a_follow_up_keeps_each_panes_side_and_gives_the_passages_with_the_new_message(client):
+    """Without then with the source, in a conversation: each pane continues its own side (the left
+    one's answers are its own), and only the right one gets the passages, for the new message."""
+    _, first = with_without(client)
+    conversation = first[-1]["conversation"]
+    follow = "And who presides over the Senate?"
+    _, out = with_without(client, follow, history=conversation)
+    raw = out[-1]
+    assert [turn["user"] for turn in raw["conversation"]] == [QUESTION_EN, follow]
+    left, right = raw["base"]["input"], raw["instruct"]["input"]
+    assert left.count("[INST]") == right.count("[INST]") == 2
+    assert conversation[0]["base"].strip() in left and QUESTION_EN in left and "extracts" not in left
+    assert conversation[0]["instruct"].strip() in right
+    # the passages go with the new message only: the first turn's question stays as it was asked
+    assert right.index(f"[INST] {QUESTION_EN} [/INST]") < right.index("Answer the question using only the extracts")
+    assert right.endswith(f"Question: {follow} [/INST]") and "Senate" in right
+    assert raw["instruct"]["passages"] and "passages" not in raw["base"]
+
+
 def test_both_models_get_the_source_in_french(app_url):
     data = compare_args(prompt=QUESTION_FR, max_new_tokens=6, greedy=True)
     data[-4:] = [preset("offices").text("fr"), "both", "instruct", 2]
