@@ -17,8 +17,6 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Sequence
-
 from engine.techniques import tasks as task_sets
 from engine.techniques.extraction import NONE, Answer, last_phrase_end, normalize
 from engine.techniques.records import Ask, Call, Flow, Outcome, Settings
@@ -180,7 +178,3 @@ def ask_me_anything(task: Task, s: Settings) -> Flow:
     answer = next((c.answer for c in chains if c.answer.ok and c.answer.key == vote.winner), NONE)
     return Outcome(answer, vote=vote, details={"chains": [c.as_dict(task.lang) for c in chains]})
 
-
-def chain_answers(chains: Sequence[dict]) -> list[str | None]:
-    """The answer key each chain voted for (None: it abstained), from a run's details."""
-    return [c["answer"]["key"] for c in chains]
