@@ -14,7 +14,7 @@ from engine.techniques.fragility import PERTURBATIONS, FragilitySettings
 from ui import zerogpu
 from ui.context import AppContext
 from ui.feedback import guard
-from ui.fragility_views import empty_table, fragility_outputs
+from ui.fragility_views import TABLE_WIDTHS, empty_table, fragility_outputs
 from ui.i18n import I18N, request_lang, t
 from ui.share import share_row
 from ui.technique_views import stream_experiment
@@ -56,10 +56,12 @@ def build(ctx: AppContext, language: gr.Radio, model: gr.Dropdown, model_spec) -
         row = run_row("tech.frag_run", "tech-frag", new_sample=False)  # greedy: the seed only draws the variants
         status = gr.Markdown(elem_id="tech-frag-status")
         chart = gr.BarPlot(x="variant", y="accuracy", color="perturbation", label=I18N("tech.frag_chart"),
-                           y_lim=[0, 100], x_label_angle=-30, elem_id="tech-frag-chart")
+                           y_lim=[0, 100], x_label_angle=-30, x_title=I18N("tech.frag_col_variant"),
+                           y_title=I18N("tech.col_accuracy"), color_title=I18N("tech.frag_col_kind"),
+                           elem_id="tech-frag-chart")
         # shown with its translated headers when the page loads (empty, Gradio would show "1 2 3")
         table = gr.Dataframe(label=I18N("tech.frag_table"), interactive=False, wrap=True, visible=False,
-                             elem_id="tech-frag-table")
+                             column_widths=TABLE_WIDTHS, elem_id="tech-frag-table")
         prompts = gr.HTML(elem_id="tech-frag-prompts")
         with gr.Accordion(I18N("tech.raw"), open=False):
             raw = gr.JSON(show_label=False, elem_id="tech-frag-raw")

@@ -16,7 +16,8 @@ from ui.i18n import t
 KIND_COLORS = {"reference": "#4e79a7", "order": "#f28e2b", "whitespace": "#59a14f", "labels": "#b07aa1",
                "choice": "#e15759"}
 TABLE_COLUMNS = ("tech.frag_col_variant", "tech.frag_col_kind", "tech.frag_col_change", "tech.col_tasks",
-                 "tech.col_correct", "tech.col_accuracy")
+                 "tech.col_correct", "tech.col_accuracy", "tech.frag_col_changed")
+TABLE_WIDTHS = ["7%", "14%", "43%", "9%", "7%", "10%", "10%"]
 _TRAILING = re.compile(r"( +)(?=\n|$)")
 
 
@@ -50,6 +51,8 @@ def status_markdown(result: FragilityResult, lang: str) -> str:
     spread = result.spread()
     if spread is None:
         lines.append(t("tech.frag_spread_none", lang))
+    elif spread.points == 0:
+        lines.append(t("tech.frag_spread_same", lang, accuracy=fmt.percent(spread.low, lang)))
     else:
         reference = "—" if spread.reference is None else fmt.percent(spread.reference, lang)
         lines.append(t("tech.frag_spread", lang, low=fmt.percent(spread.low, lang), high=fmt.percent(spread.high, lang),
@@ -75,9 +78,10 @@ def table_frame(result: FragilityResult, lang: str):
              t("tech.frag_col_kind", lang): kind_name(s.variant.kind, lang),
              t("tech.frag_col_change", lang): describe(s.variant, task, result, lang),
              t("tech.col_tasks", lang): s.runs, t("tech.col_correct", lang): s.correct,
-             t("tech.col_accuracy", lang): round(100 * s.accuracy, 1)} for s in result.stats()]
+             t("tech.col_accuracy", lang): round(100 * s.accuracy, 1),
+             t("tech.frag_col_changed", lang): round(100 * s.changed_share, 1)} for s in result.stats()]
     return fmt.table(pd.DataFrame(rows, columns=[t(key, lang) for key in TABLE_COLUMNS]), lang,
-                     {t("tech.col_accuracy", lang): 1})
+                     {t("tech.col_accuracy", lang): 1, t("tech.frag_col_changed", lang): 1})
 
 
 def marked(prompt: str) -> str:
@@ -118,7 +122,7 @@ def raw_result(result: FragilityResult) -> dict:
             "variants": [{**st.as_dict(), "prompt": result.example_prompt(st.variant)} for st in result.stats()],
             "spread": None if spread is None else {"low": round(spread.low, 4), "high": round(spread.high, 4),
                                                    "worst": spread.worst.name, "best": spread.best.name,
-                                                   "reference": spread.reference}}
+                                                   "reference": None if spread.reference is None else round(spread.reference, 4)}}
 
 
 def fragility_outputs(result: FragilityResult, lang: str, files: list[str] | None) -> tuple:
@@ -126,6 +130,7 @@ def fragility_outputs(result: FragilityResult, lang: str, files: list[str] | Non
     kinds = {kind_name(k, lang): color for k, color in KIND_COLORS.items()}
     chart = gr.BarPlot(value=frame, x="variant", y="accuracy", color="perturbation", sort=list(frame["variant"]) or None,
                        y_lim=[0, 100], color_map=kinds, colors_in_legend=list(dict.fromkeys(frame["perturbation"])),
-                       x_title=t("tech.frag_col_variant", lang), y_title=t("tech.col_accuracy", lang))
+                       x_title=t("tech.frag_col_variant", lang), y_title=t("tech.col_accuracy", lang),
+                       color_title=t("tech.frag_col_kind", lang))
     return (status_markdown(result, lang), chart, table_frame(result, lang), prompts_html(result, lang),
             raw_result(result), files)

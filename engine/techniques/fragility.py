@@ -199,6 +199,7 @@ class VariantStats:
     runs: int = 0
     correct: int = 0
     no_answer: int = 0
+    changed: int = 0  # problems whose extracted answer is not the reference's answer to the same problem
     prompt_tokens: int = 0
     generated_tokens: int = 0
 
@@ -206,10 +207,15 @@ class VariantStats:
     def accuracy(self) -> float:
         return self.correct / self.runs if self.runs else 0.0
 
+    @property
+    def changed_share(self) -> float:
+        return self.changed / self.runs if self.runs else 0.0
+
     def as_dict(self) -> dict:
         return {**self.variant.as_dict(), "problems": self.runs, "correct": self.correct,
-                "accuracy": round(self.accuracy, 4), "no_answer": self.no_answer,
-                "prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens}
+                "accuracy": round(self.accuracy, 4), "no_answer": self.no_answer, "changed": self.changed,
+                "changed_share": round(self.changed_share, 4), "prompt_tokens": self.prompt_tokens,
+                "generated_tokens": self.generated_tokens}
 
 
 @dataclass(frozen=True)
@@ -241,11 +247,13 @@ class FragilityResult:
 
     def stats(self) -> list[VariantStats]:
         out = {v.number: VariantStats(v) for v in self.variants}
+        reference = {row.task.id: row.answer.key for row in self.rows if row.variant.kind == "reference"}
         for row in self.rows:
             st = out[row.variant.number]
             st.runs += 1
             st.correct += bool(row.correct)
             st.no_answer += not row.answer.ok
+            st.changed += row.answer.key != reference.get(row.task.id, row.answer.key)
             st.prompt_tokens += row.prompt_tokens
             st.generated_tokens += row.n_tokens
         return list(out.values())
@@ -284,8 +292,8 @@ class FragilityResult:
         return summary, runs
 
 
-VARIANT_COLUMNS = ["variant", "kind", "level", "problems", "correct", "accuracy", "no_answer", "prompt_tokens",
-                   "generated_tokens", "example_prompt"]
+VARIANT_COLUMNS = ["variant", "kind", "level", "problems", "correct", "accuracy", "no_answer", "changed",
+                   "changed_share", "prompt_tokens", "generated_tokens", "example_prompt"]
 RUN_COLUMNS = ["variant", "kind", "level", "task", "lang", "task_kind", "examples", "expected", "extracted", "rule",
                "correct", "prompt_tokens", "generated_tokens", "seconds", "stop_reason", "prompt", "output"]
 
