@@ -37,6 +37,7 @@ from common import (decode_read_bytes, device, device_name, measure_bandwidth, p
                     random_handle, reset_peak, save_checkpoint, sync)
 
 TIME_LIMIT_S = 8 * 60
+FRAGILITY = (6, 4, 24)  # variants, problems, new tokens per row (the app's default answer length)
 
 
 @dataclass
@@ -144,13 +145,15 @@ def llm_rows(s: Settings, precision: str) -> list[Row]:
         Row(f"{s.students} students × {s.tokens} tokens: last done ÷ one student alone", "≤ 2.0×"),
         Row(f"{s.students} students: time to first token, p95", "< 1 s"),
         Row(f"{s.students} students: peak GPU memory (2 models)"),
+        Row("ask-me-anything N=3: its 6 calls one by one ÷ the app's 2 batched calls"),
+        Row(f"prompt fragility {FRAGILITY[0]} variants × {FRAGILITY[1]} problems: rows one by one ÷ the app's batches"),
     ]
 
 
 def run_llm(s: Settings, rows: dict[str, Row], precision: str) -> None:
     import class_load
     from decode import engine_run
-    from techniques import BenchGenerator, cot_messages
+    from techniques import BenchGenerator, cot_messages, time_ama, time_fragility
 
     from engine.fastpath import prepare
     from engine.generation import DecodeEngine, SamplingParams
@@ -199,6 +202,14 @@ def run_llm(s: Settings, rows: dict[str, Row], precision: str) -> None:
             last / alone.done_s <= 2.0
         r[7].measured, r[7].ok = f"{p95:.2f} s", p95 < 1.0
         r[8].measured = f"{peak / 1e9:.1f} GB" if peak is not None else "n/a (CPU)"
+
+        best_of_one = lambda fn, _repeats: seconds(fn, s.dev)  # noqa: E731 - one timed run per column
+        _, app, loop = time_ama(base, eng, 3, SamplingParams(max_new_tokens=min(n, 64), greedy=True), 1, best_of_one)
+        r[9].measured = f"{loop / app:.2f}× ({app:.2f} s vs {loop:.2f} s)"
+        variants, problems, tokens = FRAGILITY
+        rows_run, app, loop = time_fragility(base, eng, variants, problems,
+                                             SamplingParams(max_new_tokens=tokens, greedy=True), 1, best_of_one)
+        r[10].measured = f"{loop / app:.2f}× ({rows_run} rows: {app:.2f} s vs {loop:.2f} s)"
     finally:
         eng.close()
 

@@ -189,6 +189,23 @@ def test_fragility_duration_follows_the_rows():
     assert seconds(12, 40, 2048) == durations.MAX_S
 
 
+def test_bench_runs_ama_and_the_experiment_batched_and_one_by_one(tiny_dir):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    args = ["--samples", "1", "--chains", "2", "--variants", "3", "--problems", "2", "--tokens", "3", "--repeats", "1",
+            "--shape", "tiny"]
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "techniques.py"), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env=dict(os.environ, HF_HUB_OFFLINE="1", GENAI_TINY_DIR=str(tiny_dir)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "ask-me-anything on arith-20 · 3 new tokens per call" in out and re.search(r"\n +2 +4 +[\d.]+ +[\d.]+", out)
+    assert "prompt fragility: 3 variants × 2 problems = 6 rows" in out and "one by one ÷ app: " in out
+
+
 # ============================================================================ through the app
 def run_api(client, **kwargs):
     args = dict(language="en", task_kinds=["number"], n_problems=3, k_variants=6, k_examples=3, max_new_tokens=3)
