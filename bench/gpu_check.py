@@ -37,6 +37,7 @@ from common import (decode_read_bytes, device, device_name, measure_bandwidth, p
                     random_handle, reset_peak, save_checkpoint, sync)
 
 TIME_LIMIT_S = 8 * 60
+FRAGILITY = (6, 4, 24)  # variants, problems, new tokens per row (the app's default answer length)
 
 
 @dataclass
@@ -146,13 +147,15 @@ def llm_rows(s: Settings, precision: str) -> list[Row]:
         Row(f"{s.students} students: peak GPU memory (2 models)"),
         Row(f"Base vs Instruct follow-up: time to first token, {4 * s.prompt}-token conversation, both models",
             "< 1 s"),
+        Row("ask-me-anything N=3: its 6 calls one by one ÷ the app's 2 batched calls"),
+        Row(f"prompt fragility {FRAGILITY[0]} variants × {FRAGILITY[1]} problems: rows one by one ÷ the app's batches"),
     ]
 
 
 def run_llm(s: Settings, rows: dict[str, Row], precision: str) -> None:
     import class_load
     from decode import engine_run
-    from techniques import BenchGenerator, cot_messages
+    from techniques import BenchGenerator, cot_messages, time_ama, time_fragility
 
     from engine.fastpath import prepare
     from engine.generation import DecodeEngine, SamplingParams
@@ -208,6 +211,13 @@ def run_llm(s: Settings, rows: dict[str, Row], precision: str) -> None:
         follow = max(t.ttft_s for t in engine_run(eng, [base, instr], conversation, 8))
         first = max(t.ttft_s for t in engine_run(eng, [base, instr], ids, 8))
         r[9].measured, r[9].ok = f"{follow:.3f} s (first turn, {len(ids)} tokens: {first:.3f} s)", follow < 1.0
+        best_of_one = lambda fn, _repeats: seconds(fn, s.dev)  # noqa: E731 - one timed run per column
+        _, app, loop = time_ama(base, eng, 3, SamplingParams(max_new_tokens=min(n, 64), greedy=True), 1, best_of_one)
+        r[10].measured = f"{loop / app:.2f}× ({app:.2f} s vs {loop:.2f} s)"
+        variants, problems, tokens = FRAGILITY
+        rows_run, app, loop = time_fragility(base, eng, variants, problems,
+                                             SamplingParams(max_new_tokens=tokens, greedy=True), 1, best_of_one)
+        r[11].measured = f"{loop / app:.2f}× ({rows_run} rows: {app:.2f} s vs {loop:.2f} s)"
     finally:
         eng.close()
 

@@ -82,7 +82,7 @@ def jobs(args: argparse.Namespace, round_no: int) -> list[tuple[str, str, list, 
         out.append(("tokenize", "tokenize", [text, ["mistral-v1", "tekken"], "", False, False], False))
     for i in range(args.benchmarks):
         out.append(("benchmark", "benchmark_techniques",
-                    [["zero_shot", "few_shot"], "fr", ["number"], 2, 2, False, 0, 2, 0.8, 1, 2, 2, "", 8, i], False))
+                    [["zero_shot", "few_shot"], "fr", ["number"], 2, 2, False, 0, 2, 0.8, 1, 2, 2, "", 8, i, 3], False))
     for i in range(args.sweeps):
         out.append(("sweep", "image_grid_sweep", ["un phare", "sdxl_turbo", "seed", "1, 2, 3", "style",
                                                   "aquarelle, néon, fusain", 42, ""], False))

@@ -35,6 +35,9 @@ class Limits:
     examples: int = 8  # few-shot examples
     benchmark_problems: int = 40  # problems per benchmark run
     source_chars: int = 100_000  # a source given to the model (Base vs Instruct; only its best passages reach the prompt)
+    ama_chains: int = 6  # ask-me-anything: prompt chains
+    fragility_variants: int = 12  # prompt fragility: variants of the prompt (K)
+    fragility_rows: int = 240  # prompt fragility: variants × problems in one experiment
     # ---------------------------------------------------------------- text tools
     tokenizer_chars: int = 100_000  # text given to the tokenizer tab
     tokenizers: int = 8  # tokenizers compared at once (ticked + typed)
@@ -76,7 +79,7 @@ PROFILE_LIMITS: dict[str, Limits] = {
     "tiny": replace(_BASE, image_steps=8, sweep_cells=16, sweep_seconds=120.0),
     # a laptop or a CPU server: small stand-in models, SDXL Turbo only
     "cpu": replace(_BASE, prompt_tokens=4_096, max_new_tokens=512, quant_new_tokens=128, samples=10,
-                   benchmark_problems=20, image_size=512, image_steps=30, sweep_cells=4, sweep_values=4,
+                   benchmark_problems=20, fragility_rows=60, image_size=512, image_steps=30, sweep_cells=4, sweep_values=4,
                    sweep_seconds=180.0, llm_events=16, cpu_events=2, image_events=4, sessions=200),
     # one 16 GB T4 for the class
     "t4": replace(_BASE, prompt_tokens=4_096, max_new_tokens=1_024, quant_new_tokens=256,
@@ -85,7 +88,7 @@ PROFILE_LIMITS: dict[str, Limits] = {
     # a large GPU
     "gpu": replace(_BASE, image_size=1536, sweep_cells=16, sweep_seconds=300.0, sessions=500),
     # a ZeroGPU Space: every GPU call is billed to the visitor's quota
-    "zerogpu": replace(_BASE, max_new_tokens=1_024, benchmark_problems=20, image_size=1024, sweep_cells=9,
+    "zerogpu": replace(_BASE, max_new_tokens=1_024, benchmark_problems=20, fragility_rows=120, image_size=1024, sweep_cells=9,
                        sweep_values=5, sweep_seconds=150.0, sessions=500),
 }
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from engine import gpu_tasks, tempfiles
+from engine import gpu_tasks
 from engine.catalog import ModelSpec
 from engine.errors import UserError
 from engine.generation import SamplingParams
@@ -15,20 +15,22 @@ from engine.model_policy import custom_models_allowed
 from engine.techniques import tasks as task_sets
 from engine.techniques.records import Settings
 from engine.techniques.tasks import CUSTOM, Task
-from engine.techniques.techniques import SETTINGS_USED, TECHNIQUES
+from engine.techniques.techniques import SETTINGS_USED, TECHNIQUES, VOTING
+from tabs import techniques_fragility
 from ui import zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, request_lang, t
 from ui.share import share_row
-from ui.technique_views import bench_legend, bench_outputs, run_outputs, summary_frame, waiting_text
+from ui.technique_views import (bench_legend, bench_outputs, run_outputs, stream_experiment, summary_frame,
+                                waiting_text)
 from ui.widgets import on_new_sample, preset_label, run_row, spec_for
 
 DEFAULT_PROBLEM = "arith-09"
 DEFAULT_LANG = "fr"
 DEFAULT_BENCH = ["zero_shot", "explicit", "few_shot", "zero_shot_cot", "self_consistency"]
 SETTING_FIELDS = ("k_examples", "shuffle", "shuffle_seed", "n_samples", "sample_temperature", "rounds", "k_thoughts",
-                  "depth")
+                  "depth", "n_chains")
 
 
 # =============================================================================== inputs
@@ -48,11 +50,11 @@ def resolve_task(language: str, problem: str, question: str, expected_answer: st
 
 def make_settings(k_examples: float, shuffle_examples: bool, shuffle_seed: float, n_samples: float,
                   sample_temperature: float, refine_rounds: float, k_thoughts: float, depth: float,
-                  params: SamplingParams) -> Settings:
+                  params: SamplingParams, ama_chains: float = 3) -> Settings:
     return Settings(k_examples=int(k_examples or 0), shuffle=bool(shuffle_examples), shuffle_seed=int(shuffle_seed or 0),
                     n_samples=max(1, int(n_samples or 1)), sample_temperature=float(sample_temperature or 0.0),
                     rounds=max(0, int(refine_rounds or 0)), k_thoughts=max(1, int(k_thoughts or 1)),
-                    depth=max(1, int(depth or 1)), params=params)
+                    depth=max(1, int(depth or 1)), n_chains=max(1, int(ama_chains or 1)), params=params)
 
 
 def model_choices(ctx: AppContext) -> list[str]:
@@ -122,7 +124,10 @@ def build(ctx: AppContext) -> None:
                                    elem_id="tech-k-thoughts")
             depth = gr.Slider(1, 4, value=2, step=1, label=I18N("tech.depth"), visible="depth" in shown,
                               elem_id="tech-depth")
-    setting_controls = [k_examples, shuffle, shuffle_seed, n_samples, sample_temperature, rounds, k_thoughts, depth]
+            ama_chains = gr.Slider(1, 6, value=3, step=1, label=I18N("tech.n_chains"), info=I18N("tech.n_chains_info"),
+                                   visible="n_chains" in shown, elem_id="tech-ama-chains")
+    setting_controls = [k_examples, shuffle, shuffle_seed, n_samples, sample_temperature, rounds, k_thoughts, depth,
+                        ama_chains]
     with gr.Accordion(I18N("tech.model_settings"), open=False, elem_id="tech-model-settings"):
         with gr.Row():
             model = gr.Dropdown(model_choices(ctx), value=ctx.catalog.spec("instruct_llm").id, label=I18N("tech.model"),
@@ -222,7 +227,7 @@ def build(ctx: AppContext) -> None:
                       n_samples: float = 5, sample_temperature: float = 0.8, refine_rounds: float = 1,
                       k_thoughts: float = 3, depth: float = 2, model: str = "",
                       max_new_tokens: float = default_tokens, temperature: float = 0.7, greedy: bool = True,
-                      seed: float = 42, request: gr.Request = None, progress=gr.Progress()):
+                      seed: float = 42, ama_chains: float = 3, request: gr.Request = None, progress=gr.Progress()):
         lang = request_lang(request)
         check_technique(technique)
         task = resolve_task(language, problem, question, expected_answer, answer_type)
@@ -232,7 +237,7 @@ def build(ctx: AppContext) -> None:
         params = SamplingParams(max_new_tokens=max(1, int(max_new_tokens or 1)), temperature=float(temperature or 0.0),
                                 greedy=bool(greedy), seed=int(seed or 0))
         settings = make_settings(k_examples, shuffle_examples, shuffle_seed, n_samples, sample_temperature,
-                                 refine_rounds, k_thoughts, depth, params)
+                                 refine_rounds, k_thoughts, depth, params, ama_chains)
         spec = model_spec(ctx, model)
         progress(0.0, desc=t("common.loading_model", lang, model=spec.id, precision=spec.precision))
         job = gpu_tasks.TechniqueJob(spec, technique, task, settings)
@@ -246,7 +251,7 @@ def build(ctx: AppContext) -> None:
 
     run_inputs = [technique, language, problem, question, expected, answer_type, k_examples, shuffle, shuffle_seed,
                   n_samples, sample_temperature, rounds, k_thoughts, depth, model, max_new_tokens, temperature,
-                  greedy, seed]
+                  greedy, seed, ama_chains]
     run_btn.click(run_technique, inputs=run_inputs, outputs=[result, vote_box, vote_md, votes, calls, raw],
                   api_name="run_technique", concurrency_id=ctx.concurrency_id("causal_lm"),
                   concurrency_limit=ctx.llm_concurrency)
@@ -262,7 +267,7 @@ def build(ctx: AppContext) -> None:
                              k_examples: float = 3, shuffle_examples: bool = False, shuffle_seed: float = 0,
                              n_samples: float = 5, sample_temperature: float = 0.8, refine_rounds: float = 1,
                              k_thoughts: float = 3, depth: float = 2, model: str = "",
-                             max_new_tokens: float = default_tokens, seed: float = 42,
+                             max_new_tokens: float = default_tokens, seed: float = 42, ama_chains: float = 3,
                              request: gr.Request = None, progress=gr.Progress()):
         lang = request_lang(request)
         chosen = list(DEFAULT_BENCH if techniques is None else techniques)
@@ -276,7 +281,7 @@ def build(ctx: AppContext) -> None:
             raise UserError("tech.err_no_tasks")
         params = SamplingParams(max_new_tokens=max(1, int(max_new_tokens or 1)), greedy=True, seed=int(seed or 0))
         settings = make_settings(k_examples, shuffle_examples, shuffle_seed, n_samples, sample_temperature,
-                                 refine_rounds, k_thoughts, depth, params)
+                                 refine_rounds, k_thoughts, depth, params, ama_chains)
         spec = model_spec(ctx, model)
         progress(0.0, desc=t("common.loading_model", lang, model=spec.id, precision=spec.precision))
 
@@ -288,23 +293,14 @@ def build(ctx: AppContext) -> None:
                      done=p["done"], total=p["total"])
 
         job = gpu_tasks.BenchmarkJob(spec, tuple(chosen), tuple(problems), settings)
-        outcome = None
-        for outcome in gpu_tasks.call(gpu_tasks.benchmark, job, zerogpu.stop_key(request, "benchmark"),
-                                      on_progress=zerogpu.progress_to(progress, lang, progress_text),
-                                      on_notice=zerogpu.warn_notice(lang)):
-            if not outcome.done:
-                yield bench_outputs(outcome, lang, None)
-        if outcome is None:
-            return
-        folder = tempfiles.new_dir("techniques")
-        files = [str(p) for p in outcome.write_csv(folder)]
-        yield bench_outputs(outcome, lang, files)
+        yield from stream_experiment(gpu_tasks.benchmark, job, zerogpu.stop_key(request, "benchmark"), lang, progress,
+                                     progress_text, bench_outputs, "techniques")
 
     def stop_benchmark(request: gr.Request):
         zerogpu.stop(request, "benchmark")
 
     bench_inputs = [bench_techniques, language, bench_kinds, bench_n, k_examples, shuffle, shuffle_seed, n_samples,
-                    sample_temperature, rounds, k_thoughts, depth, model, max_new_tokens, seed]
+                    sample_temperature, rounds, k_thoughts, depth, model, max_new_tokens, seed, ama_chains]
     bench_btn.click(benchmark_techniques, inputs=bench_inputs,
                     outputs=[bench_md, bench_table, acc_plot, cost_plot, bench_files],
                     api_name="benchmark_techniques", concurrency_id=ctx.concurrency_id("causal_lm"),
@@ -315,4 +311,5 @@ def build(ctx: AppContext) -> None:
     share_row(ctx, "techniques", api="run_technique",
               outputs={"result": result, "vote": vote_md, "votes": votes, "calls": calls, "raw": raw},
               card={"share.card.answer": "result"}, title=lambda v: f"[{v.get('technique')}] {v.get('question', '')}",
-              on_restore=(lambda v, lang: (gr.Column(visible=v.get("technique") == "self_consistency"),), [vote_box]))
+              on_restore=(lambda v, lang: (gr.Column(visible=v.get("technique") in VOTING),), [vote_box]))
+    techniques_fragility.build(ctx, language, model, model_spec)

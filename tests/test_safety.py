@@ -64,8 +64,8 @@ def test_a_nan_from_one_student_never_fails_the_others(app_url):
     ("compare", compare_args(seed=2**70), "Seed must be between 0 and 4,294,967,295"),
     ("compare", compare_args(max_new_tokens=0), "Max new tokens must be between 1 and 2,048 (got 0)."),
     ("run_technique", ["self_consistency", "fr", "arith-09", "", "", "number", 3, False, 0, 5, float("nan"), 1, 3, 2,
-                       "", 8, 0.7, True, 1], "T — sampling temperature: nan is not a finite number."),
-    ("benchmark_techniques", [["zero_shot"], "fr", ["number"], 0, 3, False, 0, 5, 0.8, 1, 3, 2, "", 8, 1],
+                       "", 8, 0.7, True, 1, 3], "T — sampling temperature: nan is not a finite number."),
+    ("benchmark_techniques", [["zero_shot"], "fr", ["number"], 0, 3, False, 0, 5, 0.8, 1, 3, 2, "", 8, 1, 3],
      "Number of problems must be between 1 and"),
     ("generate_images", ["p", "", "", ["sdxl_turbo"], 1, False, "sdxl_turbo", 1, 0.0, 0], "Size must be between"),
 ])

@@ -337,7 +337,8 @@ def tiny_generator(manager):
 
 TINY_SETTINGS = Settings(k_examples=2, n_samples=3, sample_temperature=1.0, rounds=1, k_thoughts=2, depth=2,
                          params=SMALL)
-TINY_CALLS = {"self_consistency": 3, "self_refine": 1 + 2 * 1, "tree_of_thoughts": 2 * (2 + 2) + 1}
+TINY_CALLS = {"self_consistency": 3, "self_refine": 1 + 2 * 1, "tree_of_thoughts": 2 * (2 + 2) + 1,
+              "ask_me_anything": 2 * TINY_SETTINGS.n_chains}  # a number task: one reformulation, one answer per chain
 
 
 @pytest.mark.parametrize("technique", TECHNIQUES)
@@ -358,6 +359,9 @@ def test_each_technique_runs_on_the_tiny_model(technique, tiny_generator):
         assert call.prompt_tokens > 0 and call.seconds > 0
     if technique == "self_consistency":
         assert run.batches == 1 and len({c.output for c in run.calls}) > 1  # one batch, different samples
+    if technique == "ask_me_anything":  # every reformulation in one batch, every answer in the next
+        assert run.batches == 2 and [c.step for c in run.calls] == ["reformulate"] * 3 + ["chain_answer"] * 3
+        assert run.vote is not None and run.vote.paths == 3
     if technique == "least_to_most":
         assert run.calls[0].output.strip() and run.calls[0].output.strip() in run.calls[1].prompt
     if technique == "self_refine":

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from signal import SIGKILL, SIGTERM
 
 import pytest
 from PIL import Image
@@ -263,23 +264,32 @@ def space(tiny_llms, tiny_dir, tmp_path_factory):
                # a long sweep to stop, and an id outside the catalog to fail in the worker (tests of the
                # fork and the stop, not of the limits, which tests/test_safety.py covers)
                GENAI_LIMIT_SWEEP_CELLS="64", GENAI_LIMIT_SWEEP_VALUES="64", GENAI_ALLOW_CUSTOM_MODELS="1")
+    # its own process group: the workers `spaces` forks outlive a terminated app (~0.7 GB each) otherwise
     proc = subprocess.Popen([sys.executable, "-c", BOOTSTRAP, "--profile", "tiny", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                            cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_http(f"http://127.0.0.1:{port}/", proc)
     except Exception:
-        proc.kill()
+        _kill_group(proc.pid, SIGKILL)
         stub.close()
         raise RuntimeError(f"app did not start; log:\n{log.read_text()[-4000:]}")
     from gradio_client import Client
 
     yield Client(f"http://127.0.0.1:{port}/", verbose=False, headers={"X-IP-Token": VISITOR_TOKEN}), stub, log
-    proc.terminate()
+    _kill_group(proc.pid, SIGTERM)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        pass
+    _kill_group(proc.pid, SIGKILL)  # the workers, whatever the app did
     stub.close()
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:  # already gone
+        pass
 
 
 def one_gpu_call(stub: DeviceAPIStub, mark: int) -> list:

@@ -317,6 +317,26 @@ class Conversation(Rule):
             return err.key, dict(err.params)
         return None
 
+@dataclass
+class Grid(Rule):
+    """A whole number in [lo, hi] that, times the number of argument ``other``, makes at most ``limit``
+    cells (the rows of an experiment); ``key`` names the message, given n, the two factors and the limit."""
+
+    lo: Bound
+    hi: Bound
+    other: str
+    limit: Bound
+    key: str
+
+    def check(self, value: Any, env: Env) -> Problem | None:
+        problem = Num(self.lo, self.hi, True).check(value, env)
+        other = env.args.get(self.other)
+        if problem is not None or value is None or Num(integer=True).check(other, env) is not None or other is None:
+            return problem  # a bad other argument is reported by its own rule
+        limit = int(_bound(self.limit, env.limits))
+        n = int(value) * int(other)
+        return (self.key, {"n": n, "variants": int(value), "problems": int(other), "limit": limit}) if n > limit else None
+
 
 SWEEP_RANGES: dict[str, tuple[Bound, Bound]] = {
     "guidance": (0.0, 30.0),

@@ -25,7 +25,7 @@ GROUPS: dict[str, tuple[LimitOf, tuple[str, ...]]] = {
     # the engine batches these; the limit is what fills one batch (GENAI_LLM_CONCURRENCY still wins)
     "gpu-causal_lm": (lambda L, ctx: min(L.llm_events, ctx.llm_concurrency),
                       ("compare", "follow_up", "run_technique")),
-    "gpu-causal_lm-bench": (lambda L, ctx: L.benchmark_events, ("benchmark_techniques",)),
+    "gpu-causal_lm-bench": (lambda L, ctx: L.benchmark_events, ("benchmark_techniques", "fragility_experiment")),
     # as many as the comparisons' own memory gate lets run at once; it queues the rest with their place
     "quant-live": (lambda L, ctx: live_runs.concurrency(), ("quantize_compare",)),
     "gpu-image": (lambda L, ctx: L.image_events, ("generate_images", "image_grid_sweep", "make_td_target")),

@@ -8,11 +8,12 @@ from collections.abc import Callable
 import gradio as gr
 import pandas as pd
 
-from engine import gpu_tasks
+from engine import gpu_tasks, tempfiles
 from engine.techniques.benchmark import BenchmarkResult
 from engine.techniques.extraction import format_number
 from engine.techniques.records import Call, Run, Settings
-from engine.techniques.techniques import SETTINGS_USED, TECHNIQUES
+from engine.techniques.techniques import SETTINGS_USED, TECHNIQUES, VOTING
+from ui import zerogpu
 from ui.i18n import t
 from ui.queue_status import QUEUE_KEY, queue_text
 from ui.widgets import sampling_summary
@@ -21,7 +22,7 @@ from ui.wording import stop_reason
 STATUS_COLORS = ("#2e7d32", "#f9a825", "#90a4ae")  # winner, tied (lost the tie-break), other
 # one colour per technique (Tableau 10), fixed so the chart and its legend agree
 TECHNIQUE_COLORS = dict(zip(TECHNIQUES, ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
-                                         "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")))
+                                         "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac", "#17becf")))
 
 
 def waiting_text(lang: str) -> Callable[[gpu_tasks.Progress], str | None]:
@@ -31,12 +32,36 @@ def waiting_text(lang: str) -> Callable[[gpu_tasks.Progress], str | None]:
     return render
 
 
+def stream_experiment(task: Callable, job, key, lang: str, progress, progress_text: Callable,
+                      render: Callable, folder: str):
+    """A batch experiment (the benchmark, the fragility experiment) through ``engine.gpu_tasks``: its
+    partial results as they come, then the final one with its CSV files (written into a new ``folder``)."""
+    outcome = None
+    for outcome in gpu_tasks.call(task, job, key, on_progress=zerogpu.progress_to(progress, lang, progress_text),
+                                  on_notice=zerogpu.warn_notice(lang)):
+        if not outcome.done:
+            yield render(outcome, lang, None)
+    if outcome is None:
+        return
+    files = [str(p) for p in outcome.write_csv(tempfiles.new_dir(folder))]
+    yield render(outcome, lang, files)
+
+
 def esc(text: str) -> str:
     return html.escape(text or "", quote=False)
 
 
+def ama_format(fmt: str, label: str, lang: str) -> str:
+    """An AMA chain's format, in words ("yes/no question “positive”" for one label of a yes/no chain)."""
+    name = t(f"tech.ama_format.{fmt}", lang)
+    return t("tech.ama_label", lang, format=name, label=label) if label else name
+
+
 def step_label(call: Call, lang: str) -> str:
-    return t(f"tech.step.{call.step}", lang, **call.info)
+    info = dict(call.info)
+    if "format" in info:
+        info["format"] = ama_format(info["format"], info.get("label", ""), lang)
+    return t(f"tech.step.{call.step}", lang, **info)
 
 
 def call_html(call: Call, lang: str, open_: bool) -> str:
@@ -119,23 +144,56 @@ def _details_lines(run: Run, lang: str) -> list[str]:
     return out
 
 
-def vote_outputs(run: Run, lang: str) -> tuple[str, pd.DataFrame]:
-    """The vote's Markdown (summary, tie, every path's answer) and the bar chart's data."""
+def _path_rows(run: Run, lang: str) -> tuple[list[str], dict[str, str]]:
+    """Self-consistency: one row per sampled path; the answers' display by key."""
     paths = [c for c in run.calls if c.step == "sample"]
     rows = [t("tech.vote_paths", lang)]
     for c in paths:
         shown = c.answer.display(lang) if c.answer else "—"
         rule = t(f"tech.rule.{c.answer.rule}", lang) if c.answer else ""
         rows.append(f"| {c.sample_index + 1} | {_md(shown)} | {rule} |")
+    return rows, {c.answer.key: c.answer.display(lang) for c in paths if c.answer and c.answer.ok}
+
+
+def _chain_wrote(chain: dict, lang: str) -> str:
+    """What a chain's reformulation step wrote (a yes/no chain: each label and the reply it got)."""
+    if chain["format"] == "yes_no":
+        replies = chain["replies"] or [None] * len(chain["candidates"])
+        return " · ".join(f"{_md(label)} → {_md(reply_word(reply, lang))}" for label, reply in zip(chain["candidates"], replies))
+    wrote = _md(chain["reformulations"][0][:240]) if chain["reformulations"] else "—"
+    return wrote + (" (" + t("tech.ama_fallback", lang) + ")" if chain["fallback"] else "")
+
+
+def reply_word(reply: bool | None, lang: str) -> str:
+    return "—" if reply is None else t("tech.ama_reply_yes" if reply else "tech.ama_reply_no", lang)
+
+
+def _chain_rows(run: Run, lang: str) -> tuple[list[str], dict[str, str]]:
+    """Ask-me-anything: one row per chain (its format, what it wrote, what it voted for)."""
+    rows, display = [t("tech.ama_chains_table", lang)], {}
+    for chain in run.details.get("chains", []):
+        key = chain["answer"]["key"]
+        if key is not None:
+            display.setdefault(key, chain["answer_display"])
+        shown = _md(chain["answer_display"]) if key is not None else t("tech.ama_abstained", lang)
+        fmt = t(f"tech.ama_format.{chain['format']}", lang)
+        rows.append(f"| {chain['chain']} | {fmt} | {_chain_wrote(chain, lang)} | {shown} |")
+    return rows, display
+
+
+def vote_outputs(run: Run, lang: str) -> tuple[str, pd.DataFrame]:
+    """The vote's Markdown (summary, tie, every path's or chain's answer) and the bar chart's data."""
+    ama = run.technique == "ask_me_anything"
+    rows, display = _chain_rows(run, lang) if ama else _path_rows(run, lang)
+    key = "tech.ama_vote" if ama else "tech.vote"
     vote = run.vote
     if vote is None or vote.winner is None:
-        head = t("tech.vote_none", lang) if vote is not None else ""
+        head = t(f"{key}_none", lang) if vote is not None else ""
         return "\n\n".join([head, "\n".join(rows)]), pd.DataFrame(columns=["answer", "votes", "status"])
-    display = {c.answer.key: c.answer.display(lang) for c in paths if c.answer and c.answer.ok}
-    head = [t("tech.vote_summary", lang, winner=_md(display[vote.winner]), votes=vote.winner_votes, cast=vote.votes,
+    head = [t(f"{key}_summary", lang, winner=_md(display[vote.winner]), votes=vote.winner_votes, cast=vote.votes,
               share=vote.share, abstain=vote.abstentions)]
     if vote.tie:
-        head.append(t("tech.vote_tie", lang, tied=", ".join(_md(display[k]) for k in vote.tied), votes=vote.winner_votes,
+        head.append(t(f"{key}_tie", lang, tied=", ".join(_md(display[k]) for k in vote.tied), votes=vote.winner_votes,
                       winner=_md(display[vote.winner]), path=vote.first_path[vote.winner] + 1))
     status = {k: ("winner" if k == vote.winner else "tied" if k in vote.tied else "other") for k, _ in vote.counts}
     frame = pd.DataFrame({"answer": [display[k] for k, _ in vote.counts], "votes": [n for _, n in vote.counts],
@@ -152,7 +210,7 @@ def vote_plot(frame: pd.DataFrame, lang: str) -> gr.BarPlot:
 
 
 def run_outputs(run: Run, lang: str) -> tuple:
-    is_vote = run.technique == "self_consistency"
+    is_vote = run.technique in VOTING
     vote_md, frame = vote_outputs(run, lang) if is_vote else ("", pd.DataFrame(columns=["answer", "votes", "status"]))
     return (result_markdown(run, lang), gr.Column(visible=is_vote), vote_md, vote_plot(frame, lang),
             calls_html(run, lang), run.as_dict())
@@ -222,6 +280,8 @@ def settings_line(techniques: list[str], settings: Settings | None, lang: str) -
         parts.append(t("ux.tech.used_rounds", lang, rounds=settings.rounds))
     if "k_thoughts" in used:
         parts.append(t("ux.tech.used_tree", lang, k=settings.k_thoughts, depth=settings.depth))
+    if "n_chains" in used:
+        parts.append(t("tech.used_chains", lang, n=settings.n_chains))
     return t("ux.tech.used", lang, settings=" · ".join(parts)) if parts else ""
 
 

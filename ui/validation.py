@@ -28,8 +28,8 @@ from engine.catalog import IMAGE_ROLES, LLM_ROLES
 from engine.limits import SEED_MAX, Limits
 from ui.fmt import plain
 from ui.i18n import request_lang, t
-from ui.rules import (Bool, CardResult, Choice, Choices, Conversation, Env, IdList, Model, ModelList, Num, Payload,
-                      Problem, Rule, Source, SweepAxis, Text, Upload)
+from ui.rules import (Bool, CardResult, Choice, Choices, Conversation, Env, Grid, IdList, Model, ModelList, Num,
+                      Payload, Problem, Rule, Source, SweepAxis, Text, Upload)
 
 
 # =============================================================================== what each handler accepts
@@ -64,6 +64,7 @@ TECHNIQUE_SETTINGS = {
     "n_samples": Num(1, lambda L: L.samples, True), "refine_rounds": Num(0, lambda L: L.refine_rounds, True),
     "k_thoughts": Num(1, lambda L: L.thoughts, True), "depth": Num(1, lambda L: L.depth, True),
     "model": Model(llm_ids), "max_new_tokens": NEW_TOKENS, "seed": SEED,
+    "ama_chains": Num(1, lambda L: L.ama_chains, True),
 }
 TOKENIZER_ARGS = {"hub_ids": ModelList(llm_ids), "tokenizers": Choices(max_count=lambda L: L.tokenizers)}
 SHARED_BYTES = 8_000_000  # engine/share StoreLimits.experiment_mb: the store refuses more anyway
@@ -107,6 +108,11 @@ RULES: dict[str, dict[str, Rule]] = {
     "run_technique": {"problem": Choice(task_ids), "question": PROMPT, **TECHNIQUE_SETTINGS},
     "bench_legend": {"table": TABLE},
     "benchmark_techniques": {"n_problems": Num(1, lambda L: L.benchmark_problems, True), **TECHNIQUE_SETTINGS},
+    "fragility_experiment": {"n_problems": Num(1, lambda L: L.benchmark_problems, True),
+                             "k_variants": Grid(2, lambda L: L.fragility_variants, "n_problems",
+                                                lambda L: L.fragility_rows, "tech.frag_err_rows"),
+                             "k_examples": Num(1, lambda L: L.examples, True), "model": Model(llm_ids),
+                             "max_new_tokens": NEW_TOKENS, "seed": SEED},
     # Image prompting
     "generate_images": {"prompt": IMAGE_PROMPT, "second_prompt": IMAGE_PROMPT, "negative_prompt": IMAGE_PROMPT,
                         "models": Choices(list(IMAGE_ROLES)), "seed": SEED,

@@ -16,16 +16,16 @@ from typing import Any, Callable, Hashable, Iterator
 
 from engine.errors import UserError
 from engine.gpu_tasks import durations
-from engine.gpu_tasks.jobs import (BenchmarkJob, CompareJob, Failed, ImageDone, ImageItem, ImagePreview, ImagesJob,
-                                   Progress,
+from engine.gpu_tasks.jobs import (BenchmarkJob, CompareJob, Failed, FragilityJob, ImageDone, ImageItem, ImagePreview,
+                                   ImagesJob, Progress,
                                    QuantizeJob, Skipped, Snapshot, TechniqueJob, TimeLimit)
-from engine.gpu_tasks.tasks import benchmark, bind, compare, images, manager, quantize, technique
+from engine.gpu_tasks.tasks import benchmark, bind, compare, fragility, images, manager, quantize, technique
 from engine.stopping import BOARD
 from engine.zerogpu import Heartbeat
 
 DURATION: dict[Callable, Callable[..., float]] = {
     compare: durations.compare, technique: durations.technique, benchmark: durations.benchmark,
-    quantize: durations.quantize, images: durations.images,
+    fragility: durations.fragility, quantize: durations.quantize, images: durations.images,
 }
 
 
@@ -63,6 +63,6 @@ def stop(key: Hashable) -> int:
     return BOARD.stop(key)
 
 
-__all__ = ["BenchmarkJob", "CompareJob", "ImageDone", "ImageItem", "ImagePreview", "ImagesJob", "Progress", "QuantizeJob",
-           "Skipped", "TechniqueJob", "TimeLimit", "benchmark", "bind", "call", "compare", "images", "manager",
-           "quantize", "seconds_for", "stop", "technique"]
+__all__ = ["BenchmarkJob", "CompareJob", "FragilityJob", "ImageDone", "ImageItem", "ImagePreview", "ImagesJob", "Progress",
+           "QuantizeJob", "Skipped", "TechniqueJob", "TimeLimit", "benchmark", "bind", "call", "compare", "fragility",
+           "images", "manager", "quantize", "seconds_for", "stop", "technique"]

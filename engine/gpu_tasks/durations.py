@@ -20,7 +20,7 @@ import math
 from typing import Callable
 
 from engine.catalog import PRECISIONS, ModelSpec
-from engine.gpu_tasks.jobs import BenchmarkJob, CompareJob, ImagesJob, QuantizeJob, TechniqueJob
+from engine.gpu_tasks.jobs import BenchmarkJob, CompareJob, FragilityJob, ImagesJob, QuantizeJob, TechniqueJob
 
 Resident = Callable[[ModelSpec], bool]  # is this model already loaded (on ZeroGPU: placed on CUDA at start-up)?
 
@@ -68,8 +68,13 @@ def compare(job: CompareJob, resident: Resident) -> float:
     return _cap(OVERHEAD_S + loads + llm_rounds(1, job.params.max_new_tokens, models=2))
 
 
-def technique_rounds(technique: str, settings) -> tuple[float, int]:
-    """(sequential generations, rows per generation) of one run of a technique."""
+def technique_rounds(technique: str, settings, task=None) -> tuple[float, int]:
+    """(sequential generations, rows per generation) of one run of a technique (``task``: the
+    problem, where the technique's rows depend on it)."""
+    if technique == "ask_me_anything":  # all reformulations in one batch, then all answers
+        from engine.techniques.ama import rows_per_round
+
+        return 2, rows_per_round(task, settings) if task is not None else settings.n_chains
     if technique == "self_consistency":
         return 1, settings.n_samples
     if technique == "least_to_most":
@@ -87,7 +92,7 @@ def _load(spec, resident: Resident) -> float:
 
 
 def technique(job: TechniqueJob, resident: Resident) -> float:
-    rounds, rows = technique_rounds(job.technique, job.settings)
+    rounds, rows = technique_rounds(job.technique, job.settings, job.task)
     return _cap(OVERHEAD_S + _load(job.model, resident)
                 + llm_rounds(rounds, job.settings.params.max_new_tokens, rows))
 
@@ -95,9 +100,16 @@ def technique(job: TechniqueJob, resident: Resident) -> float:
 def benchmark(job: BenchmarkJob, resident: Resident) -> float:
     seconds = OVERHEAD_S + _load(job.model, resident)
     for name in job.techniques:  # each technique runs on all the problems at once
-        rounds, rows = technique_rounds(name, job.settings)
-        seconds += llm_rounds(rounds, job.settings.params.max_new_tokens, rows * len(job.tasks))
+        rounds, _ = technique_rounds(name, job.settings)
+        rows = sum(technique_rounds(name, job.settings, task)[1] for task in job.tasks)
+        seconds += llm_rounds(rounds, job.settings.params.max_new_tokens, rows)
     return _cap(seconds)
+
+
+def fragility(job: FragilityJob, resident: Resident) -> float:
+    """Every (variant, problem) row once, in batches of whole problems (one generation each)."""
+    rows = len(job.variants) * len(job.tasks)
+    return _cap(OVERHEAD_S + _load(job.model, resident) + llm_rounds(1, job.settings.params.max_new_tokens, rows))
 
 
 def quantize(job: QuantizeJob, resident: Resident) -> float:

@@ -46,6 +46,14 @@ class BenchmarkJob:
 
 
 @dataclass(frozen=True)
+class FragilityJob:
+    model: ModelSpec
+    tasks: tuple[Any, ...]  # Task records
+    settings: Any  # engine.techniques.fragility.FragilitySettings (a frozen record)
+    variants: tuple[Any, ...]  # its Variant records, planned (and checked) before the call
+
+
+@dataclass(frozen=True)
 class QuantizeJob:
     model: ModelSpec
     variants: tuple[str, ...]

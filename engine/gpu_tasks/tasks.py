@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterator
 from engine.errors import UserError, as_user_error
 from engine.fairness import Cancelled, FairGate
 from engine.gpu_tasks.durations import MARGIN_S, OVERHEAD_S
-from engine.gpu_tasks.jobs import (QUEUE_KEY, BenchmarkJob, CompareJob, Failed, ImageDone, ImagePreview, ImagesJob,
-                                   Progress, QuantizeJob, Skipped, Snapshot, TechniqueJob, TimeLimit)
+from engine.gpu_tasks.jobs import (QUEUE_KEY, BenchmarkJob, CompareJob, Failed, FragilityJob, ImageDone, ImagePreview,
+                                   ImagesJob, Progress, QuantizeJob, Skipped, Snapshot, TechniqueJob, TimeLimit)
 from engine.stopping import StopSignal, StopToken
 from engine.zerogpu import Emit, gpu, on_zerogpu, streamed
 
@@ -150,6 +150,38 @@ def _benchmark_body(job: BenchmarkJob, signal: StopSignal, emit: Emit) -> Iterat
 def benchmark(job: BenchmarkJob, stop: StopToken, seconds: float) -> Iterator[Any]:
     """Techniques × problems: ``Snapshot(BenchmarkResult)`` after each technique's batch."""
     yield from _run(_benchmark_body, job, stop, seconds)
+
+
+def _fragility_body(job: FragilityJob, signal: StopSignal, emit: Emit) -> Iterator[Any]:
+    from engine.techniques.fragility import run_fragility
+    from engine.techniques.generator import EngineGenerator
+
+    total = len(job.variants) * len(job.tasks)
+    finished = [0]  # rows kept before the engine call in flight
+    shown = [0]  # the bar only moves forward (a Stop may drop rows that had finished)
+
+    def report(done: int) -> None:
+        shown[0] = max(shown[0], done)
+        emit(Progress(shown[0] / max(1, total), key="tech.frag_progress", params={"done": shown[0], "total": total}))
+
+    def on_step(done_rows: int, rows: int) -> None:  # rows of the call in flight that finished
+        report(finished[0] + done_rows)
+
+    def on_progress(done: int, _total: int) -> None:
+        finished[0] = done
+        report(done)
+
+    with manager().using(job.model, _loading(emit)) as handle:  # leased: never evicted mid-experiment
+        generator = EngineGenerator(handle, on_step=on_step)
+        for result in run_fragility(generator, list(job.tasks), job.settings, list(job.variants), stop=signal,
+                                    on_progress=on_progress):
+            yield Snapshot(copy.deepcopy(result))
+
+
+@gpu(duration=_requested)
+def fragility(job: FragilityJob, stop: StopToken, seconds: float) -> Iterator[Any]:
+    """One few-shot prompt under K variants × problems: ``Snapshot(FragilityResult)`` after each batch."""
+    yield from _run(_fragility_body, job, stop, seconds)
 
 
 # ------------------------------------------------------------------------------ Quantization (live)

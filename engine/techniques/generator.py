@@ -49,10 +49,11 @@ class EngineGenerator:
     """The real generator: the handle's chat template, then one ``generate_many`` batch per call."""
 
     def __init__(self, handle, on_step: Callable[[int, int], None] | None = None,
-                 on_wait: Callable[[int], None] | None = None) -> None:
+                 on_wait: Callable[[int], None] | None = None, engine=None) -> None:
         self.handle = handle
         self.on_step = on_step
         self.on_wait = on_wait  # requests queued ahead of this call's, while it waits for memory
+        self.engine = engine  # a DecodeEngine of its own (benchmarks); None: the process's shared one
         self.calls = 0
 
     def prepare(self, messages: Messages):
@@ -69,7 +70,7 @@ class EngineGenerator:
         prepared = [self.prepare(m) for m in prompts]
         self.calls += 1
         outs = generate_many(self.handle, prepared, params, n_per_prompt=n_per_prompt, stop=stop,
-                             on_step=self.on_step, on_wait=self.on_wait)
+                             on_step=self.on_step, on_wait=self.on_wait, eng=self.engine)
         outs = sorted(outs, key=lambda o: (o.prompt_index, o.sample_index))
         return [Generation(text=o.text, n_tokens=o.n_tokens, seconds=o.seconds, stop_reason=o.stop_reason,
                            prompt_text=o.prompt.text, prompt_tokens=o.prompt.n_tokens, prompt_index=o.prompt_index,

@@ -26,6 +26,7 @@ class Settings:
     depth: int = 2
     max_subquestions: int = 4
     score_tokens: int = 8
+    n_chains: int = 3  # ask-me-anything: prompt chains (formats × demo sets)
     params: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=256, greedy=True))
 
     def sampled(self) -> SamplingParams:
@@ -42,6 +43,7 @@ class Call:
 
     index: int  # 1-based position in the run
     step: str  # answer | sample | decompose | subquestion | final | critique | revise | propose | score
+    #          | reformulate | chain_answer (ask-me-anything)
     info: dict
     messages: Messages
     prompt: str  # after the chat template
@@ -109,6 +111,7 @@ class Run:
                 "settings": {"k_examples": s.k_examples, "shuffle": s.shuffle, "shuffle_seed": s.shuffle_seed,
                              "n_samples": s.n_samples, "sample_temperature": s.sample_temperature,
                              "rounds": s.rounds, "k_thoughts": s.k_thoughts, "depth": s.depth,
+                             "n_chains": s.n_chains,
                              "params": dict(s.params.__dict__)}}
 
 

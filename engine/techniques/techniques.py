@@ -14,6 +14,7 @@ import re
 from typing import Callable, Sequence
 
 from engine.techniques import tasks as task_sets
+from engine.techniques.ama import ask_me_anything
 from engine.techniques.extraction import NONE, numbers
 from engine.techniques.generator import Messages
 from engine.techniques.records import Ask, Flow, Outcome, Settings
@@ -21,7 +22,8 @@ from engine.techniques.tasks import Task
 from engine.techniques.voting import majority_vote
 
 TECHNIQUES = ("zero_shot", "explicit", "few_shot", "zero_shot_cot", "few_shot_cot", "role",
-              "self_consistency", "least_to_most", "self_refine", "tree_of_thoughts")
+              "self_consistency", "least_to_most", "self_refine", "tree_of_thoughts", "ask_me_anything")
+VOTING = ("self_consistency", "ask_me_anything")  # the techniques whose answer is a vote
 
 
 # =============================================================================== prompt helpers
@@ -221,10 +223,12 @@ SETTINGS_USED: dict[str, tuple[str, ...]] = {
     "self_consistency": ("n_samples", "sample_temperature", "k_examples", "shuffle", "shuffle_seed"),
     "self_refine": ("rounds",),
     "tree_of_thoughts": ("k_thoughts", "depth", "sample_temperature"),
+    "ask_me_anything": ("n_chains",),
 }
 
 FLOWS: dict[str, Callable[[Task, Settings], Flow]] = {
     "zero_shot": zero_shot, "explicit": explicit, "few_shot": few_shot, "zero_shot_cot": zero_shot_cot,
     "few_shot_cot": few_shot_cot, "role": role, "self_consistency": self_consistency,
     "least_to_most": least_to_most, "self_refine": self_refine, "tree_of_thoughts": tree_of_thoughts,
+    "ask_me_anything": ask_me_anything,
 }
