@@ -317,6 +317,7 @@ class Conversation(Rule):
             return err.key, dict(err.params)
         return None
 
+
 @dataclass
 class Grid(Rule):
     """A whole number in [lo, hi] that, times the number of argument ``other``, makes at most ``limit``
