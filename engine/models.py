@@ -406,12 +406,14 @@ def _fast_path_bytes(obj: Any) -> int:
 
 def decoding_state(obj: Any) -> dict:
     """How a loaded model decodes, as data (the UI words it in each language): ``kind`` is
-    ``compiled``, ``static``, ``plain``, ``failed`` or ``""`` (not an LLM)."""
+    ``compiled``, ``static``, ``plain``, ``failed`` or ``""`` (not an LLM); a ``static`` one
+    whose compiled step was given up at load time says why in ``fallback``."""
     extra = getattr(obj, "extra", None) or {}
     fast = extra.get("fast_path")
     if fast is not None:
         return {"kind": "compiled" if fast.compiled else "static", "buckets": [d.bucket for d in fast.decoders],
-                "warmup_s": round(fast.warmup_seconds, 1)}
+                "warmup_s": round(fast.warmup_seconds, 1), "fallback": getattr(fast, "fallback", None) or "",
+                "fallback_stage": getattr(fast, "fallback_stage", None) or ""}
     if extra.get("fast_path_error"):
         return {"kind": "failed", "error": extra["fast_path_error"]}
     return {"kind": "plain" if hasattr(obj, "model") else ""}
@@ -423,7 +425,9 @@ def _fast_path_status(obj: Any) -> str:
     if fast is not None:
         kind = "compiled decode step (CUDA graphs)" if fast.compiled else "static cache, eager"
         buckets = "/".join(str(d.bucket) for d in fast.decoders)
-        return f"{kind}, buckets {buckets} tokens, prepared at load in {fast.warmup_seconds:.1f} s"
+        fallback = getattr(fast, "fallback", None)
+        why = f" (compiled step not used: {fallback})" if fallback else ""
+        return f"{kind}{why}, buckets {buckets} tokens, prepared at load in {fast.warmup_seconds:.1f} s"
     if extra.get("fast_path_error"):
         return "plain decoding (fast path failed: " + extra["fast_path_error"] + ")"
     return "plain decoding" if hasattr(obj, "model") else ""

@@ -54,6 +54,12 @@ def decoding_text(state: dict, lang: str) -> str:
     kind = (state or {}).get("kind", "")
     if kind in ("compiled", "static"):
         buckets = "/".join(map(str, state["buckets"]))
+        if state.get("fallback"):
+            stage = f"about.fallback.{state.get('fallback_stage')}"
+            why = t(stage, lang) if stage in tables()[lang] else ""
+            detail = state["fallback"].split(": ", 1)[-1]
+            return t("about.decoding_fallback", lang, buckets=buckets, seconds=state["warmup_s"],
+                     reason=f"{why}: {detail}" if why else state["fallback"])
         return t(f"about.decoding_{kind}", lang, buckets=buckets, seconds=state["warmup_s"])
     if kind == "failed":
         return t("about.decoding_failed", lang, error=state.get("error", ""))
