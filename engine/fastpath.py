@@ -62,15 +62,16 @@ class FastPathFailure(Exception):
         self.stage, self.detail = stage, detail
 
 
-def mode(device: str) -> str:
+def mode(device: str, zerogpu: bool = False) -> str:
     """"compile" (CUDA), "eager" (forced, for tests) or "off".
 
-    Never "compile" on ZeroGPU: it does not support ``torch.compile`` (each call runs in a
-    short-lived forked worker, and the models are loaded before any GPU exists)."""
+    Never "compile" on ZeroGPU (``zerogpu``, or a Space's environment): it does not support
+    ``torch.compile`` (each call runs in a short-lived forked worker, and the models are loaded
+    before any GPU exists)."""
     from engine.zerogpu import on_zerogpu
 
     forced = os.environ.get("GENAI_FAST_PATH", "").lower()
-    if on_zerogpu():
+    if zerogpu or on_zerogpu():
         return "eager" if forced == "eager" else "off"
     if forced in ("off", "eager", "compile"):
         return forced
