@@ -21,7 +21,9 @@ compile raises, the capture raises, a replay raises or a token differs, the mode
 the eager static path (same caches, no graph): the reason is logged, kept in ``fallback`` and
 shown in the About tab, and requests are served as usual. On CPU the tests force each failure
 through the one place the compiled step comes from, ``torch.compile`` (see
-``tests/test_fast_path_fallback.py``).
+``tests/test_fast_path_fallback.py``); ``GENAI_FAST_PATH_FAULT=compile|capture|check`` does the
+same in a running app (a test hook: the compiled step raises on its first or second call, or
+returns other logits), to see the fallback end to end, on a GPU too.
 
 The static caches belong to the model (they are prepared with it, and their bytes are booked
 with it by the model cache, in the estimate made before loading: :func:`engine.memory.fast_path_bytes`),
@@ -52,6 +54,7 @@ BUCKETS = (1024, 4096)
 PROBE = (1, 2, 3, 4)  # the prompt of the warm-up and of the first-step check (token ids)
 CHECK_STEPS = 4  # decode steps compared: compile, capture, then replays
 TIE_EPS = 8  # a differing token still agrees when the eager logits tie within this many ulps of the largest
+FAULT_ENV = "GENAI_FAST_PATH_FAULT"  # test hook: compile | capture | check makes that stage fail
 
 
 class FastPathFailure(Exception):
@@ -162,7 +165,7 @@ class StaticDecoder:
 
     def compile(self) -> None:
         """Compile the decode step (``torch.compile`` is lazy: the first call compiles)."""
-        self._compiled_step = torch.compile(self._forward, mode="reduce-overhead", fullgraph=True)
+        self._compiled_step = injected_fault(torch.compile(self._forward, mode="reduce-overhead", fullgraph=True))
 
     def uncompile(self) -> None:
         self._compiled_step = None
@@ -303,6 +306,23 @@ class FastPath:
         if self.replayer is not None:
             self.replayer.close()
             self.replayer = None
+
+
+def injected_fault(step: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``step``, or with :data:`FAULT_ENV` set, a step that fails at that stage: raises on its first
+    call (the compile) or its second (the capture), or returns other logits (the check)."""
+    fault = os.environ.get(FAULT_ENV, "").lower()
+    if fault not in ("compile", "capture", "check"):
+        return step
+    calls = [0]
+
+    def faulty(*args: Any) -> torch.Tensor:
+        calls[0] += 1
+        if calls[0] == {"compile": 1, "capture": 2}.get(fault):
+            raise RuntimeError(f"{fault} failure injected ({FAULT_ENV}={fault})")
+        logits = step(*args)
+        return logits.roll(1, dims=-1) if fault == "check" else logits
+    return faulty
 
 
 def check_compiled(dec: StaticDecoder) -> None:

@@ -114,7 +114,18 @@ def test_a_failing_compiled_step_falls_back_to_the_eager_static_path(tiny_llms, 
              "capture": ("capturing its CUDA graph failed", "la capture du graphe CUDA a échoué"),
              "check": ("other tokens than the eager step", "d'autres tokens que l'étape directe")}[stage]
     assert "the compiled decode step was not used" in english and words[0] in english
-    assert "l'étape de décodage compilée n'est pas utilisée" in french and words[1] in french
+    assert "l'étape de décodage compilée n'est pas utilisée" in french and f"{words[1]} : " in french
+
+
+@pytest.mark.parametrize("stage", list(INJECTED))
+def test_the_documented_fault_hook_fails_each_stage_in_a_running_app(tiny_llms, monkeypatch, stage):
+    """GENAI_FAST_PATH_FAULT injects the same failures around the real compiled step (Inductor here)."""
+    monkeypatch.setenv(fastpath.FAULT_ENV, stage)
+    calls: list[int] = []
+    manager, handle = load(monkeypatch, fake_compile(calls))  # the stand-in records; the hook fails
+    assert handle.extra["fast_path"].fallback_stage == stage
+    assert len(calls) == {"compile": 0, "capture": 1, "check": 2 * fastpath.CHECK_STEPS}[stage]
+    served(handle)
 
 
 def test_torch_compile_refusing_at_once_falls_back_too(tiny_llms, monkeypatch):
