@@ -400,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no CUDA GPU here: run with --smoke (the same code paths with tiny shapes)")
     if s.dev != "cuda":
         os.environ.setdefault("GENAI_FAST_PATH", "eager")  # the static-cache path, uncompiled (compile needs CUDA)
-    if s.smoke:  # tiny checkpoints (engine/tiny.py) for the T4 and ZeroGPU rows: built once, next to the others
-        os.environ.setdefault("GENAI_TINY_DIR", str(s.folder / "tiny"))
+    # tiny checkpoints (engine/tiny.py: the ZeroGPU row's app, every smoke row): built once, next to the others
+    os.environ.setdefault("GENAI_TINY_DIR", str(s.folder / "tiny"))
     sections = chosen_sections(args.only)
     started = time.perf_counter()
     report = Report(s)
