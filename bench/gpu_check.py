@@ -385,10 +385,11 @@ def run_sections(s: Settings, report: Report, sections: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true",
-                        help="tiny shapes, any device (CPU included): every row runs, goals not judged")
+                        help="tiny shapes, any device (CPU included): every row runs; only the correctness "
+                             "goals are judged (same tokens, all complete, nothing compiled on a click)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS + tuple(GROUPS), default=list(SECTIONS),
                         help="sections or groups to run: decode = first-click llm invariance nf4, "
-                             "app = images t4 zerogpu (each group ≤ 5 min on one H100)")
+                             "app = images t4 zerogpu (goal: each group ≤ 5 min on one H100)")
     parser.add_argument("--tokens", type=int, default=None, help="new tokens per request (default 256; smoke 16)")
     parser.add_argument("--prompt", type=int, default=None, help="prompt tokens (default 128; smoke 32)")
     parser.add_argument("--students", type=int, default=None, help="students clicking at once (default 30; smoke 4)")
