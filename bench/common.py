@@ -152,6 +152,26 @@ def sync(dev: str) -> None:
         torch.cuda.synchronize()
 
 
+def timed(fn, dev: str) -> float:
+    """Seconds ``fn()`` takes, the device's queued work included."""
+    sync(dev)
+    start = time.perf_counter()
+    fn()
+    sync(dev)
+    return time.perf_counter() - start
+
+
+def stop_process(proc) -> None:
+    """Terminate a server started by a benchmark; kill it if it does not exit within 20 s."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def reset_peak(dev: str) -> None:
     if dev == "cuda":
         torch.cuda.reset_peak_memory_stats()

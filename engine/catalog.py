@@ -31,6 +31,7 @@ class ModelSpec:
     gated: bool = False
     endpoint: str | None = None  # OpenAI-compatible server (…/v1) instead of a local model
     endpoint_model: str | None = None  # the model's name on that server (default: id)
+    fast_path_buckets: tuple[int, ...] | None = None  # static-cache lengths of the fast path (default: engine.fastpath.BUCKETS)
 
     @property
     def is_tiny(self) -> bool:
@@ -118,6 +119,8 @@ def load_catalog(profile: str, env: dict[str, str] | None = None) -> Catalog:
         if endpoint and spec.kind == "causal_lm":
             spec = replace(spec, endpoint=endpoint.strip().rstrip("/"),
                            endpoint_model=(env.get(f"GENAI_{role.upper()}_ENDPOINT_MODEL") or "").strip() or None)
+        if spec.kind == "causal_lm" and prof.get("fast_path_buckets"):
+            spec = replace(spec, fast_path_buckets=tuple(int(b) for b in prof["fast_path_buckets"]))
         specs[role] = spec
     return Catalog(
         profile=profile,

@@ -81,6 +81,37 @@ def weight_bytes(counts: ParamCounts, precision: str, compute_bytes: int | None 
     return int(q + counts.other * compute)
 
 
+def kv_bytes_per_token(config, dtype_bytes: int) -> int:
+    """Keys and values one position adds to a cache: 2 × layers × KV heads × head size × bytes."""
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * dtype_bytes
+
+
+GRAPH_POOL_MARGIN = 64 * 2**20  # the caching allocator's segments around a graph's buffers
+
+
+def graph_pool_bytes(config, dtype_bytes: int, bucket: int) -> int:
+    """The CUDA-graph pool a compiled decode step keeps (an estimate: ``bench/gpu_check.py`` prints
+    the measured pool next to it). Its largest buffers: one layer's keys and values repeated to
+    every attention head (transformers' sdpa path repeats them when a mask is passed, as the
+    static cache does), the step's logits, the allocator's segments; the graphs of all buckets
+    share one pool (one replay thread), so the largest bucket counts."""
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return 2 * bucket * heads * head_dim * dtype_bytes + 2 * config.vocab_size * 4 + GRAPH_POOL_MARGIN
+
+
+def fast_path_bytes(config, dtype_bytes: int, buckets: tuple[int, ...], compiled: bool) -> int:
+    """What the fast path allocates at load time: one static cache per bucket (``buckets``
+    positions in all) and, compiled, the graph pool."""
+    if not buckets:
+        return 0
+    caches = sum(buckets) * kv_bytes_per_token(config, dtype_bytes)
+    return caches + (graph_pool_bytes(config, dtype_bytes, max(buckets)) if compiled else 0)
+
+
 def load_overhead(weights: int, device: str) -> int:
     """Head-room for activations, the KV cache of a short chat and the CUDA context."""
     if device == "cuda":

@@ -88,27 +88,45 @@ class ModelManager:
             from engine.imagegen import estimate_pipeline_bytes
 
             weights = estimate_pipeline_bytes(spec)
-        total = weights + memory.load_overhead(weights, self.device)
+        total = weights + memory.load_overhead(weights, self.device) + self.fast_path_estimate(spec)
         self._estimates[spec.key] = total
         return total
+
+    def fast_path_estimate(self, spec: ModelSpec) -> int:
+        """The static caches (and, compiled, the CUDA-graph pool) the fast path allocates when this
+        model loads: booked before loading, like the weights (0 where there is no fast path)."""
+        from engine import fastpath
+        from engine.llm import torch_dtype
+
+        how = fastpath.mode(self.device, zerogpu=self.hardware.zerogpu)
+        if spec.kind != "causal_lm" or how == "off":
+            return 0
+        config = self._config(spec)
+        buckets = fastpath.buckets_for(config, spec.fast_path_buckets)
+        compute = torch_dtype(spec.precision, self.device).itemsize
+        return memory.fast_path_bytes(config, compute, buckets, compiled=how == "compile")
+
+    def _config(self, spec: ModelSpec):
+        from transformers import AutoConfig
+
+        from engine.llm import model_source
+
+        try:
+            return AutoConfig.from_pretrained(model_source(spec))
+        except Exception as exc:  # noqa: BLE001
+            raise (as_user_error(exc, spec.id) or exc) from exc
 
     def weights_estimate(self, spec: ModelSpec) -> int:
         """Weights only (what ``get_memory_footprint()`` measures), for causal LMs."""
         return self._causal_lm_weights(spec)
 
     def _causal_lm_weights(self, spec: ModelSpec) -> int:
-        from transformers import AutoConfig
-
-        from engine.llm import model_source, torch_dtype
+        from engine.llm import torch_dtype
 
         if spec.params_b and not spec.is_tiny:
             counts = memory.ParamCounts(quantizable=int(spec.params_b * 1e9 * 0.97), other=int(spec.params_b * 1e9 * 0.03))
         else:
-            try:
-                config = AutoConfig.from_pretrained(model_source(spec))
-            except Exception as exc:  # noqa: BLE001
-                raise (as_user_error(exc, spec.id) or exc) from exc
-            counts = memory.param_counts(config)
+            counts = memory.param_counts(self._config(spec))
         compute = torch_dtype(spec.precision, self.device).itemsize
         return memory.weight_bytes(counts, spec.precision, compute_bytes=compute)
 
@@ -406,12 +424,14 @@ def _fast_path_bytes(obj: Any) -> int:
 
 def decoding_state(obj: Any) -> dict:
     """How a loaded model decodes, as data (the UI words it in each language): ``kind`` is
-    ``compiled``, ``static``, ``plain``, ``failed`` or ``""`` (not an LLM)."""
+    ``compiled``, ``static``, ``plain``, ``failed`` or ``""`` (not an LLM); a ``static`` one
+    whose compiled step was given up at load time says why in ``fallback``."""
     extra = getattr(obj, "extra", None) or {}
     fast = extra.get("fast_path")
     if fast is not None:
         return {"kind": "compiled" if fast.compiled else "static", "buckets": [d.bucket for d in fast.decoders],
-                "warmup_s": round(fast.warmup_seconds, 1)}
+                "warmup_s": round(fast.warmup_seconds, 1), "fallback": getattr(fast, "fallback", None) or "",
+                "fallback_stage": getattr(fast, "fallback_stage", None) or ""}
     if extra.get("fast_path_error"):
         return {"kind": "failed", "error": extra["fast_path_error"]}
     return {"kind": "plain" if hasattr(obj, "model") else ""}
@@ -423,7 +443,9 @@ def _fast_path_status(obj: Any) -> str:
     if fast is not None:
         kind = "compiled decode step (CUDA graphs)" if fast.compiled else "static cache, eager"
         buckets = "/".join(str(d.bucket) for d in fast.decoders)
-        return f"{kind}, buckets {buckets} tokens, prepared at load in {fast.warmup_seconds:.1f} s"
+        fallback = getattr(fast, "fallback", None)
+        why = f" (compiled step not used: {fallback})" if fallback else ""
+        return f"{kind}{why}, buckets {buckets} tokens, prepared at load in {fast.warmup_seconds:.1f} s"
     if extra.get("fast_path_error"):
         return "plain decoding (fast path failed: " + extra["fast_path_error"] + ")"
     return "plain decoding" if hasattr(obj, "model") else ""

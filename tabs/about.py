@@ -50,10 +50,21 @@ def profile_description(ctx: AppContext, lang: str) -> str:
     return t(key, lang) if key in tables()[lang] else ctx.catalog.description
 
 
+def fallback_reason(state: dict, lang: str) -> str:
+    """Why the compiled decode step was given up: its stage in the page's language, then the error."""
+    stage = f"about.fallback.{state.get('fallback_stage')}"
+    if stage not in tables()[lang]:
+        return state["fallback"]
+    return t("about.fallback_reason", lang, why=t(stage, lang), detail=state["fallback"].split(": ", 1)[-1])
+
+
 def decoding_text(state: dict, lang: str) -> str:
     kind = (state or {}).get("kind", "")
     if kind in ("compiled", "static"):
         buckets = "/".join(map(str, state["buckets"]))
+        if state.get("fallback"):
+            return t("about.decoding_fallback", lang, buckets=buckets, seconds=state["warmup_s"],
+                     reason=fallback_reason(state, lang))
         return t(f"about.decoding_{kind}", lang, buckets=buckets, seconds=state["warmup_s"])
     if kind == "failed":
         return t("about.decoding_failed", lang, error=state.get("error", ""))

@@ -32,7 +32,7 @@ def test_two_engines_on_one_model_never_share_a_static_cache(fast_handle):
     assert not any(d.leased for d in handle.extra["fast_path"].decoders)  # handed back
 
 
-def test_the_budget_counts_the_static_caches(fast_handle):
+def test_the_budget_counts_the_static_caches(fast_handle, monkeypatch):
     handle, manager = fast_handle
     cfg = handle.model.config
     per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
@@ -40,6 +40,12 @@ def test_the_budget_counts_the_static_caches(fast_handle):
     assert fast.nbytes == sum(d.bucket for d in fast.decoders) * per_token > 0
     weights = handle.footprint_bytes
     assert manager.used_bytes() == weights + memory.load_overhead(weights, "cpu") + fast.nbytes
+    # booked before loading too: the estimate the budget was checked against counted these caches
+    spec = manager.catalog.spec("instruct_llm")
+    estimated = manager.weights_estimate(spec)
+    assert manager.estimate_bytes(spec) == estimated + memory.load_overhead(estimated, "cpu") + fast.nbytes
+    monkeypatch.setenv("GENAI_FAST_PATH", "eager")  # as when it loaded (the fixture's setting)
+    assert manager.fast_path_estimate(spec) == fast.nbytes
 
 
 def test_quantized_in_place_then_compiled_never_on_a_click(tiny_llms, monkeypatch):

@@ -110,6 +110,32 @@ def test_offloaded_components_are_not_counted_as_gpu_memory(manager):
     assert image.size == (imagegen.TINY_SIZE, imagegen.TINY_SIZE)
 
 
+def graph_pool(config: dict, bucket: int) -> int:
+    """What the estimate books for a compiled step's CUDA-graph pool (engine.memory.graph_pool_bytes),
+    written out: one layer's keys and values repeated to every head in fp16, the fp32 logits, 64 MiB."""
+    head_dim = config["hidden_size"] // config["num_attention_heads"]
+    return 2 * bucket * config["num_attention_heads"] * head_dim * 2 + 2 * config["vocab_size"] * 4 + 64 * 2**20
+
+
+def test_the_estimate_books_the_fast_path_before_loading(simulated_t4, published_configs):
+    """On CUDA each LLM compiles its decode step at load time: its static caches and the graph pool
+    are in the estimate the budget is checked against, not only measured after the load."""
+    from engine import memory
+
+    catalog = load_catalog("t4", env={})
+    manager = ModelManager(catalog, simulated_t4)
+    spec = catalog.spec("base_llm")
+    assert spec.fast_path_buckets == (1024,)  # the t4 profile prepares one 1024-token static cache per model
+    mistral = json.loads((CONFIGS / "mistral-7b.json").read_text())
+    fast = 1024 * KV_BYTES_PER_TOKEN + graph_pool(mistral, 1024)
+    assert manager.fast_path_estimate(spec) == fast  # 0.13 GB of static cache + 0.08 GB of graph pool
+    weights = manager.weights_estimate(spec)
+    assert manager.estimate_bytes(spec) == weights + memory.load_overhead(weights, "cuda") + fast
+    # the default buckets (1,024 + 4,096 tokens) would book 0.81 GB per 7B model
+    both = replace(spec, fast_path_buckets=None)
+    assert manager.fast_path_estimate(both) == 5120 * KV_BYTES_PER_TOKEN + graph_pool(mistral, 4096)
+
+
 def test_t4_defaults_fit_with_both_llms_resident(simulated_t4, published_configs):
     from engine.quantization import variants
 
@@ -117,7 +143,8 @@ def test_t4_defaults_fit_with_both_llms_resident(simulated_t4, published_configs
     manager = ModelManager(catalog, simulated_t4)
     assert manager.budget == pytest.approx(14.57e9, rel=0.01)
     llms = sum(manager.estimate_bytes(catalog.spec(role)) for role in ("base_llm", "instruct_llm"))
-    assert llms == pytest.approx(2 * 5.70e9, rel=0.02)  # Mistral-7B NF4: 4.45 GB of weights + head-room, each
+    # Mistral-7B NF4: 4.45 GB of weights + head-room + its fast path (0.22 GB), each
+    assert llms == pytest.approx(2 * 5.91e9, rel=0.01)
     free = manager.budget - llms
     assert free >= 2 * 8192 * KV_BYTES_PER_TOKEN, "both LLMs should keep room for 8k tokens of KV cache each"
 
@@ -128,13 +155,28 @@ def test_t4_defaults_fit_with_both_llms_resident(simulated_t4, published_configs
     need = {v: variants.estimate_variant_bytes(manager, subject, v) for v in rows}
     need["load"] = variants.estimate_variant_bytes(manager, subject, variants.compute_precision("cuda", False))  # HQQ's load
     assert max(need.values()) + 4096 * KV_BYTES_PER_TOKEN <= free, need
-    assert need["fp16"] == pytest.approx(0.494e9 * 2 * 1.1 + 0.8e9, rel=0.02)  # the reference row: 1.89 GB
+    qwen = json.loads((CONFIGS / "qwen2.5-0.5b-instruct.json").read_text())
+    qwen_fast = 1024 * 2 * 24 * 2 * 64 * 2 + graph_pool(qwen, 1024)  # 24 layers × 2 KV heads × 64 dims, fp16
+    assert need["fp16"] == pytest.approx(0.494e9 * 2 * 1.1 + 0.8e9 + qwen_fast, rel=0.02)  # the reference row: 1.97 GB
 
     # The image tab's default selection fits the budget (alone: moving to it may release the LLMs).
     defaults = [catalog.spec(role) for role in catalog.image_defaults]
     assert sum(manager.estimate_bytes(s) for s in defaults) <= manager.budget
     pair = [catalog.spec("sdxl_turbo"), catalog.spec("flux_schnell")]  # the old default pair does not fit
     assert sum(manager.estimate_bytes(s) for s in pair) > manager.budget
+
+
+def test_two_buckets_per_model_would_not_leave_the_quantization_tab_room_on_a_t4(simulated_t4, published_configs):
+    """Why the t4 profile keeps one static-cache bucket: with the default two (1,024 + 4,096 tokens,
+    0.81 GB per 7B model counted), the quantization tab's reference row no longer fits beside the LLMs."""
+    from engine.quantization import variants
+
+    catalog = load_catalog("t4", env={})
+    manager = ModelManager(catalog, simulated_t4)
+    specs = {role: replace(catalog.spec(role), fast_path_buckets=None) for role in ("base_llm", "instruct_llm")}
+    llms = sum(manager.estimate_bytes(s) for s in specs.values())
+    subject = replace(catalog.spec("quant_subject"), fast_path_buckets=None)
+    assert llms + variants.estimate_variant_bytes(manager, subject, "fp16") > manager.budget
 
 
 def test_mistral_7b_as_the_t4_subject_would_not_fit(simulated_t4, published_configs):

@@ -10,8 +10,8 @@ The per-unit figures below are estimates for the ``zerogpu`` profile (half an H2
 3g.71gb MIG slice), derived from the H100 measurements in this project's notes (plain eager
 bf16 decoding of Mistral-7B at 24–48 tok/s; FLUX 176 ms and SDXL 123 ms per 1024² step at full
 H100 compute), taken at half the compute and rounded up. They were not measured on ZeroGPU;
-``python bench/decode.py`` and ``python bench/images.py`` on a GPU print the per-step figures
-to put here.
+``python bench/gpu_check.py`` on a GPU prints the per-step and per-load figures it measured in
+this module's form (names and units as below), to replace these once scaled to the slice.
 """
 from __future__ import annotations
 

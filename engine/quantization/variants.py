@@ -93,7 +93,8 @@ def estimate_variant_bytes(manager, spec: ModelSpec, variant: str) -> int:
     _, counts, _ = planner.counts_for(spec.id)
     compute = 4 if manager.device == "cpu" else 2
     weights = planner.weights_bytes(counts, variant, compute)
-    return weights + memory.load_overhead(weights, manager.device)
+    fast = manager.fast_path_estimate(spec.with_precision(compute_precision(manager.device, manager.hardware.bf16)))
+    return weights + memory.load_overhead(weights, manager.device) + fast  # its fast path is prepared after quantizing
 
 
 def check_variant_fits(manager, spec: ModelSpec, variant: str) -> int:
