@@ -225,6 +225,26 @@ def test_api_ama_in_the_benchmark_table_and_csv(client):
     assert len(ama_rows) == 2 and all(r["outputs"].count("[#") == 4 for r in ama_rows)
 
 
+def test_api_an_ama_run_travels_by_link_and_to_the_wall(client):
+    question = task_sets.get_task("arith-04", "en").question  # what the page's question box holds
+    inputs = {"technique": "ask_me_anything", "language": "en", "problem": "arith-04", "question": question,
+              "ama_chains": 2, "max_new_tokens": 4}
+    md, vote_md, _plot, calls, raw = client.predict(**inputs, api_name="/run_technique")
+    shared = client.predict("run_technique", inputs, {"result": {"type": "markdown", "value": md},
+                                                      "vote": {"type": "markdown", "value": vote_md},
+                                                      "calls": {"type": "html", "value": calls}},
+                            api_name="/share_experiment")
+    opened = client.predict(shared["id"], api_name="/open_experiment")
+    assert opened["inputs"] == inputs and opened["outputs"]["vote"]["value"] == vote_md
+    again = client.predict(**opened["inputs"], api_name=opened["api"])  # greedy: the same chains, the same calls
+    assert [c["output"] for c in again[-1]["calls"]] == [c["output"] for c in raw["calls"]]
+    room = client.predict("AMA", api_name="/wall_open_room")["room"]
+    client.predict(room, "Malo", shared["id"], api_name="/wall_post")
+    card = client.predict(room, api_name="/wall")["entries"][0]
+    assert card["title"] == f"[ask_me_anything] {question}"
+    assert card["card"]["parts"][0]["text"] == md
+
+
 @pytest.mark.parametrize("chains,expected", [(7, "between 1 and 6"), (0, "between 1 and 6"), (2.5, "whole number")])
 def test_api_ama_chains_out_of_range_are_refused_before_running(client, chains, expected):
     with pytest.raises(ValidationError, match=expected):

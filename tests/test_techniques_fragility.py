@@ -172,6 +172,23 @@ def test_stop_ends_the_engine_call_in_flight_within_a_second(manager):
     assert result.stopped and result.rows == [] and result.total == 6
 
 
+def test_through_gpu_tasks_progress_only_moves_forward_and_results_grow(manager):
+    from engine import gpu_tasks
+
+    gpu_tasks.bind(manager)  # what app.py does at start-up (off-Space: the plain functions, in this process)
+    settings = FragilitySettings(variants=12, params=SamplingParams(max_new_tokens=2, greedy=True))
+    problems = task_sets.benchmark_tasks("en", ["number"], 5)
+    job = gpu_tasks.FragilityJob(manager.catalog.spec("instruct_llm"), tuple(problems), settings,
+                                 tuple(plan_variants(problems, settings)))
+    fractions, sizes = [], []
+    for result in gpu_tasks.call(gpu_tasks.fragility, job, ("test", "fragility"),
+                                 on_progress=lambda event: fractions.append(event.fraction)):
+        sizes.append((len(result.rows), result.done))
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) > 3
+    rows = [n for n, _ in sizes]  # partial results may be merged on the way (only the latest state is worth sending)
+    assert rows == sorted(rows) and all(n % 12 == 0 for n in rows) and sizes[-1] == (60, True)
+
+
 def test_fragility_duration_follows_the_rows():
     from engine.catalog import load_catalog
     from engine.gpu_tasks import FragilityJob, durations

@@ -171,7 +171,8 @@ def _fragility_body(job: FragilityJob, signal: StopSignal, emit: Emit) -> Iterat
         finished[0] = done
         report(done)
 
-    with manager().using(job.model, _loading(emit)) as handle:  # leased: never evicted mid-experiment
+    # leased: never evicted mid-experiment; loading says what it does at 0 %, so the bar only moves forward
+    with manager().using(job.model, _loading(emit, 0.0, 0.0)) as handle:
         generator = EngineGenerator(handle, on_step=on_step)
         for result in run_fragility(generator, list(job.tasks), job.settings, list(job.variants), stop=signal,
                                     on_progress=on_progress):
