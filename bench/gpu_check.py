@@ -209,7 +209,7 @@ def run_llm(s: Settings, rows: dict[str, Row]) -> None:
         follow = max(t.ttft_s for t in engine_run(eng, [base, instr], conversation, 8))
         first = max(t.ttft_s for t in engine_run(eng, [base, instr], ids, 8))
         r[9].measured, r[9].ok = f"{follow:.3f} s (first turn, {len(ids)} tokens: {first:.3f} s)", follow < 1.0
-        best_of_one = lambda fn, _repeats: seconds(fn, s.dev)  # noqa: E731 - one timed run per column
+        best_of_one = lambda fn, _repeats: timed(fn, s.dev)  # noqa: E731 - one timed run per column
         _, app, loop = time_ama(base, eng, 3, SamplingParams(max_new_tokens=min(n, 64), greedy=True), 1, best_of_one)
         r[10].measured = f"{loop / app:.2f}× ({app:.2f} s vs {loop:.2f} s)"
         variants, problems, tokens = FRAGILITY

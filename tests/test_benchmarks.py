@@ -73,6 +73,19 @@ def test_benchmark_runs_and_prints_its_figures(name, tmp_path, tiny_dir):
     assert "crashed" not in done.stdout and "skipped" not in done.stdout, done.stdout[-3000:]
 
 
+@pytest.fixture(autouse=True)
+def _process_state_restored():
+    """gpu_check.main runs in this process in the tests below: what it sets for its own run (the
+    fast path's mode, the tiny folder, the limits' profile) must not reach the tests that follow."""
+    from engine import limits
+
+    environ, profile = dict(os.environ), limits._active
+    yield
+    os.environ.clear()
+    os.environ.update(environ)
+    limits.set_profile(profile)
+
+
 def test_gpu_check_reports_missing_packages_and_crashes_and_goes_on(monkeypatch, capsys):
     import importlib.util
 
