@@ -78,6 +78,11 @@ def align(text: str, pieces: list[Piece]) -> None:
     char_of = (np.cumsum(lead) - 1).tolist()  # index of the character each byte belongs to
     pos = 0
     for p in pieces:
+        if p.raw is None:  # a special token read from its text ("</s>"): step over that text
+            name = (p.special or "").encode("utf-8")
+            if name and data.startswith(name, pos):
+                pos += len(name)
+            continue
         if not p.raw:
             continue
         hit = _locate(data, p.raw, pos)

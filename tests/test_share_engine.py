@@ -123,6 +123,18 @@ def test_room_limits_and_rate_limit(tmp_path):
     assert err.value.key == "wall.err.name_too_long"
 
 
+def test_rooms_opened_per_address_are_limited_and_the_limit_is_configurable(tmp_path):
+    limits = Limits.from_env({"GENAI_WALL_ROOMS_BURST": "2", "GENAI_WALL_ROOMS_EVERY_S": "600"})
+    wall = Sharing(tmp_path / "d", limits=limits).wall
+    wall.open_room(address="10.0.0.1")
+    wall.open_room(address="10.0.0.1")
+    with pytest.raises(UserError) as err:
+        wall.open_room(address="10.0.0.1")
+    assert err.value.key == "wall.err.slow_down" and err.value.params["seconds"] > 500
+    wall.open_room(address="10.0.0.2")  # another school's address has its own rooms
+    assert Limits.from_env({}).rooms_burst == 5
+
+
 def test_sanitizer_drops_script_and_keeps_the_apps_own_html():
     from engine.generation import TokenInfo
     from ui.token_probs import render_output

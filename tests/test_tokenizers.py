@@ -299,7 +299,7 @@ def test_language_table_and_chart_data():
 
 def test_chat_preset_through_the_template():
     text, parse_special = tk.preset_text("chat")
-    assert parse_special and text.startswith("<s>[INST] ") and text.endswith(" [/INST]") and "</s>[INST]" in text
+    assert parse_special and text.startswith("<s>[INST] ") and text.endswith(" [/INST]") and "</s> [INST]" in text  # v0.1's Hub template
     v1 = tk.get("mistral-v1").encoding(text, parse_special=True)
     assert [p.special for p in v1.pieces if p.special] == ["<s>", "</s>"]  # v1: [INST] is ordinary text
     for key in ("mistral-v3", "tekken"):
