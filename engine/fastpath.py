@@ -25,6 +25,8 @@ from typing import Callable
 
 import torch
 
+from engine import forksafe
+
 log = logging.getLogger(__name__)
 BUCKETS = (1024, 4096)
 
@@ -98,6 +100,13 @@ class FastPath:
         self.warmup_seconds = 0.0
         self.pool_bytes = 0  # CUDA memory the warm-up kept beyond the static caches (graph pools)
         self._lock = threading.Lock()
+        forksafe.renew(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh lock, and no decoder leased (the parent's rows are not there)."""
+        self._lock = threading.Lock()
+        for d in self.decoders:
+            d.leased = False
 
     def available(self, need_tokens: int) -> bool:
         with self._lock:

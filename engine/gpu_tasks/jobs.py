@@ -25,6 +25,7 @@ class CompareJob:
     system: str = ""
     template_on_base: bool = False
     top_probs: int = 0
+    owner: str = ""  # who asked (a session): the engine admits sessions' requests round-robin
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class TechniqueJob:
     technique: str
     task: Any  # engine.techniques.tasks.Task (a frozen record)
     settings: Any  # engine.techniques.records.Settings (a frozen record)
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class BenchmarkJob:
     techniques: tuple[str, ...]
     tasks: tuple[Any, ...]  # Task records
     settings: Any  # Settings
+    owner: str = ""
 
 
 @dataclass(frozen=True)
