@@ -18,8 +18,8 @@ from ui.i18n import I18N, forced_lang, request_lang, t
 from ui.queue_status import queue_text
 from ui.share import share_row
 from ui.token_probs import legend_html, render_output
-from ui.widgets import (model_picker, on_new_sample, preset_label, run_row, sampling_controls, sampling_summary,
-                        spec_for, to_params)
+from ui.widgets import (model_picker, preset_label, run_row, sampling_controls, sampling_summary, spec_for,
+                        to_params)
 
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets" / "base_vs_instruct.json"
 
@@ -172,9 +172,8 @@ def build(ctx: AppContext) -> None:
 
     inputs = [prompt, system, base_model, instruct_model, template_on_base, show_probs] + sampling.inputs
     queue = {"concurrency_id": ctx.concurrency_id("causal_lm"), "concurrency_limit": ctx.llm_concurrency}
-    row.run.click(compare, inputs=inputs, outputs=panes_out + [raw], api_name="compare", **queue)
-    prompt.submit(compare, inputs=inputs, outputs=panes_out + [raw], api_name=False, **queue)
-    on_new_sample(row.new_sample, sampling.seed, compare, inputs=inputs, outputs=panes_out + [raw], **queue)
+    row.wire(compare, action="compare", inputs=inputs, outputs=panes_out + [raw], api_name="compare",
+             seed=sampling.seed, enter=prompt, **queue)
     row.stop.click(stop_generation, api_name="stop_compare", queue=False)
     card_btn.click(comparison_card, inputs=raw, outputs=[card_png, card_md], api_name="comparison_card")
     share_row(ctx, "base_vs_instruct", api="compare",
