@@ -320,28 +320,30 @@ class DecodeEngine:
                 r.finish("stopped")
                 r._publish()
                 continue
-            if now - r.submitted > limit:
+            if not blocked:
+                try:
+                    batch = self._batch_for(r.handle)
+                except Exception as exc:  # noqa: BLE001 - e.g. a model the batch cache does not support
+                    self._fail([r], exc, getattr(r.handle.spec, "id", "?"))
+                    continue
+                try:
+                    placed = self._plan_one(r, batch, plans, free)
+                    r.admission_faults = 0
+                except Exception as exc:  # noqa: BLE001 - e.g. the memory query raised: it stays waiting
+                    placed = False
+                    self._admission_fault(r, exc, batch.name)
+                if placed:
+                    continue
+                blocked = True  # it waits, and so does everyone behind it: nobody overtakes
+            if not r.done and now - r.submitted > limit:
                 self._fail([r], UserError("engine.err_queue_timeout", model=getattr(r.handle.spec, "id", "?"),
                                           seconds=round(now - r.submitted), ahead=ahead), "queue")
                 continue
             ahead += 1
-            if blocked:  # someone ahead waits: nobody overtakes
-                continue
-            try:
-                batch = self._batch_for(r.handle)
-            except Exception as exc:  # noqa: BLE001 - e.g. a model the batch cache does not support
-                self._fail([r], exc, getattr(r.handle.spec, "id", "?"))
-                continue
-            try:
-                blocked = not self._plan_one(r, batch, plans, free)
-                r.admission_faults = 0
-            except Exception as exc:  # noqa: BLE001 - e.g. the memory query raised: it stays waiting
-                blocked = True
-                self._admission_fault(r, exc, batch.name)
         return plans, free
 
     def _plan_one(self, r: Request, batch: ModelBatch, plans: dict[int, Plan], free: dict[str, int]) -> bool:
-        """Plan ``r`` into its batch if it fits (True), end it if it never can (True), else False."""
+        """Plan ``r`` into its batch if it fits (True), end it if it never can (True); False: it waits."""
         plan = plans.setdefault(id(batch), Plan(batch))
         device = str(batch.device)
         if device not in free:
