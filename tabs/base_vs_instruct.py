@@ -17,7 +17,7 @@ from ui.feedback import error_message, guard, warn
 from ui.i18n import I18N, forced_lang, request_lang, t
 from ui.queue_status import queue_text
 from ui.share import share_row
-from ui.token_probs import legend_html, render_output
+from ui.token_probs import Rendered, legend_html, render_output
 from ui.widgets import (model_picker, preset_label, run_row, sampling_controls, sampling_summary, spec_for,
                         to_params)
 
@@ -73,15 +73,17 @@ def settings_text(params: SamplingParams | dict, lang: str = "en") -> str:
 
 
 def _outputs(panes: tuple[PaneState, PaneState], show_probs: bool, lang: str, meta: dict,
-             params: SamplingParams) -> tuple:
+             params: SamplingParams, rendered: tuple[Rendered, Rendered] | None = None) -> tuple:
+    """The tab's outputs for one update; ``rendered``: each pane's output rendered so far in this
+    run (kept by the caller across its updates: only what is new is rendered)."""
     out: list = []
-    for state, key in zip(panes, ("bvi.base_title", "bvi.instruct_title")):
+    for state, key, done in zip(panes, ("bvi.base_title", "bvi.instruct_title"), rendered or (None, None)):
         u = state.update
         out += [
             pane_header(key, state.model, lang),
             state.prompt.text,
             pane_input_info(state, lang, show_probs),
-            render_output(u.text, u.tokens, show_probs, drop_last=u.stop_reason == "eos", lang=lang),
+            render_output(u.text, u.tokens, show_probs, drop_last=u.stop_reason == "eos", lang=lang, rendered=done),
             pane_stats(state, lang, params),
         ]
     out.append({**meta, "base": panes[0].as_dict(), "instruct": panes[1].as_dict()})
@@ -151,10 +153,11 @@ def build(ctx: AppContext) -> None:
         job = gpu_tasks.CompareJob(spec_for(ctx, "base_llm", base_model), spec_for(ctx, "instruct_llm", instruct_model),
                                    prompt, params, system=system_prompt or "", template_on_base=bool(template_on_base),
                                    top_probs=5 if show_probabilities else 0)
+        rendered = (Rendered(), Rendered())  # each pane's output so far: an update renders only what is new
         for panes in gpu_tasks.call(gpu_tasks.compare, job, zerogpu.stop_key(request, "compare"),
                                     on_progress=zerogpu.progress_to(progress, lang),
                                     on_notice=zerogpu.warn_notice(lang)):
-            yield _outputs(panes, bool(show_probabilities), lang, meta, params)
+            yield _outputs(panes, bool(show_probabilities), lang, meta, params, rendered)
 
     def stop_generation(request: gr.Request):
         zerogpu.stop(request, "compare")

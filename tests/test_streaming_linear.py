@@ -115,3 +115,24 @@ def test_prefix_is_a_snapshot_of_a_growing_list():
     assert view == [1, 2, 3] and view != [1, 2, 3, 4] and Prefix(items) == (1, 2, 3, 4, 5)
     with pytest.raises(IndexError):
         view[3]
+
+
+def test_a_pane_rendered_update_by_update_is_the_pane_rendered_at_once(handle):
+    """The tab renders only what is new at each update (``Rendered``): the HTML is the same as a
+    rendering from scratch, with or without probabilities, when the final text differs from the
+    streamed one, and when the last token (end of sequence) is dropped."""
+    from ui.token_probs import Rendered, render_output
+
+    eng = DecodeEngine(background=False)
+    req = eng.submit(handle, handle.prepare_raw("Il était une fois"), SamplingParams(max_new_tokens=40, greedy=True),
+                     top_probs=3)
+    text_cache, probs_cache = Rendered(), Rendered()
+    for _ in eng.wait([req]):
+        u = req.update()
+        for probs, cache in ((False, text_cache), (True, probs_cache)):
+            assert render_output(u.text, u.tokens, probs, lang="fr", rendered=cache) == \
+                render_output(u.text, u.tokens, probs, lang="fr")
+    u = req.update()
+    for probs, cache in ((False, text_cache), (True, probs_cache)):
+        assert render_output("<b>" + u.text, u.tokens, probs, drop_last=True, rendered=cache) == \
+            render_output("<b>" + u.text, u.tokens, probs, drop_last=True)
