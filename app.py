@@ -71,8 +71,10 @@ def engine_stats_markdown(lang: str = "en") -> str:
 
     s = engine().stats()
     running = ", ".join(f"`{m}` × {n}" for m, n in s["running"].items()) or "—"
-    return t("about.engine_stats", lang, waiting=s["waiting"], batch=s["batch_size"], running=running,
-             tps=s["tokens_per_s"], largest=s["max_batch_seen"], total=s["total_tokens"])
+    mean = s["rows_stepped"] / s["batch_steps"] if s["batch_steps"] else 0.0
+    return (t("about.engine_stats", lang, waiting=s["waiting"], batch=s["batch_size"], running=running,
+              tps=s["tokens_per_s"], largest=s["max_batch_seen"], total=s["total_tokens"]) + "\n"
+            + t("engine.stats_batching", lang, rows=s["rows_stepped"], steps=s["batch_steps"], mean=mean))
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:

@@ -13,4 +13,6 @@ from __future__ import annotations
 
 import threading
 
-BUILD_LOCK = threading.RLock()
+from engine import forksafe
+
+BUILD_LOCK = forksafe.RenewedLock(threading.RLock)  # made again in a forked ZeroGPU worker

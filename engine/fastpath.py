@@ -49,6 +49,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from engine import forksafe
+
 log = logging.getLogger(__name__)
 BUCKETS = (1024, 4096)
 PROBE = (1, 2, 3, 4)  # the prompt of the warm-up and of the first-step check (token ids)
@@ -238,6 +240,13 @@ class FastPath:
         self.warmup_seconds = 0.0
         self.pool_bytes = 0  # CUDA memory the warm-up kept beyond the static caches (graph pools)
         self._lock = threading.Lock()
+        forksafe.renew(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh lock, and no decoder leased (the parent's rows are not there)."""
+        self._lock = threading.Lock()
+        for d in self.decoders:
+            d.leased = False
 
     def usable(self) -> bool:
         """A compiled fast path only runs in its replay thread, which a forked process lacks."""

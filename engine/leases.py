@@ -8,6 +8,10 @@ load a second copy.
 
 Leases are counted per object and per owner (a request, or a thread for ``using``), so the
 manager can tell a caller that waits on memory only it is pinning itself.
+
+A forked child (a ZeroGPU worker) starts with no leases and a fresh lock: the parent's leases
+belong to the parent's threads and requests, which the child does not have, and would keep their
+models from ever being evicted there (see :mod:`engine.forksafe`).
 """
 from __future__ import annotations
 
@@ -16,8 +20,23 @@ from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Hashable, Iterator
 
+from engine import forksafe
+
 _lock = threading.Lock()
 _holds: dict[int, Counter] = {}  # id(obj) -> owner -> count (the holder keeps obj alive)
+
+
+@forksafe.at_fork
+def _after_fork() -> None:
+    global _lock, _holds
+    _lock = threading.Lock()
+    _holds = {}
+
+
+def total() -> int:
+    """Leases held in this process, all objects and owners together."""
+    with _lock:
+        return sum(sum(c.values()) for c in _holds.values())
 
 
 def thread_owner() -> Hashable:

@@ -64,6 +64,8 @@ class Limits:
     cpu_events: int = 4  # CPU-bound events (tokenizers, weights, plans, cards) at once
     image_events: int = 8  # image events admitted at once (they then take turns for the GPU)
     png_reads: int = 2  # PNG metadata reads at once
+    session_runs: int = 1  # runs of one action (comparison, technique, benchmark, images…) a session has going at once
+    queue_wait_s: float = 300.0  # the longest a request waits for its turn (memory, image model, live quantization)
     sessions: int = 300  # browser/API sessions whose state the server keeps (≈ 0.5 MB each + last outputs)
     session_idle_s: float = 1_800.0  # a session unused this long is forgotten
     remote_deadline_s: float = 300.0  # one request to an inference server, start to end

@@ -14,13 +14,12 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from engine import leases, memory
+from engine import forksafe, leases, memory
 from engine.catalog import Catalog, ModelSpec
 from engine.errors import UserError, as_user_error
 from engine.hardware import Hardware
@@ -64,14 +63,18 @@ class ModelManager:
         self._waiting_loads: list[object] = []  # tickets of loads waiting for room, oldest first
         self.peak_bytes = 0  # the most ever booked at once (entries + reservations)
         self._dropped = False  # models were dropped since memory was last collected
-        self.events: list[str] = []  # human-readable log of loads / evictions (About panel)
-        ref = weakref.ref(self)  # a forked ZeroGPU worker must not inherit a lock held by another thread
-        os.register_at_fork(after_in_child=lambda: (m := ref()) is not None and m._reset_locks())
+        self.loads = 0  # models loaded so far (counters, not a log: memory stays flat over a day)
+        self.evictions = 0  # models evicted to make room
+        forksafe.renew(self)  # a forked ZeroGPU worker must not inherit a lock held by another thread
 
-    def _reset_locks(self) -> None:
+    def _after_fork(self) -> None:
+        """In a forked child: fresh locks; the parent's loads in progress, engine caches and waiting
+        loads belong to its threads, which the child does not have."""
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._key_locks = {}
+        self._reserved = {}
+        self._waiting_loads = []
 
     @property
     def device(self) -> str:
@@ -204,11 +207,11 @@ class ModelManager:
                 self._evict_until(measured, keep=spec.key)  # it came out bigger than estimated
                 self._entries[spec.key] = Entry(spec, obj, measured, time.time(), seconds, weights)
                 self._note_usage()
-                self.events.append(f"loaded {spec.id} ({spec.precision}) in {seconds:.1f} s, {weights / 1e9:.2f} GB of weights")
+                self.loads += 1
                 if owner is not None:
                     leases.acquire(obj, owner)
             self._free_dropped()
-            log.info("loaded %s in %.1fs", spec.key, seconds)
+            log.info("loaded %s in %.1f s, %.2f GB of weights", spec.key, seconds, weights / 1e9)
             return obj
 
     def pin(self, spec: ModelSpec) -> None:
@@ -282,6 +285,14 @@ class ModelManager:
             evictable = sum(e.bytes for k, e in self._entries.items() if k not in self._pinned and not leases.in_use(e.obj))
             return max(0, self.budget - self.used_bytes() + evictable)
 
+    def most_bytes(self, keep: Any = None) -> int:
+        """The most reservations could ever get while the loaded object ``keep`` stays: the budget
+        less the pinned models and ``keep`` (everything else can leave: loads and jobs end, models
+        in use are released, unused ones evicted). What "can this request ever fit" is judged by."""
+        with self._lock:
+            staying = sum(e.bytes for k, e in self._entries.items() if k in self._pinned or e.obj is keep)
+            return max(0, self.budget - staying)
+
     def set_reserved(self, owner: str, nbytes: int) -> bool:
         """The engine's KV caches: reserve (evicting unused models if needed) or release; False if
         ``nbytes`` cannot fit. A reservation that does not grow is always accepted."""
@@ -338,7 +349,7 @@ class ModelManager:
                                         busy=busy or "—", seconds=round(self.wait_s))
                     if ticket not in self._waiting_loads:
                         self._waiting_loads.append(ticket)
-                        self.events.append(f"{model} waits for memory held by models in use")
+                        log.info("%s waits for memory held by models in use", model)
                     self._changed.wait(0.05)
             finally:
                 if ticket in self._waiting_loads:
@@ -358,7 +369,8 @@ class ModelManager:
             if key == keep or key in self._pinned or leases.in_use(entry.obj):
                 continue
             self._drop(key)
-            self.events.append(f"evicted {entry.spec.id} ({entry.spec.precision}) to make room")
+            self.evictions += 1
+            log.info("evicted %s (%s) to make room", entry.spec.id, entry.spec.precision)
 
     def _note_usage(self) -> None:
         self.peak_bytes = max(self.peak_bytes, self.used_bytes())

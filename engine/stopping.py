@@ -12,6 +12,10 @@ releases the GPU. Off-Space the same array is simply read in the same process.
 
 A signal can also carry a deadline: on ZeroGPU a call stops itself just before its requested
 GPU duration runs out (a late call is aborted by ZeroGPU, losing everything).
+
+The board also keeps the rule "one run per student per action": :meth:`StopBoard.begin` refuses a
+call when its key (session, action) already has ``limit`` calls going that were not asked to stop
+(a run being stopped does not count: Stop then Run again always works).
 """
 from __future__ import annotations
 
@@ -23,6 +27,9 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Hashable
+
+from engine import forksafe
+from engine.errors import UserError
 
 log = logging.getLogger(__name__)
 SLOTS = 4096  # GPU calls running at once, at most
@@ -90,9 +97,17 @@ class StopBoard:
         self._free = list(range(SLOTS - 1, -1, -1))
         self._tickets = itertools.count(1)
         self._running: dict[Hashable, set[StopToken]] = {}
+        forksafe.renew(self)
 
-    def begin(self, key: Hashable) -> StopToken:
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+    def begin(self, key: Hashable, limit: int | None = None) -> StopToken:
+        """A token for a new call under ``key``. With ``limit``: raises ``UserError`` (nothing
+        started) if ``key`` already has ``limit`` calls going that were not asked to stop."""
         with self._lock:
+            if limit is not None and self._going(key) >= limit:
+                raise UserError("engine.err_already_running", n=limit)
             if not self._free:
                 log.warning("no stop slot left: this call cannot be stopped")
                 return NEVER
@@ -100,6 +115,14 @@ class StopBoard:
             _FLAGS[token.slot] = 0
             self._running.setdefault(key, set()).add(token)
             return token
+
+    def _going(self, key: Hashable) -> int:
+        return sum(1 for token in self._running.get(key, ()) if not token.requested())
+
+    def running(self, key: Hashable) -> int:
+        """Calls going under ``key`` that were not asked to stop."""
+        with self._lock:
+            return self._going(key)
 
     def stop(self, key: Hashable) -> int:
         """Ask every call running under ``key`` to stop; returns how many there were."""

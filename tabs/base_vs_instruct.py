@@ -30,9 +30,9 @@ from ui.feedback import error_message, guard, warn
 from ui.i18n import I18N, forced_lang, request_lang, t
 from ui.queue_status import queue_text
 from ui.share import share_row
-from ui.token_probs import legend_html, render_output
-from ui.widgets import (model_picker, on_new_sample, preset_label, run_row, sampling_controls, sampling_summary,
-                        spec_for, to_params)
+from ui.token_probs import Rendered, legend_html, render_output
+from ui.widgets import (model_picker, preset_label, run_row, sampling_controls, sampling_summary, spec_for,
+                        to_params)
 
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets" / "base_vs_instruct.json"
 
@@ -99,15 +99,18 @@ def settings_text(params: SamplingParams | dict, lang: str = "en") -> str:
 
 
 def _outputs(panes: tuple[PaneState, PaneState], show_probs: bool, lang: str, meta: dict,
-             params: SamplingParams, history: tuple[Turn, ...] = (), source=None) -> tuple[list, dict]:
+             params: SamplingParams, history: tuple[Turn, ...] = (), source=None,
+             rendered: tuple[Rendered, Rendered] | None = None) -> tuple[list, dict]:
     """Both panes' five outputs (header, input, input info, conversation, stats), the passages each
     was given, and the raw result with the whole conversation (this turn's answers as far as they
-    are written)."""
+    are written). ``rendered``: each pane's output rendered so far in this run (kept by the caller
+    across its updates: only what is new is rendered)."""
     out: list = []
     turn = len(history) + 1
-    for state, key in zip(panes, source_panel.titles(source)):
+    for state, key, done in zip(panes, source_panel.titles(source), rendered or (None, None)):
         u = state.update
-        current = render_output(u.text, u.tokens, show_probs, drop_last=u.stop_reason == "eos", lang=lang)
+        current = render_output(u.text, u.tokens, show_probs, drop_last=u.stop_reason == "eos", lang=lang,
+                                rendered=done)
         out += [
             pane_header(key, state.model, lang),
             state.prompt.text,
@@ -254,10 +257,11 @@ def build(ctx: AppContext) -> None:
         job = gpu_tasks.CompareJob(spec_for(ctx, "base_llm", base_model), spec_for(ctx, "instruct_llm", instruct_model),
                                    prompt, params, system=system_prompt or "", template_on_base=bool(template_on_base),
                                    top_probs=5 if show_probabilities else 0, history=history, source=plan)
+        rendered = (Rendered(), Rendered())  # each pane's output so far: an update renders only what is new
         for panes in gpu_tasks.call(gpu_tasks.compare, job, zerogpu.stop_key(request, "compare"),
                                     on_progress=zerogpu.progress_to(progress, lang),
                                     on_notice=zerogpu.warn_notice(lang)):
-            yield _outputs(panes, bool(show_probabilities), lang, meta, params, history, plan)
+            yield _outputs(panes, bool(show_probabilities), lang, meta, params, history, plan, rendered)
 
     @guard
     def compare(prompt: str, system_prompt: str = "", base_model: str = "", instruct_model: str = "",
@@ -347,12 +351,10 @@ def build(ctx: AppContext) -> None:
     inputs = [prompt] + settings + [history] + src.inputs
     outputs = panes_out + passages_out + [follow_box, convo_info, history, raw]
     queue = {"concurrency_id": ctx.concurrency_id("causal_lm"), "concurrency_limit": ctx.llm_concurrency}
-    row.run.click(compare, inputs=inputs, outputs=outputs, api_name="compare", **queue)
-    prompt.submit(compare, inputs=inputs, outputs=outputs, api_name=False, **queue)
-    on_new_sample(row.new_sample, sampling.seed, compare, inputs=inputs, outputs=outputs, **queue)
-    for trigger in (follow_row.run.click, follow_box.submit):
-        trigger(follow_up, inputs=[follow_box] + settings + src.inputs + [raw], outputs=outputs, api_name=False,
-                **queue)
+    row.wire(compare, action="compare", inputs=inputs, outputs=outputs, api_name="compare", seed=sampling.seed,
+             enter=prompt, **queue)
+    follow_row.wire(follow_up, action="compare", inputs=[follow_box] + settings + src.inputs + [raw],
+                    outputs=outputs, api_name=False, enter=follow_box, **queue)
     source_panel.wire(src, prompt, compare, queue, inputs, outputs, ctx)
     row.stop.click(stop_generation, api_name="stop_compare", queue=False)
     follow_row.stop.click(stop_generation, api_name=False, queue=False)

@@ -19,6 +19,7 @@ from ui.feedback import guard, warn
 from ui.i18n import I18N, forced_lang, request_lang, t
 from ui.share import share_row
 from ui.wording import image_label
+from ui.widgets import on_run
 
 EXERCISE = json.loads((Path(__file__).resolve().parent.parent / "assets" / "image_exercise.json").read_text("utf-8"))["steps"]
 
@@ -373,12 +374,13 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
 
     inputs = [prompt, second, negative, models, seed, use_defaults, focus, steps, guidance, size]
     # the progress bar over the grid only: the gallery's previews and finished images stay visible
-    run.click(generate_images, inputs=inputs, outputs=[grid_out, gallery], api_name="generate_images",
-              concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1, show_progress_on=[grid_out])
-    sweep_run.click(image_grid_sweep, inputs=[prompt, sweep_model, x_param, x_values, y_param, y_values, seed, negative],
-                    outputs=[grid_out, gallery], api_name="image_grid_sweep",
-                    concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1,
-                    show_progress_on=[grid_out])
+    images = dict(action="images", outputs=[grid_out, gallery], concurrency_id=ctx.concurrency_id("image"),
+                  concurrency_limit=1, show_progress_on=[grid_out])  # one run of either at a time (ui.widgets.on_run)
+    on_run(run.click, generate_images, buttons=[(run, "img.run"), (sweep_run, None)], inputs=inputs,
+           api_name="generate_images", **images)
+    on_run(sweep_run.click, image_grid_sweep, buttons=[(run, None), (sweep_run, "img.sweep_run")],
+           inputs=[prompt, sweep_model, x_param, x_values, y_param, y_values, seed, negative],
+           api_name="image_grid_sweep", **images)
     stop.click(stop_images, api_name="stop_images", queue=False)
     reuse_file.upload(read_png_settings, inputs=reuse_file,
                       outputs=[prompt, negative, models, seed, use_defaults, focus, steps, guidance, size, reuse_note],

@@ -132,7 +132,7 @@ def build_live(ctx: AppContext, tiny: bool, model_choices: list[str]) -> tuple[g
             max_tokens = gr.Slider(4, 512, value=default_tokens, step=1, label=I18N("quant.l_max_tokens"),
                                    elem_id="quant-l-tokens")
             row = run_row("quant.l_run", "quant-l", new_sample=False)  # greedy: no seed to draw
-            run, stop = row.run, row.stop
+            stop = row.stop
     status = gr.Markdown(elem_id="quant-l-status")
     # shown with its translated headers when the tab opens (empty, Gradio would show "1 2 3")
     table = gr.Dataframe(label=I18N("quant.l_table"), interactive=False, wrap=False, visible=False,
@@ -202,10 +202,10 @@ def build_live(ctx: AppContext, tiny: bool, model_choices: list[str]) -> tuple[g
         zerogpu.stop(request, "quantize")
 
     preset.change(lambda text: text, inputs=preset, outputs=prompt, api_name=False, queue=False)
-    run.click(quantize_compare, inputs=[model, precisions, prompt, max_tokens],
-              outputs=[status, table, mem_plot, speed_plot, ppl_plot, outputs_box, csv_file],
-              api_name="quantize_compare", concurrency_id="quant-live", concurrency_limit=LIVE_EVENTS,
-              show_progress_on=[status])  # the progress bar on the status line: rows and charts stay visible
+    row.wire(quantize_compare, action="quantize", inputs=[model, precisions, prompt, max_tokens],
+             outputs=[status, table, mem_plot, speed_plot, ppl_plot, outputs_box, csv_file],
+             api_name="quantize_compare", concurrency_id="quant-live", concurrency_limit=LIVE_EVENTS,
+             show_progress_on=[status])  # the progress bar on the status line: rows and charts stay visible
     stop.click(stop_compare, api_name="stop_quantize_compare", queue=False)
     share_row(ctx, "quantization", api="quantize_compare",
               outputs={"status": status, "table": table, "memory": mem_plot, "speed": speed_plot,

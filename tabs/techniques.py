@@ -24,7 +24,7 @@ from ui.i18n import I18N, request_lang, t
 from ui.share import share_row
 from ui.technique_views import (bench_legend, bench_outputs, run_outputs, stream_experiment, summary_frame,
                                 waiting_text)
-from ui.widgets import on_new_sample, preset_label, run_row, spec_for
+from ui.widgets import preset_label, run_row, spec_for
 
 DEFAULT_PROBLEM = "arith-09"
 DEFAULT_LANG = "fr"
@@ -137,7 +137,7 @@ def build(ctx: AppContext) -> None:
             temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label=I18N("common.temperature"))
             seed = gr.Number(42, precision=0, minimum=0, label=I18N("common.seed"))
     row = run_row("tech.run", "tech")
-    run_btn, stop_btn = row.run, row.stop
+    stop_btn = row.stop
     result = gr.Markdown(elem_id="tech-result", elem_classes="tech-result")
     with gr.Column(visible=False, elem_id="tech-vote") as vote_box:
         with gr.Row(equal_height=False):
@@ -162,7 +162,7 @@ def build(ctx: AppContext) -> None:
                 bench_n = gr.Slider(1, len(task_sets.all_tasks("en")), value=default_bench_n, step=1,
                                     label=I18N("tech.bench_n"), elem_id="tech-bench-n")
         bench_row = run_row("tech.bench_run", "tech-bench", new_sample=False)  # the settings carry the seed
-        bench_btn, bench_stop = bench_row.run, bench_row.stop
+        bench_stop = bench_row.stop
         bench_md = gr.Markdown(elem_id="tech-bench-status")
         # shown with its translated headers when the page loads (empty, Gradio would show "1 2 3")
         bench_table = gr.Dataframe(label=I18N("tech.bench_table"), interactive=False, wrap=True, visible=False,
@@ -252,12 +252,9 @@ def build(ctx: AppContext) -> None:
     run_inputs = [technique, language, problem, question, expected, answer_type, k_examples, shuffle, shuffle_seed,
                   n_samples, sample_temperature, rounds, k_thoughts, depth, model, max_new_tokens, temperature,
                   greedy, seed, ama_chains]
-    run_btn.click(run_technique, inputs=run_inputs, outputs=[result, vote_box, vote_md, votes, calls, raw],
-                  api_name="run_technique", concurrency_id=ctx.concurrency_id("causal_lm"),
-                  concurrency_limit=ctx.llm_concurrency)
-    on_new_sample(row.new_sample, seed, run_technique, inputs=run_inputs,
-                  outputs=[result, vote_box, vote_md, votes, calls, raw],
-                  concurrency_id=ctx.concurrency_id("causal_lm"), concurrency_limit=ctx.llm_concurrency)
+    row.wire(run_technique, action="technique", inputs=run_inputs, outputs=[result, vote_box, vote_md, votes, calls, raw],
+             api_name="run_technique", seed=seed, concurrency_id=ctx.concurrency_id("causal_lm"),
+             concurrency_limit=ctx.llm_concurrency)
     stop_btn.click(stop_technique, api_name="stop_technique", queue=False)
 
     # ------------------------------------------------------------------ benchmark
@@ -301,10 +298,10 @@ def build(ctx: AppContext) -> None:
 
     bench_inputs = [bench_techniques, language, bench_kinds, bench_n, k_examples, shuffle, shuffle_seed, n_samples,
                     sample_temperature, rounds, k_thoughts, depth, model, max_new_tokens, seed, ama_chains]
-    bench_btn.click(benchmark_techniques, inputs=bench_inputs,
-                    outputs=[bench_md, bench_table, acc_plot, cost_plot, bench_files],
-                    api_name="benchmark_techniques", concurrency_id=ctx.concurrency_id("causal_lm"),
-                    concurrency_limit=ctx.llm_concurrency, show_progress_on=[bench_md])  # the table stays visible
+    bench_row.wire(benchmark_techniques, action="benchmark", inputs=bench_inputs,
+                   outputs=[bench_md, bench_table, acc_plot, cost_plot, bench_files],
+                   api_name="benchmark_techniques", concurrency_id=ctx.concurrency_id("causal_lm"),
+                   concurrency_limit=ctx.llm_concurrency, show_progress_on=[bench_md])  # the table stays visible
     bench_stop.click(stop_benchmark, api_name="stop_benchmark", queue=False)
     bench_table.change(bench_legend, inputs=bench_table, outputs=cost_legend, api_name=False, queue=False,
                        show_progress="hidden")

@@ -101,9 +101,9 @@ def build(ctx: AppContext, language: gr.Radio, model: gr.Dropdown, model_spec) -
         zerogpu.stop(request, "fragility")
 
     inputs = [language, kinds, n_problems, k_variants, shots, perturbations, model, max_new_tokens, seed]
-    row.run.click(fragility_experiment, inputs=inputs, outputs=[status, chart, table, prompts, raw, files],
-                  api_name="fragility_experiment", concurrency_id=ctx.concurrency_id("causal_lm"),
-                  concurrency_limit=ctx.llm_concurrency, show_progress_on=[status])  # the chart stays visible
+    row.wire(fragility_experiment, action="fragility", inputs=inputs, outputs=[status, chart, table, prompts, raw, files],
+             api_name="fragility_experiment", concurrency_id=ctx.concurrency_id("causal_lm"),
+             concurrency_limit=ctx.llm_concurrency, show_progress_on=[status])  # the chart stays visible
     row.stop.click(stop_fragility, api_name="stop_fragility", queue=False)
     share_row(ctx, "techniques", api="fragility_experiment",
               outputs={"status": status, "chart": chart, "table": table, "prompts": prompts, "raw": raw},

@@ -104,3 +104,63 @@ def test_joining_and_leaving_reuse_the_rows_in_place(handles):
     assert eng._batches.get(id(handle)) is None and batch.cache is None  # the cache went with the last row
     for r, w in zip(first + late, WORDS):
         assert r.generated == solo(handle, ids_of(handle, w), r.params)
+
+
+# ------------------------------------------------------------------ fair turns (issue #23)
+def admitted_order(eng: DecodeEngine, reqs) -> list:
+    """Run the engine to the end; the requests in the order they got their first token."""
+    list(eng.wait(reqs))
+    return sorted(reqs, key=lambda r: r.first_token_at)
+
+
+def test_a_student_with_one_request_never_waits_behind_another_students_backlog(handles):
+    """Room for one row at a time. Student A clicks six times, then B and C ask once each: B and C
+    are served right after A's first request, not after A's six; A's backlog keeps its order."""
+    handle = handles[0]
+    bpt = kv_spec(handle.model).bytes_per_token
+    eng = DecodeEngine(background=False, kv_budget_bytes=(6 + PARAMS.max_new_tokens) * bpt)  # one row
+    spam = [eng.submit(handle, ids_of(handle, WORDS[i % len(WORDS)]), PARAMS, owner="A") for i in range(6)]
+    eng.run_once()  # A's first request runs, its five others wait
+    b = eng.submit(handle, ids_of(handle, "Salut"), PARAMS, owner="B")
+    c = eng.submit(handle, ids_of(handle, "Merci"), PARAMS, owner="C")
+    eng.run_once()
+    assert (b.queue_position, c.queue_position) == (0, 1)  # ahead of A's backlog, in their arrival order
+    assert [r.queue_position for r in spam[1:]] == [2, 3, 4, 5, 6]
+    order = admitted_order(eng, spam + [b, c])
+    assert order == [spam[0], b, c] + spam[1:]
+    assert [r.generated for r in (b, c)] == [solo(handle, ids_of(handle, w)) for w in ("Salut", "Merci")]
+
+
+def test_the_place_shown_is_the_place_served(handles):
+    """Three students, several requests each, one row at a time: at every step, the places shown
+    (0, 1, 2 …) list the waiting requests in exactly the order they are then served, round-robin."""
+    handle = handles[0]
+    bpt = kv_spec(handle.model).bytes_per_token
+    eng = DecodeEngine(background=False, kv_budget_bytes=(6 + PARAMS.max_new_tokens) * bpt)
+    reqs = [eng.submit(handle, ids_of(handle, WORDS[i % len(WORDS)]), PARAMS, owner=f"S{s}")
+            for i, s in enumerate((0, 0, 0, 0, 1, 2, 1))]
+    shown: list[list] = []
+    while not all(r.done for r in reqs):
+        eng.run_once()
+        waiting = sorted((r for r in reqs if r.queue_position is not None), key=lambda r: r.queue_position)
+        assert [r.queue_position for r in waiting] == list(range(len(waiting)))
+        shown.append(waiting)
+    served = sorted(reqs, key=lambda r: r.first_token_at)
+    assert [r.owner for r in served] == ["S0", "S1", "S2", "S0", "S1", "S0", "S0"]
+    for waiting in shown:
+        assert waiting == [r for r in served if r in waiting]
+
+
+def test_turns_forget_owners_who_left(handles):
+    """A thousand sessions, one request each: nothing per session stays behind in the engine."""
+    from engine import leases
+
+    handle = handles[0]
+    eng = DecodeEngine(background=False)
+    reqs = [eng.submit(handle, ids_of(handle, "Bonjour", 2), SamplingParams(max_new_tokens=1, greedy=True),
+                       owner=f"session-{i}") for i in range(1000)]
+    list(eng.wait(reqs))
+    assert all(r.reason == "length" for r in reqs)
+    assert eng.turns.owners() == 0 and eng.stats()["waiting"] == 0 and not eng._waiting
+    assert leases.count(handle) == 0
+    assert len(eng._tok_window) <= 7  # per-second buckets of the last seconds, not one entry per token

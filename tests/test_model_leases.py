@@ -106,7 +106,7 @@ def test_loads_book_their_memory_before_they_run(manager, specs, monkeypatch):
     for th in threads:
         th.join(timeout=60)
     assert most[0] == 1 and small.peak_bytes <= small.budget
-    assert sum("loaded" in e for e in small.events) == 2 and sum("evicted" in e for e in small.events) == 1
+    assert small.loads == 2 and small.evictions == 1
 
 
 def test_the_engine_books_its_kv_cache_with_the_model_cache(manager, specs):
@@ -146,7 +146,7 @@ def test_ten_users_under_eviction_pressure(manager, specs):
     eng.close()
     assert [results.get(i) for i in range(10)] == expected
     assert small.peak_bytes <= small.budget
-    assert any("evicted" in e for e in small.events)
+    assert small.evictions >= 1
     followup = small.llm(specs[0])  # and it keeps serving
     assert list(stream(followup, followup.prepare_raw(prompts[0]), PARAMS, eng=DecodeEngine(background=False)))
 
@@ -196,7 +196,7 @@ def test_images_and_llms_take_turns_on_a_small_budget(manager, specs, monkeypatc
             th.join(timeout=180)
         assert outcomes == {"llm0": expected, "llm1": expected, "img0": (64, 64)}
         assert small.peak_bytes <= small.budget
-        assert any("evicted" in e for e in small.events)
+        assert small.evictions >= 1
     finally:
         generation.set_memory(None)
 
@@ -257,3 +257,28 @@ def test_models_built_at_once_never_leave_the_process_building_on_meta(manager, 
     assert most[0] == 1  # one build at a time (diffusers builds several models per pipeline, in turn)
     assert torch.nn.Module.register_parameter is original
     assert torch.nn.Linear(2, 2).weight.device.type == "cpu"
+
+
+def test_an_inline_stream_that_stops_early_gives_its_leases_and_caches_back(manager, specs):
+    """On ZeroGPU the request's own thread drives the engine: when it stops waiting (a closed page,
+    an exception in its code), nobody will step the engine again, so the requests end there and
+    then, giving back their model leases and their KV cache reservations (issue #23)."""
+    from engine import leases
+    from engine.generation import stream_many
+
+    ledger = ModelManager(manager.catalog, manager.hardware, budget_bytes=manager.estimate_bytes(specs[0]) * 4)
+    handles = [ledger.llm(spec) for spec in specs]
+    loaded = ledger.used_bytes()
+    prompts = [(h, h.prepare_raw("Raconte une longue histoire.")) for h in handles]
+    eng = DecodeEngine(background=False, memory=ledger)
+    updates = stream_many(prompts, SamplingParams(max_new_tokens=400, greedy=True), eng=eng)
+    for seen, _ in enumerate(updates):
+        if seen == 3:
+            break  # what an exception or a closed page does to the generator
+    updates.close()
+    assert [leases.count(h) for h in handles] == [0, 0]
+    assert ledger.used_bytes() == loaded and eng.budget.held_bytes == 0 and not eng._batches
+    with pytest.raises(RuntimeError):  # the same through an exception in the consumer
+        for seen, _ in enumerate(stream(handles[0], prompts[0][1], PARAMS, eng=eng)):
+            raise RuntimeError("the consumer failed")
+    assert leases.count(handles[0]) == 0 and ledger.used_bytes() == loaded

@@ -30,7 +30,7 @@ from engine.models import ModelManager
 from engine.stopping import BOARD, LinkedStop, StopSignal
 from engine.zerogpu import Coalesced, streamed
 from tests.conftest import ROOT, free_port, wait_http
-from tests.zerogpu_stub import BOOTSTRAP, DeviceAPIStub, zerogpu_env
+from tests.zerogpu_stub import BOOTSTRAP, FAKE_SPACES_TORCH, DeviceAPIStub, zerogpu_env
 
 PROMPT = "Explique la photosynthèse."
 # What a Space's proxy adds to each visitor's requests: spaces forwards it to /schedule, so that
@@ -503,3 +503,65 @@ def test_a_follow_up_carries_the_conversation_into_the_worker(space, manager):
     with pytest.raises(AppError, match="tiny/mistral-base.*new conversation"):  # past the context: said in the worker
         client.predict(follow, max_new_tokens=48, history=[{"user": "maison " * 800}] * 3, api_name="/compare")
     assert [c.params.get("fail") for c in one_gpu_call(stub, mark) if c.path == "/release"] == ["false"]
+
+
+# ============================================================================ an aborted stream (issue #23)
+ABORTED_STREAM = '''
+import dataclasses, json, sys
+sys.path.insert(0, ".")
+import spaces  # the real wrappers: a forked worker per function, reused by the next call
+from engine import generation, gpu_tasks, leases
+from engine import compare
+from engine.catalog import load_catalog
+from engine.errors import UserError
+from engine.generation import SamplingParams
+from engine.hardware import detect
+from engine.models import ModelManager
+
+manager = ModelManager(load_catalog("tiny", env={}), detect())
+generation.set_inline(True)  # as app.py does on ZeroGPU
+gpu_tasks.bind(manager)
+generation.set_memory(manager)
+original = compare.compare_stream
+
+
+def compare_stream(manager, base, instruct, prompt, params, **kw):  # inherited by the worker at its fork
+    if prompt == "PROBE":  # what the worker still holds, reported as the call's error
+        held = {"leases": sum(sum(c.values()) for c in leases._holds.values()), "reserved": sorted(manager._reserved)}
+        raise UserError("err.unexpected", detail=json.dumps(held))
+    tokens = 0
+    for panes in original(manager, base, instruct, prompt, params, **kw):
+        yield panes
+        tokens += sum(p.update.n_tokens for p in panes)
+        if tokens >= 4:
+            raise RuntimeError("injected: the stream's consumer failed")
+
+
+compare.compare_stream = compare_stream
+job = gpu_tasks.CompareJob(manager.catalog.spec("base_llm"), manager.catalog.spec("instruct_llm"), "Raconte.",
+                           SamplingParams(max_new_tokens=400, greedy=True))
+for prompt in ("Raconte.", "PROBE"):
+    try:
+        list(gpu_tasks.call(gpu_tasks.compare, dataclasses.replace(job, prompt=prompt), ("student", "compare")))
+    except UserError as err:
+        print(prompt, "->", err.key, err.params.get("detail", ""), flush=True)
+'''
+
+
+def test_an_aborted_stream_gives_back_its_leases_in_the_worker(tiny_llms, tiny_dir, tmp_path):
+    """Under the real ``spaces`` wrappers: a comparison whose stream is aborted by an exception in
+    the worker ends as a message, and the worker (reused by the next call) holds nothing of it: no
+    model lease, no KV cache reservation. Before, the requests only had their stop set, nobody drove
+    the inline loop again, and their leases stayed: those models could never be evicted there."""
+    stub = DeviceAPIStub().start()
+    try:
+        env = dict(os.environ, GENAI_TINY_DIR=str(tiny_dir), HF_HUB_OFFLINE="1", **zerogpu_env(stub, tmp_path))
+        done = subprocess.run([sys.executable, "-c", FAKE_SPACES_TORCH + ABORTED_STREAM], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+    finally:
+        stub.close()
+    lines = [ln for ln in done.stdout.splitlines() if "->" in ln]
+    assert len(lines) == 2, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "injected: the stream's consumer failed" in lines[0]
+    assert lines[1] == 'PROBE -> err.unexpected {"leases": 0, "reserved": []}', lines[1]
+    assert stub.count("/schedule") == 2 and stub.count("/release") == 2

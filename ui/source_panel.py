@@ -16,6 +16,7 @@ import gradio as gr
 
 from engine.retrieval import DEFAULT_K, MAX_K, SourcePlan, load_presets, make_plan
 from ui.i18n import I18N, forced_lang, request_lang, t
+from ui.widgets import on_run
 
 PANE_TITLES = ("bvi.base_title", "bvi.instruct_title")
 WITH_WITHOUT_TITLES = ("src.without_title", "src.with_title")
@@ -89,9 +90,14 @@ def wire(panel: SourcePanel, prompt: gr.Textbox, compare, queue: dict, inputs: l
 
     panel.preset.change(pick_source, inputs=[panel.preset, prompt, panel.mode],
                         outputs=[panel.source, prompt, panel.mode], api_name=False, queue=False)
-    # one click: the mode the comparison will read, then the comparison itself (a link keeps the mode)
-    panel.run.click(lambda: "with_without", outputs=panel.mode, api_name=False, queue=False).then(
-        compare, inputs=inputs, outputs=outputs, api_name=False, **queue)
+    # one click: the mode the comparison will read, then the comparison itself (a link keeps the mode),
+    # one run at a time like Generate
+    def set_mode_then(run, **event):
+        return panel.run.click(lambda: "with_without", outputs=panel.mode, api_name=False, queue=False).then(
+            run, **event)
+
+    on_run(set_mode_then, compare, action="compare", buttons=[(panel.run, "src.run")], inputs=inputs,
+           outputs=outputs, api_name=False, **queue)
     ctx.on_language(lambda lang: gr.Dropdown(choices=preset_choices(lang)), outputs=[panel.preset])
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass, field
+from typing import Sequence
 
 from engine.generation import TokenInfo
 from ui.i18n import t
@@ -39,12 +41,40 @@ def _token_span(tok: TokenInfo, index: int) -> str:
             f'{html.escape(tok.text)}</span>')
 
 
-def render_output(text: str, tokens: list[TokenInfo] | None, show_probs: bool, drop_last: bool = False,
-                  elem_class: str = "gen-out", lang: str = "en") -> str:
+@dataclass
+class Rendered:
+    """One pane's output as rendered so far in a streamed result, kept by the caller from update to
+    update: each update escapes only the new text and renders only the new tokens."""
+
+    spans: list[str] = field(default_factory=list)
+    text: str = ""
+    escaped: str = ""
+    joined: str = ""  # the first ``joined_n`` spans, joined
+    joined_n: int = 0
+
+    def escape(self, text: str) -> str:
+        if not text.startswith(self.text):  # the final text can differ from the streamed one
+            self.text, self.escaped = "", ""
+        self.escaped += html.escape(text[len(self.text):])
+        self.text = text
+        return self.escaped
+
+    def join(self, tokens: Sequence[TokenInfo], n: int) -> str:
+        """The spans of the first ``n`` of ``tokens``, rendering and joining only the new ones."""
+        self.spans.extend(_token_span(tokens[i], i) for i in range(len(self.spans), len(tokens)))
+        if n < self.joined_n:  # the last token dropped (end of sequence)
+            self.joined, self.joined_n = "", 0
+        self.joined += "".join(self.spans[self.joined_n:n])
+        self.joined_n = n
+        return self.joined
+
+
+def render_output(text: str, tokens: Sequence[TokenInfo] | None, show_probs: bool, drop_last: bool = False,
+                  elem_class: str = "gen-out", lang: str = "en", rendered: Rendered | None = None) -> str:
+    rendered = rendered or Rendered()
     if not show_probs or not tokens:
-        return f'<div class="{elem_class}">{html.escape(text)}</div>'
-    shown = tokens[:-1] if drop_last else tokens
-    spans = "".join(_token_span(tok, i) for i, tok in enumerate(shown))
+        return f'<div class="{elem_class}">{rendered.escape(text)}</div>'
+    spans = rendered.join(tokens, len(tokens) - 1 if drop_last else len(tokens))
     words = {"lang": lang, "tip-prob": t("ui.tip_prob", lang), "tip-alts": t("ui.tip_alternatives", lang),
              "tip-chosen": t("ui.tip_chosen", lang), "tip-none": t("ui.tip_none", lang)}
     data = " ".join(f'data-{k}="{html.escape(v, quote=True)}"' for k, v in words.items())

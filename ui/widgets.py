@@ -1,18 +1,23 @@
 """Widgets shared by several tabs: model picker, sampling controls, the run row (Generate,
-🎲 New sample, Stop), example-prompt labels."""
+🎲 New sample, Stop) and its one-run-at-a-time wiring, example-prompt labels."""
 from __future__ import annotations
 
+import functools
+import inspect
 import random
 from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import gradio as gr
 
+from engine import gpu_tasks
 from engine.catalog import ModelSpec
 from engine.catalog import LLM_ROLES
 from engine.model_policy import check_model_id, custom_models_allowed
 from engine.generation import SamplingParams
 from ui.context import AppContext
 from ui.i18n import I18N, t
+from ui.zerogpu import stop_key
 
 
 def model_picker(ctx: AppContext, role: str, label_key: str = "common.model", **kwargs) -> gr.Dropdown:
@@ -69,6 +74,23 @@ class RunRow:
     run: gr.Button
     new_sample: gr.Button | None
     stop: gr.Button
+    label_key: str = ""  # the run button's label (it comes back when a run ends)
+
+    def wire(self, fn: Callable, *, action: str, inputs: Sequence, outputs: Sequence, api_name: str,
+             seed: gr.Number | None = None, enter: gr.Textbox | None = None, **queue: Any):
+        """Run ``fn`` from this row, one run at a time (see :func:`on_run`): from the run button
+        (the API's ``api_name``), from 🎲 New sample (a new ``seed`` first) and from Enter in
+        ``enter`` (a click on the run button: nothing while it is disabled). Returns the run
+        button's event."""
+        buttons = [(self.run, self.label_key)] + ([(self.new_sample, None)] if self.new_sample is not None else [])
+        main = on_run(self.run.click, fn, action=action, buttons=buttons, inputs=inputs, outputs=outputs,
+                      api_name=api_name, **queue)
+        if self.new_sample is not None and seed is not None:
+            on_run(lambda wrapped, **kw: on_new_sample(self.new_sample, seed, wrapped, **kw), fn, action=action,
+                   buttons=buttons, inputs=inputs, outputs=outputs, **queue)
+        if enter is not None:
+            enter.submit(None, js=CLICK_JS.replace("ELEM_ID", self.run.elem_id or ""))
+        return main
 
 
 def run_row(run_key: str, prefix: str, new_sample: bool = True) -> RunRow:
@@ -81,7 +103,7 @@ def run_row(run_key: str, prefix: str, new_sample: bool = True) -> RunRow:
                         elem_classes="new-sample", scale=1, min_width=150) if new_sample else None
         stop = gr.Button(I18N("common.stop"), variant="stop", elem_id=f"{prefix}-stop", elem_classes="main-stop",
                          scale=1, min_width=110)
-    return RunRow(run, new, stop)
+    return RunRow(run, new, stop, run_key)
 
 
 def random_seed() -> int:
@@ -92,6 +114,69 @@ def on_new_sample(button: gr.Button, seed: gr.Number, fn, **run_kwargs):
     """``button`` draws a new seed into ``seed``, then runs ``fn`` exactly as the main action does
     (same inputs, outputs and queue settings in ``run_kwargs``)."""
     return button.click(random_seed, outputs=seed, api_name=False, queue=False).then(fn, api_name=False, **run_kwargs)
+
+
+# ------------------------------------------------------------------ one run at a time
+# Enter in a prompt box clicks the run button, as a student would: a disabled button ignores it.
+CLICK_JS = "() => { const b = document.getElementById('ELEM_ID'); if (b && !b.disabled) b.click(); }"
+Buttons = Sequence[tuple[gr.Button, "str | None"]]  # a button, and its label key if it shows "⏳ Running…"
+
+
+def on_run(trigger: Callable, fn: Callable, *, action: str, buttons: Buttons, inputs: Sequence,
+           outputs: Sequence, **event: Any):
+    """Wire ``fn`` to ``trigger`` (``button.click``, or a ``.then``) so that a visitor has one run
+    of ``action`` at a time, the rule of docs/serving.md ("Serving a whole class"):
+
+    * from its first update to its end, ``buttons`` are disabled and the one with a label key reads
+      "⏳ Running…" (Stop stays: Stop, then run again — what ChatGPT's and the Arena's send
+      buttons do); they come back when it ends, also on an error. A run refused before it starts
+      (a validator's message) never disabled them;
+    * the server refuses a second run of ``action`` from the same session while one is going
+      (``engine.gpu_tasks.call``), whatever the client: a script, a double click, Enter.
+
+    ``buttons`` become the event's first outputs: ``gradio_client`` leaves buttons out of results,
+    and the REST API's last output stays the last of ``outputs``. Returns the event."""
+    comps = [b for b, _ in buttons]
+    dep = trigger(busy_while_running(fn, action, buttons, len(outputs)), inputs=inputs,
+                  outputs=comps + list(outputs), **event)
+
+    def after_failure(request: gr.Request = None):
+        return _buttons_after_run(action, buttons, request)
+
+    dep.failure(after_failure, outputs=comps, api_name=False, queue=False, show_progress="hidden")
+    return dep
+
+
+def busy_while_running(fn: Callable, action: str, buttons: Buttons, n_outputs: int) -> Callable:
+    """``fn`` (an event handler, a generator or not) with the states of ``buttons`` first in each
+    update: busy while it runs, back as they were in its last one (its last outputs again)."""
+    busy = tuple(gr.Button(interactive=False, value=I18N("run.busy")) if key else gr.Button(interactive=False)
+                 for _, key in buttons)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        items = result if inspect.isgenerator(result) else iter([result])
+        last = None
+        for item in items:
+            last = (item,) if n_outputs == 1 else tuple(item)
+            yield busy + last
+        if last is not None:  # nothing shown: the buttons were never disabled
+            yield _buttons_after_run(action, buttons, _request(args, kwargs)) + last
+
+    return run
+
+
+def _buttons_after_run(action: str, buttons: Buttons, request: gr.Request | None = None) -> tuple:
+    """The buttons once a run ended: usable again, unless another run of the session is going
+    (then still busy: that run's own end brings them back)."""
+    going = gpu_tasks.running(stop_key(request, action)) > 0
+    return tuple(gr.Button(interactive=not going, **({"value": I18N("run.busy" if going else key)} if key else {}))
+                 for _, key in buttons)
+
+
+def _request(args: tuple, kwargs: dict) -> gr.Request | None:
+    return next((v for v in list(args) + list(kwargs.values()) if isinstance(v, gr.Request)), None)
 
 
 def preset_label(text: str, width: int = 70) -> str:

@@ -15,13 +15,19 @@ Where the free bytes come from, the smallest of:
 * a fixed budget given to the engine (tests, benchmarks).
 
 Without a ledger on a CPU, half of the available RAM.
+
+Whether a request could *ever* fit is judged against the most its engine's caches could get
+(:meth:`KVBudget.most`): the ledger's whole budget less the models that stay (pinned ones, and
+the request's own model), not what happens to be free while an image is being made.
 """
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
+
+from engine import forksafe
 
 CUDA_MARGIN_BYTES = 512 * 2**20
 CUDA_MARGIN_FRACTION = 0.05
@@ -35,6 +41,9 @@ class MemoryLedger(Protocol):
         """Reserve ``nbytes`` for ``owner`` (replacing its previous reservation; 0 releases it);
         False, and nothing changes, if they do not fit."""
 
+    # optional: ``most_bytes(keep) -> int``, the most reservations could ever get while the
+    # loaded object ``keep`` stays (see ``ModelManager.most_bytes``)
+
 
 def device_free_bytes(device: torch.device) -> int | None:
     """What PyTorch could still allocate on a CUDA device, minus a margin; None elsewhere."""
@@ -44,6 +53,13 @@ def device_free_bytes(device: torch.device) -> int | None:
     cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     margin = max(CUDA_MARGIN_BYTES, int(total * CUDA_MARGIN_FRACTION))
     return max(0, free + cached - margin)
+
+
+def device_most_bytes(device: torch.device, held: int) -> int:
+    """On CUDA: the whole device less the margin and what is allocated besides ``held``."""
+    _free, total = torch.cuda.mem_get_info(device)
+    margin = max(CUDA_MARGIN_BYTES, int(total * CUDA_MARGIN_FRACTION))
+    return max(0, total - margin - (torch.cuda.memory_allocated(device) - held))
 
 
 def host_free_bytes() -> int:
@@ -61,6 +77,10 @@ class KVBudget:
         self._held: dict[str, int] = {}
         self._lock = threading.Lock()
         self.peak_bytes = 0
+        forksafe.renew(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     @property
     def held_bytes(self) -> int:
@@ -79,6 +99,23 @@ class KVBudget:
             limits.append(on_device)
         if not limits:
             limits.append(host_free_bytes())
+        return max(0, min(limits))
+
+    def most(self, device: torch.device, keep: Any = None) -> int:
+        """The most this engine's caches could hold on ``device`` with every one of them freed and
+        everything else that comes and goes gone (loads, image jobs, models nobody uses), while
+        the model ``keep`` stays loaded."""
+        held = self.held_bytes
+        limits = []
+        if self.fixed_bytes is not None:
+            limits.append(self.fixed_bytes)
+        if self.ledger is not None:
+            most = getattr(self.ledger, "most_bytes", None)
+            limits.append(most(keep) if most is not None else self.ledger.free_bytes() + held)
+        elif device.type == "cuda":
+            limits.append(device_most_bytes(device, held))
+        if not limits:
+            limits.append(host_free_bytes() + held)
         return max(0, min(limits))
 
     def reserve(self, owner: str, nbytes: int) -> bool:

@@ -2,6 +2,10 @@
 
 A handle served by an inference server (``handle.remote``) starts its own request
 (``handle.start_request``): the engine never imports the remote backend.
+
+However a stream ends — finished, Stop, a closed page, an exception in the caller's code — its
+requests are handed to :meth:`DecodeEngine.cancel`: on ZeroGPU (an inline engine driven by the
+caller) that is what gives their model leases and KV caches back in the worker.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import threading
 import time
 from typing import Callable, Iterator, Sequence
 
+from engine import forksafe
 from engine.generation.admission import MemoryLedger
 from engine.generation.loop import DecodeEngine
 from engine.generation.types import Completion, Request, SamplingParams, StreamUpdate
@@ -18,6 +23,13 @@ from engine.llm import LLMHandle, PreparedPrompt
 _engine: DecodeEngine | None = None
 _inline = False
 _memory: MemoryLedger | None = None
+
+
+@forksafe.at_fork
+def _after_fork() -> None:
+    """A forked child makes its own engine (the parent's loop thread does not exist there)."""
+    global _engine
+    _engine = None
 
 
 def engine() -> DecodeEngine:
@@ -53,6 +65,15 @@ def submit_any(eng: DecodeEngine, handle, prompt: PreparedPrompt, params: Sampli
     return eng.submit(handle, prompt, params, top_probs=top_probs, stop=stop, notify=notify)
 
 
+def _cancel(eng: DecodeEngine, reqs: Sequence) -> None:
+    """End what the caller no longer waits for (requests to an inference server: just stopped)."""
+    local = [r for r in reqs if isinstance(r, Request)]
+    for r in reqs:
+        if not isinstance(r, Request):
+            r.cancel()
+    eng.cancel(local)
+
+
 def _raise_if_error(req: Request) -> None:
     if req.error is not None:
         raise req.error
@@ -68,7 +89,7 @@ def stream(handle: LLMHandle, prompt: PreparedPrompt, params: SamplingParams, *,
             _raise_if_error(req)
             yield req.update()
     finally:
-        req.cancel()  # a closed browser tab (GeneratorExit) frees the row
+        _cancel(eng, [req])  # a closed browser tab (GeneratorExit), an exception: the row is freed
 
 
 def stream_many(jobs: Sequence[tuple[LLMHandle, PreparedPrompt]], params: SamplingParams, *,
@@ -84,8 +105,7 @@ def stream_many(jobs: Sequence[tuple[LLMHandle, PreparedPrompt]], params: Sampli
         for _ in eng.wait(reqs, notify=cond):
             yield [r.update() for r in reqs]
     finally:
-        for r in reqs:
-            r.cancel()
+        _cancel(eng, reqs)
 
 
 def generate_many(handle: LLMHandle, prompts: Sequence[PreparedPrompt], params: SamplingParams, *,
@@ -119,9 +139,7 @@ def generate_many(handle: LLMHandle, prompts: Sequence[PreparedPrompt], params: 
             if on_step:
                 on_step(sum(r.done for r in reqs), len(reqs))
     finally:
-        for r in reqs:
-            if not r.done:
-                r.cancel()
+        _cancel(eng, reqs)
     for r in reqs:
         _raise_if_error(r)
     return [

@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Hashable, Sequence
 
 import torch
 
 from engine import leases
-from engine.llm import LLMHandle, PreparedPrompt, token_piece
+from engine.generation.detok import IncrementalText, Prefix
+from engine.llm import LLMHandle, PreparedPrompt, _anchor_id
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ class StreamUpdate:
     elapsed_s: float = 0.0
     finished: bool = False
     stop_reason: str | None = None  # "eos" | "length" | "stopped" | "error"
-    tokens: list[TokenInfo] = field(default_factory=list)
-    token_ids: list[int] = field(default_factory=list)
+    tokens: Sequence[TokenInfo] = field(default_factory=list)  # a Prefix view of the request's list: no copy
+    token_ids: Sequence[int] = field(default_factory=list)
     batch_size: int = 1  # rows decoded together at the last step (for the stats)
     error: BaseException | None = None
     queue_position: int | None = None  # requests ahead of this one in the engine's queue; None once running
@@ -105,16 +106,21 @@ class StreamState:
 
     def finish(self, reason: str, error: BaseException | None = None) -> None:
         if self.reason is None:
-            self.reason = reason
             self.error = error
             self.finished_at = time.perf_counter()
+            self.reason = reason  # last: whoever sees ``done`` sees the error and the end time too
 
 
 class Request(StreamState):
     """One sequence being generated; the engine updates it, the caller reads it.
 
     While it is queued or decoding it holds a lease on its model (see :mod:`engine.leases`),
-    released when it finishes, whatever the reason."""
+    released when it finishes, whatever the reason. ``owner`` (a session) is who asked: requests
+    are admitted round-robin between owners (:mod:`.turns`).
+
+    An update costs the same at the 2,000th token as at the 50th: the text grows by one short
+    decode per new token (:class:`~.detok.IncrementalText`, once more in full when the request
+    ends), and the ids and token infos are handed out as views, never copied."""
 
     def __init__(self, handle: LLMHandle, input_ids: Sequence[int], params: SamplingParams, *,
                  seed: int, top_probs: int = 0, stop: threading.Event | None = None,
@@ -130,9 +136,15 @@ class Request(StreamState):
         self.infos: list[TokenInfo] = []
         self.batch_size = 1
         self.display_probs: torch.Tensor | None = None  # this step's distribution, for TokenInfo
-        self.seq = 0  # submission order (FIFO admission; the newest row gives way on out-of-memory)
+        self.seq = 0  # submission order (order within one owner; the newest row gives way on out-of-memory)
+        self.owner: Hashable | None = None  # who asked (a session); None: nobody in particular
+        self.turn = 0  # its place in the round-robin between owners (set when the engine takes it in)
+        self.admission_faults = 0  # admission attempts that raised, in a row
         self.queue_position: int | None = None
         self._leased = False
+        self._text = IncrementalText(handle.tokenizer)
+        self._pieces: IncrementalText | None = None  # for token infos (special tokens and leading spaces kept)
+        self._final_text: str | None = None
 
     @property
     def need_tokens(self) -> int:
@@ -152,25 +164,32 @@ class Request(StreamState):
                 self._leased = False
                 leases.release(self.handle, self)
 
-    def text(self) -> str:
-        return self.handle.tokenizer.decode(self.generated, skip_special_tokens=True)
+    def text(self, n: int | None = None) -> str:
+        """The answer so far (its first ``n`` tokens; special tokens left out), exactly
+        ``decode(generated)`` once the request is done."""
+        if self.done and (n is None or n >= len(self.generated)):
+            if self._final_text is None:
+                self._final_text = self.handle.tokenizer.decode(self.generated, skip_special_tokens=True)
+            return self._final_text
+        return self._text.catch_up(self.generated, n)
 
     def update(self) -> StreamUpdate:
         end = self.finished_at or time.perf_counter()
+        done = self.done  # read first: a request that is done has all its tokens
+        n = len(self.generated)
         return StreamUpdate(
-            text=self.text(), n_tokens=len(self.generated),
+            text=self.text(n), n_tokens=n,
             ttft_s=(self.first_token_at - self.submitted) if self.first_token_at else None,
-            elapsed_s=end - self.submitted, finished=self.done, stop_reason=self.reason,
-            tokens=list(self.infos), token_ids=list(self.generated), batch_size=self.batch_size,
+            elapsed_s=end - self.submitted, finished=done, stop_reason=self.reason if done else None,
+            tokens=Prefix(self.infos), token_ids=Prefix(self.generated, n), batch_size=self.batch_size,
             error=self.error, queue_position=self.queue_position,
         )
 
     def piece_text(self) -> str:
-        """The text the last token added (decoding the prefix keeps SentencePiece spaces right)."""
-        tok = self.handle.tokenizer
-        ids = self.generated
-        if len(ids) == 1:
-            return token_piece(tok, ids[0])
-        full = tok.decode(ids, skip_special_tokens=False)
-        before = tok.decode(ids[:-1], skip_special_tokens=False)
-        return full[len(before):] if full.startswith(before) else token_piece(tok, ids[-1])
+        """The text the last token added, its leading space and special tokens kept (the token
+        infos'). Called once per new token, in order: one short decode each."""
+        if self._pieces is None:
+            anchor = _anchor_id(self.handle.tokenizer)
+            self._pieces = IncrementalText(self.handle.tokenizer, skip_special_tokens=False,
+                                           context=[anchor] if anchor is not None else ())
+        return self._pieces.push(self.generated[-1])

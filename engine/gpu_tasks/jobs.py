@@ -27,6 +27,7 @@ class CompareJob:
     top_probs: int = 0
     source: Any = None  # engine.retrieval.SourcePlan: the passages retrieved for the prompt (None: no source)
     history: tuple = ()  # earlier turns of the conversation: engine.conversation.Turn records
+    owner: str = ""  # who asked (a session): the engine admits sessions' requests round-robin
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class TechniqueJob:
     technique: str
     task: Any  # engine.techniques.tasks.Task (a frozen record)
     settings: Any  # engine.techniques.records.Settings (a frozen record)
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class BenchmarkJob:
     techniques: tuple[str, ...]
     tasks: tuple[Any, ...]  # Task records
     settings: Any  # Settings
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class FragilityJob:
     tasks: tuple[Any, ...]  # Task records
     settings: Any  # engine.techniques.fragility.FragilitySettings (a frozen record)
     variants: tuple[Any, ...]  # its Variant records, planned (and checked) before the call
+    owner: str = ""
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,13 @@ import time
 from dataclasses import replace
 from typing import Any, Callable, Iterator
 
+from engine import limits
 from engine.errors import UserError, as_user_error
-from engine.fairness import Cancelled, FairGate
+from engine.fairness import Cancelled, FairGate, WaitedTooLong
 from engine.gpu_tasks.durations import MARGIN_S, OVERHEAD_S
 from engine.gpu_tasks.jobs import (QUEUE_KEY, BenchmarkJob, CompareJob, Failed, FragilityJob, ImageDone, ImagePreview,
                                    ImagesJob, Progress, QuantizeJob, Skipped, Snapshot, TechniqueJob, TimeLimit)
+from engine.generation.turns import set_owner
 from engine.stopping import StopSignal, StopToken
 from engine.zerogpu import Emit, gpu, on_zerogpu, streamed
 
@@ -68,10 +70,17 @@ def _deadline(job: Any, seconds: float) -> float | None:
 
 def _run(body: Callable[[Any, StopSignal, Emit], Iterator[Any]], job: Any, stop: StopToken,
          seconds: float) -> Iterator[Any]:
-    """Run ``body`` (its callbacks streamed too); errors become :class:`Failed`."""
+    """Run ``body`` (its callbacks streamed too); errors become :class:`Failed`. The body's thread
+    asks the engine for the job's owner (its requests take turns with other sessions')."""
     signal = StopSignal(stop, _deadline(job, seconds))
+    owner = getattr(job, "owner", "") or None
+
+    def owned(emit: Emit) -> Iterator[Any]:
+        set_owner(owner)  # streamed() runs this in a thread of its own, for this call only
+        return body(job, signal, emit)
+
     try:
-        yield from streamed(lambda emit: body(job, signal, emit), on_close=signal.set)
+        yield from streamed(owned, on_close=signal.set)
     except Exception as exc:  # noqa: BLE001 - every error reaches the UI as a message
         yield _failed(exc)
     if signal.timed_out:
@@ -234,7 +243,7 @@ def _images_body(job: ImagesJob, signal: StopSignal, emit: Emit) -> Iterator[Any
 
             result = None
             # a turn per image (round-robin between requests), the pipeline leased while it draws
-            with _image_gate.turn(job.owner, signal, on_wait=waiting), \
+            with _image_gate.turn(job.owner, signal, on_wait=waiting, deadline_s=limits.current().queue_wait_s), \
                     manager().using(item.spec, _loading(emit, i / n, (i + 1) / n)) as pipe:
                 for update in imagegen.generate_stream(pipe, item.settings, stop=signal):
                     emit(Progress((i + update.step / update.total) / n, key="img.progress",
@@ -247,6 +256,8 @@ def _images_body(job: ImagesJob, signal: StopSignal, emit: Emit) -> Iterator[Any
                 break
         except Cancelled:
             break
+        except WaitedTooLong:
+            raise  # the next images would wait as long: the call ends with the message
         except Exception as exc:  # noqa: BLE001 - one model failing (missing, out of memory) keeps the others
             err = as_user_error(exc, item.spec.id)
             if err is None:

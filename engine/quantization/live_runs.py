@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from engine import forksafe, limits
 from engine.catalog import PRECISIONS, ModelSpec
 from engine.errors import UserError
 from engine.quantization import live
@@ -63,6 +64,12 @@ class Gate:
         self._cond = threading.Condition()
         self._queue: list[Ticket] = []
         self._running: list[Ticket] = []
+        forksafe.renew(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (a ZeroGPU worker) the parent's comparisons are not running."""
+        self._cond = threading.Condition()
+        self._queue, self._running = [], []
 
     def enter(self, need: int) -> Ticket:
         with self._cond:
@@ -165,10 +172,15 @@ class LiveRun:
 
     def _work(self) -> None:
         try:
+            queued = time.perf_counter()
             while not self.gate.wait(self.ticket, 0.5):
                 if self._stop.is_set():
                     self._bump(state="stopped")
                     return
+                waited = time.perf_counter() - queued
+                if waited > limits.current().queue_wait_s:  # ends as "failed", with this message
+                    raise UserError("engine.err_turn_timeout", seconds=round(waited),
+                                    ahead=self.gate.position(self.ticket) - 1)
                 self._bump()  # the queue moved: the position shown changes
             if self._stop.is_set():
                 self._bump(state="stopped")
@@ -207,7 +219,7 @@ class LiveRun:
 
 
 _gates: dict[int, Gate] = {}
-_gates_lock = threading.Lock()
+_gates_lock = forksafe.RenewedLock()
 
 
 def gate_for(manager) -> Gate:

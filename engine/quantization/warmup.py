@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from engine import forksafe
+
 try:
     import fcntl
 except ImportError:  # Windows: torch's own lock only
@@ -53,6 +55,15 @@ class Step:
 
 _steps: dict[tuple[str, str], Step] = {}
 _lock = threading.Lock()
+
+
+@forksafe.at_fork
+def _after_fork() -> None:
+    """A forked child (a ZeroGPU worker) has a fresh lock and none of the parent's unfinished
+    steps: their threads are not there, and waiting for them would never end."""
+    global _lock, _steps
+    _lock = threading.Lock()
+    _steps = {key: step for key, step in _steps.items() if step.done.is_set()}
 
 
 def _layer(device: str):

@@ -18,6 +18,18 @@ EN = {
                                 "it cannot fit in the {budget_gb:.1f} GB budget. Choose a lower precision or a "
                                 "smaller model.",
     "engine.err_loop": "The generation engine kept failing ({detail}); the running requests were stopped. Try again.",
+    "engine.err_queue_timeout": "⏳ This request waited {seconds} s for room on {model} "
+                                "({ahead:plural|# request|# requests} ahead of it) and was cancelled rather than "
+                                "wait for ever: the class is using all the memory. Try again in a moment, or ask "
+                                "for fewer new tokens.",
+    "engine.err_turn_timeout": "⏳ This request waited {seconds} s for its turn ({ahead:plural|# request|# requests} "
+                               "ahead of it) and was cancelled rather than wait for ever: the class is using this "
+                               "model. Try again in a moment.",
+    "engine.err_admission": "The engine could not admit this request on {model} ({detail}); it was cancelled and "
+                            "the others went on. Try again.",
+    "engine.err_already_running": "⏳ Your previous run of this is still going: wait for it to end, or press Stop "
+                                  "before starting a new one (one run at a time for each button).",
+    "engine.stats_batching": "- batching: {rows:,} rows decoded in {steps:,} model steps (mean batch {mean:.2f})",
 }
 
 FR = {
@@ -40,4 +52,18 @@ FR = {
                                 "précision plus basse ou un modèle plus petit.",
     "engine.err_loop": "Le moteur de génération échoue à répétition ({detail}) ; les demandes en cours ont été "
                        "arrêtées. Réessayez.",
+    "engine.err_queue_timeout": "⏳ Cette demande a attendu {seconds} s de la place sur {model} "
+                                "({ahead:plural|# demande|# demandes} avant elle) et a été annulée plutôt que "
+                                "d'attendre sans fin : la classe utilise toute la mémoire. Réessayez dans un "
+                                "instant, ou demandez moins de nouveaux tokens.",
+    "engine.err_turn_timeout": "⏳ Cette demande a attendu {seconds} s son tour ({ahead:plural|# demande|# demandes} "
+                               "avant elle) et a été annulée plutôt que d'attendre sans fin : la classe utilise ce "
+                               "modèle. Réessayez dans un instant.",
+    "engine.err_admission": "Le moteur n'a pas pu admettre cette demande sur {model} ({detail}) ; elle a été "
+                            "annulée et les autres ont continué. Réessayez.",
+    "engine.err_already_running": "⏳ Votre exécution précédente est encore en cours : attendez qu'elle se termine, "
+                                  "ou appuyez sur Stop avant d'en lancer une nouvelle (une exécution à la fois par "
+                                  "bouton).",
+    "engine.stats_batching": "- regroupement : {rows:,} lignes décodées en {steps:,} étapes de modèle (lot moyen "
+                             "{mean:.2f})",
 }
