@@ -30,6 +30,8 @@
 
   function initialLang(forced) {
     if (LANGS.includes(forced)) return forced;
+    const boot = window.genaiBoot;
+    if (boot && LANGS.includes(boot.lang)) return boot.lang;   // assets/boot.js decided before Gradio started
     for (const candidate of [param("lang"), store.get(LANG_KEY), cookie(LANG_KEY)]) {
       if (LANGS.includes(candidate)) return candidate;
     }
@@ -144,6 +146,7 @@
     document.cookie = `${LANG_KEY}=${lang}; path=/; max-age=${YEAR}; SameSite=Lax`;
     document.documentElement.setAttribute("lang", lang);
     document.body.dataset.lang = lang;
+    if (window.genaiBoot) document.title = window.genaiBoot.text("page_title", lang);
     const module = await gradioCore();
     if (module && module.changeLocale) module.changeLocale(lang);
     if (lang !== "en") patchAll(document.body);
@@ -152,6 +155,7 @@
 
   function setPresentation(on) {
     const value = !!on;
+    if (value) maskAll();
     store.set(PRESENT_KEY, value ? "1" : "0");
     keepInUrl("present", value ? "1" : "0");
     document.body.classList.toggle("presentation", value);
@@ -164,6 +168,22 @@
     return store.get(PRESENT_KEY) === "1";
   }
 
+  // A masked secret (the teacher link) shown on request, masked again by itself after `seconds`, and
+  // at once when the page is hidden or presentation mode is turned on: it never stays on a projector.
+  const revealed = new Set();
+  function maskAll() {
+    revealed.forEach((input) => { input.type = "password"; });
+    revealed.clear();
+  }
+  function revealSecret(selector, seconds) {
+    const input = document.querySelector(`${selector} input, ${selector} textarea`);
+    if (!input || input.type !== "password") return;
+    input.type = "text";
+    revealed.add(input);
+    setTimeout(() => { input.type = "password"; revealed.delete(input); }, seconds * 1000);
+  }
+  document.addEventListener("visibilitychange", () => { if (document.hidden) maskAll(); });
+
   observer.observe(document.documentElement, { childList: true, subtree: true, characterData: true });
 
   // Gradio's own Settings → Language sets <html lang>: the header's switch follows (and with it the
@@ -174,5 +194,17 @@
     const input = document.querySelector(`#lang-switch input[value="${chosen}"]`);
     if (input && !input.checked) input.click();
   }).observe(document.documentElement, { attributes: true, attributeFilter: ["lang"] });
-  window.genaiHeader = { initialLang, setLang, setPresentation, initialPresentation, current: () => current };
+  // On load: the page's language and presentation mode. When the server already rendered the page in
+  // that language (ui/page.py: the usual case), there is nothing to re-render: the page is ready at
+  // once, no event is sent. Otherwise the switch's value changes, and its event re-renders the views.
+  async function start(forced) {
+    const lang = initialLang(forced);
+    await setLang(lang);
+    const boot = window.genaiBoot;
+    if (boot && (boot.served === lang || (forced && boot.served))) document.body.dataset.langReady = lang;
+    return [lang, initialPresentation()];
+  }
+
+  window.genaiHeader = { initialLang, setLang, setPresentation, initialPresentation, revealSecret, start,
+                         current: () => current };
 })();

@@ -181,7 +181,7 @@ def build(ctx: AppContext) -> None:
               outputs=dict(zip([f"{side}_{part}" for side in ("base", "instruct")
                                 for part in ("header", "sees", "sees_info", "output", "stats")] + ["raw"],
                                panes_out + [raw])),
-              card={"share.card.base": "base_output", "share.card.instruct": "instruct_output"})
+              card={"share.card.base": "base_output", "share.card.instruct": "instruct_output"}, empty="bvi.no_result")
     ctx.on_language(lambda lang: (gr.Dropdown(choices=preset_choices(lang)), legend_html(lang)),
                     outputs=[preset, legend])
 

@@ -87,6 +87,15 @@ def negative_state(models: list[str] | None) -> dict:
     return gr.update(interactive=used)
 
 
+def grid_alt(inputs: dict, lang: str) -> str:
+    """The comparison grid in words (its alt text, live and on the wall): models, prompt(s), seed."""
+    roles = [r for r in IMAGE_ROLES if r in (inputs.get("models") or [])]
+    prompts = [str(p).strip() for p in (inputs.get("prompt"), inputs.get("second_prompt")) if p and str(p).strip()]
+    seed = inputs.get("seed")
+    return t("img.grid_alt", lang, models=", ".join(imagegen.DEFAULTS[r].title for r in roles),
+             prompt=" / ".join(prompts), seed=int(seed) if isinstance(seed, (int, float)) else 0)
+
+
 def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     tiny = ctx.catalog.profile == "tiny"
     gr.Markdown(I18N("img.intro"), elem_classes="tab-intro")
@@ -234,7 +243,8 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         legend = [f"{t('ux.img.prompt_n', lang, n=k + 1)}: {p}" for k, p in enumerate(prompts)] if two else None
         image = image_grid.grid([r.image for r in results], [image_label(r.settings, lang, r.seconds) for r in results],
                               columns=columns, cell=256 if tiny else 384, row_labels=row_labels, legend=legend)
-        yield image, items
+        described = grid_alt({"prompt": prompt, "second_prompt": second_prompt, "models": roles, "seed": seed}, lang)
+        yield gr.Image(image, alt_text=described), items
 
     @guard
     def image_grid_sweep(prompt: str, model: str = "sdxl_base", x_param: str = "guidance", x_values: str = "2, 5, 8",
@@ -282,7 +292,8 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         image = image_grid.grid([r.image for r in results], [t("img.sweep_cell", lang, seconds=r.seconds) for r in results], columns=len(xs),
                               cell=256 if tiny else 320, row_labels=[f"{y_param} = {y}" for y in ys],
                               column_labels=[f"{x_param} = {x}" for x in xs])
-        yield image, items
+        described = t("img.sweep_alt", lang, model=d.title, x=x_param, y=y_param, prompt=prompt.strip(), seed=int(seed or 0))
+        yield gr.Image(image, alt_text=described), items
 
     @guard
     def read_png_settings(png: str | None, request: gr.Request = None):
@@ -331,7 +342,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
             yield gr.update(), gr.update(), gr.update()
             return
         label = t("ux.img.target_label", lang, model=imagegen.DEFAULTS[role].title, seed=settings.seed)
-        yield gr.Image(value=str(results[0].path), label=label), [role], settings.seed
+        yield gr.Image(value=str(results[0].path), label=label, alt_text=label), [role], settings.seed
 
     def target_role(roles: list[str]) -> str:
         """The first model of ``roles`` whose estimate fits this machine (the last one otherwise)."""
@@ -404,7 +415,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         tab.select(localise, inputs=prompt, outputs=[tokens, table], api_name=False, concurrency_limit=None,
                    show_progress="hidden")
     share_row(ctx, "image_prompting", api="generate_images", outputs={"grid": grid_out, "gallery": gallery},
-              card={"share.card.images": "grid"}, title="prompt",
+              card={"share.card.images": "grid"}, title="prompt", describe=grid_alt,
               on_restore=(lambda v, lang: focus_controls(v.get("focus_model", "sdxl_turbo"), lang,
                                                          use_defaults=bool(v.get("use_defaults")), tiny=tiny,
                                                          with_values=False) + (negative_state(v.get("models")),),

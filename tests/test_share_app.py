@@ -51,7 +51,7 @@ def test_codec_round_trips_every_kind_of_result(tmp_path):
     exp = store.get_experiment(store.put_experiment(Experiment("k", "t", {}, exp_outputs)).id)
     back = [codec.decode_output(comp, exp.outputs[f"o{i}"], store) for i, (comp, _) in enumerate(cases)]
     assert back[:3] == ["texte", "**gras**", {"k": [1, 2.5, None]}]
-    assert back[3].equals(pd.DataFrame({"a": [1, 2], "b": ["x", None]}))
+    assert back[3].data.equals(pd.DataFrame({"a": [1, 2], "b": ["x", None]}))      # the numbers stay numbers
     with Image.open(back[4]) as img:
         assert img.size == (16, 16)
     path, caption = back[5][0]
@@ -64,6 +64,18 @@ def test_codec_round_trips_every_kind_of_result(tmp_path):
     assert "<script" not in html and "onerror" not in html and "<b>ok</b>" in html
     assert codec.decode_output(gr.HTML(), {"type": "text", "value": "x"}, store) is not None  # wrong type: skipped
     assert codec.encode_output(gr.Plot(), gr.components.plot.PlotData(type="bokeh", plot="{}")) is None
+
+
+def test_a_restored_table_writes_its_numbers_in_the_readers_language(tmp_path):
+    """A link opened in French shows "2,65" and "131 072" where the table holds 2.65 and 131072 (the
+    tab showed them so); the data, what the API and a CSV get, keeps the numbers."""
+    store = Sharing(tmp_path / "d").store
+    record = codec.encode_output(gr.Dataframe(), pd.DataFrame({"tokenizer": ["Tekken"], "chars/token": [2.65],
+                                                               "vocabulary": [131072]}))
+    for lang, shown in (("fr", ["Tekken", "2,65", "131\u202f072"]), ("en", ["Tekken", "2.65", "131,072"])):
+        value = gr.Dataframe().postprocess(codec.decode_output(gr.Dataframe(), record, store, lang))
+        assert value.metadata["display_value"][0] == shown
+        assert value.data[0] == ["Tekken", 2.65, 131072]
 
 
 def test_codec_checks_restored_inputs_against_the_controls():

@@ -14,6 +14,7 @@ from engine.errors import UserError
 from engine.share import Experiment, Limits, Sharing, StoreLimits
 from engine.share.backup import PATTERNS, start_hub_backup
 from engine.share.export import csv_cell, export_zip
+from engine.share.store import SCHEMA
 from engine.share.sanitize import html_to_text, sanitize_html
 from engine.share.wall import CODE_RE, RateLimiter, normalize_code
 
@@ -102,6 +103,38 @@ def test_rooms_codes_and_teacher_rights(sharing):
     with pytest.raises(UserError) as err:
         wall.room("GENAI-AAAAAA")
     assert err.value.key == "wall.err.no_room"
+
+
+def test_closing_can_be_undone_and_the_same_result_is_one_card(sharing, tmp_path):
+    wall = sharing.wall
+    code, token = wall.open_room()
+    exp = sharing.share(experiment())
+    first = wall.add_entry(code, "Zoé", exp.id, exp.tab, "Bonjour", {"parts": []}, fingerprint="f1")
+    again = wall.add_entry(code, " zoé ", exp.id, exp.tab, "Bonjour", {"parts": []}, fingerprint="f1")
+    assert (again.num, again.duplicate, first.duplicate) == (first.num, True, False)
+    assert wall.find_duplicate(code, "ZOÉ", "f1").num == first.num and wall.find_duplicate(code, "Ben", "f1") is None
+    other = wall.add_entry(code, "Ben", exp.id, exp.tab, "Bonjour", {"parts": []}, fingerprint="f1")  # another student
+    assert other.num == 2 and len(wall.entries(code)) == 2
+    with pytest.raises(UserError) as err:
+        wall.reopen(code, "not the token")
+    assert err.value.key == "wall.err.not_teacher"
+    wall.close(code, token)
+    assert wall.room(code).closed is not None
+    version = wall.version(code)
+    assert wall.reopen(code, token).closed is None and wall.version(code) == version + 1   # the walls refresh
+    room, name = wall.check_post(code, "Chloé", session="s3")                              # it takes entries again
+    assert room.code == code
+    # a database made before fingerprints existed gets the column, its entries kept
+    import sqlite3
+    old = tmp_path / "old"
+    old.mkdir()
+    db = sqlite3.connect(old / "genai.db")
+    db.executescript(SCHEMA)                   # the tables as the first release made them
+    assert "fingerprint" not in SCHEMA
+    db.execute("INSERT INTO rooms (code, token_hash, title, created) VALUES ('GENAI-ABCDEF', 'x', '', 0)")
+    db.commit()
+    db.close()
+    assert Sharing(old).wall.entries("GENAI-ABCDEF") == []
 
 
 def test_room_limits_and_rate_limit(tmp_path):

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ui.share import Registry, ShareSpec
 
 log = logging.getLogger(__name__)
-RESERVED = {"x", "tab", "room", "teacher", "lang", "view"}
+RESERVED = {"x", "tab", "room", "teacher", "lang", "view", "present"}
 SETTLE_FIRST_S, SETTLE_MAX_S = 0.4, 10.0
 
 
@@ -47,19 +47,22 @@ class Restorer:
         return unique
 
     # ------------------------------------------------------------------ the two passes
-    def restore(self, request: gr.Request, state: dict | None) -> list:
+    def restore(self, request: gr.Request, state: dict | None, teacher_link: str = "") -> list:
+        """``teacher_link``: the teacher token of the address the page was opened with, which the page
+        took out of its address before anything ran (assets/boot.js), so the server never sees it there."""
         reg, lang = self.reg, request_lang(request)
         params = request.query_params if request is not None else {}
         updates: dict[int, Any] = {}
         state = dict(state or {})
         spec, selected = self._from_params(params, lang, updates)
         room = params.get("room") or state.get("room") or ""
-        teacher = params.get("teacher") or (state.get("teacher") if state.get("teacher_room") == room else "")
+        given = (teacher_link or "").strip()[:200] or params.get("teacher")
+        teacher = given or (state.get("teacher") if state.get("teacher_room") == room else "")
         if params.get("room") and selected is None:
             selected = self._select_top("wall", updates)
         updates[reg.room_box._id] = room
         updates[reg.name_box._id] = state.get("name", "")
-        if params.get("teacher"):
+        if given:
             updates[reg.browser._id] = {**state, "room": room, "teacher": teacher, "teacher_room": room}
         if reg.wall_hook:
             fn, comps = reg.wall_hook
@@ -67,7 +70,7 @@ class Restorer:
                 updates[comp._id] = value
         return [updates.get(c._id, gr.skip()) for c in self.outputs()]
 
-    def settle(self, request: gr.Request, state: dict | None) -> list:
+    def settle(self, request: gr.Request, state: dict | None, teacher_link: str = "") -> list:
         params = request.query_params if request is not None else {}
         if not (params.get("x") or params.get("tab")):
             return [gr.skip()] * len(self.outputs())
@@ -112,7 +115,7 @@ class Restorer:
         for name, comp in spec.outputs.items():
             if name in exp.outputs:
                 try:
-                    updates[comp._id] = codec.decode_output(comp, exp.outputs[name], reg.sharing.store)
+                    updates[comp._id] = codec.decode_output(comp, exp.outputs[name], reg.sharing.store, lang)
                 except Exception:  # noqa: BLE001 - e.g. an image file removed by hand: show the rest
                     log.warning("could not restore output %s of %s", name, exp.id, exc_info=True)
                     skipped.append(name)

@@ -116,7 +116,7 @@ RULES: dict[str, dict[str, Rule]] = {
     "share_experiment": {"kind": Text(64), "inputs": Payload(SHARED_BYTES, (dict,)),
                          "outputs": Payload(SHARED_BYTES, (dict,))},
     "open_experiment": {"id": Text(64)},
-    "restore": {"state": BROWSER_STATE}, "settle": {"state": BROWSER_STATE},
+    "restore": {"state": BROWSER_STATE, "teacher_link": TOKEN}, "settle": {"state": BROWSER_STATE, "teacher_link": TOKEN},
     "join_room": {"state": BROWSER_STATE}, "open_room": {"state": BROWSER_STATE},
     # "refresh": the tokenizer tab's live update and the wall's (seen_key)
     "refresh": {"text": TOKENIZER_TEXT, **TOKENIZER_ARGS, "seen_key": Text(200)},
@@ -131,6 +131,8 @@ RULES: dict[str, dict[str, Rule]] = {
     "compare_entries": {"room": ROOM, "key": TOKEN, "a": ENTRY, "b": ENTRY},
     "close_room": {"room": ROOM, "key": TOKEN},
     "wall_close": {"room": ROOM, "teacher_token": TOKEN},
+    "reopen_room": {"room": ROOM, "key": TOKEN},
+    "wall_reopen": {"room": ROOM, "teacher_token": TOKEN},
 }
 
 
