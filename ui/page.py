@@ -153,6 +153,14 @@ class LanguagePage:
             return self._props
 
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD" and scope["path"] in ("/", ""):
+            # "is the app up?" (Gradio's own launch check, load balancers): headers only, at once. Gradio
+            # would build the whole page and its API description to throw them away, and its launch
+            # gives up after 3 s: on a loaded machine the app failed to start.
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/html; charset=utf-8")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
         if scope["type"] != "http" or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return

@@ -103,6 +103,8 @@ def _numeric(value: object) -> str:
 
 def card_html(entry: Entry, lang: str, store: Store, big: bool = False) -> str:
     classes = ["wall-card"] + (["wall-pinned"] if entry.pinned else []) + (["wall-hidden"] if entry.hidden else [])
+    if any(p.get("kind") == "table" for p in entry.card.get("parts", [])):
+        classes.append("wall-wide")                  # two columns of the grid where there is room (share.css)
     hidden = f'<span class="wall-badge">{escape(t("wall.hidden_badge", lang))}</span> ' if entry.hidden else ""
     badges = ("📌 " if entry.pinned else "") + hidden
     parts = "".join(_part_html(entry, p, lang, store, big) for p in entry.card.get("parts", []))
