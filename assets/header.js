@@ -98,12 +98,59 @@
       if (text.nodeType !== Node.TEXT_NODE) continue;
       const raw = text.nodeValue;
       const trimmed = raw.trim();
-      if (table[trimmed]) {
-        text.nodeValue = raw.replace(trimmed, table[trimmed]);
-      } else if (trimmed.startsWith("queue:")) {
-        text.nodeValue = raw.replace("queue:", table["queue:"]);
-      }
+      let value = raw;
+      if (table[trimmed]) value = raw.replace(trimmed, table[trimmed]);
+      else if (trimmed.startsWith("queue:")) value = raw.replace("queue:", table["queue:"]);
+      value = localTimes(value);
+      if (value !== raw) text.nodeValue = value;
     }
+  }
+
+  // Gradio's timers in its status texts: "0.2s", "1.4/3.0s" → "0,2 s", "1,4/3,0 s"
+  const TIME = /(\d+)\.(\d+)(?=(\/\d+(\.\d+)?)?s\b)/g;
+  function localTimes(text) {
+    if (!/\d\.\d+(\/\d+(\.\d+)?)?s\b/.test(text)) return text;
+    return text.replace(TIME, "$1,$2").replace(/(\d)s\b/g, "$1\u00a0s");
+  }
+
+  // A number box (a slider's, gr.Number) shows its value as the browser writes it ("0.95" whatever the
+  // page's language). Outside English, a twin in the page's language ("0,95") takes the box's place
+  // (same classes: same look) while the box is not being edited; a click or Tab puts the box back.
+  const NUMBER_VALUE = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value");
+  const TWIN_STYLE = ["paddingTop", "paddingRight", "paddingBottom", "paddingLeft", "borderTopWidth", "borderRightWidth",
+    "borderBottomWidth", "borderLeftWidth", "borderTopStyle", "borderRightStyle", "borderBottomStyle", "borderLeftStyle",
+    "borderTopColor", "borderRightColor", "borderBottomColor", "borderLeftColor", "borderRadius", "backgroundColor",
+    "fontSize", "fontFamily", "fontWeight", "lineHeight", "color", "minWidth", "minHeight", "boxSizing", "flex"];
+  function showLocalNumber(input) {
+    let shown = input.__genaiShown;
+    if (!shown) {
+      shown = document.createElement("span");
+      shown.className = `${input.className} genai-number`;
+      shown.setAttribute("aria-hidden", "true");     // screen readers read the box itself
+      const style = getComputedStyle(input);            // the box's look, taken before it steps aside
+      for (const prop of TWIN_STYLE) shown.style[prop] = style[prop];
+      shown.style.justifyContent = { center: "center", right: "flex-end", end: "flex-end" }[style.textAlign] || "flex-start";
+      const parent = input.parentElement;
+      if (parent && input.offsetWidth && input.offsetWidth >= parent.clientWidth - 2) shown.style.width = "100%";
+      shown.addEventListener("mousedown", (e) => { e.preventDefault(); input.focus(); input.select(); });
+      input.insertAdjacentElement("afterend", shown);
+      input.__genaiShown = shown;
+      input.classList.add("genai-localized");
+      Object.defineProperty(input, "value", {
+        configurable: true,
+        get() { return NUMBER_VALUE.get.call(this); },
+        set(v) { NUMBER_VALUE.set.call(this, v); showLocalNumber(this); },
+      });
+      for (const kind of ["input", "change", "blur"]) input.addEventListener(kind, () => showLocalNumber(input));
+    }
+    const raw = NUMBER_VALUE.get.call(input);
+    shown.textContent = current === "en" ? raw : raw.replace(/^(-?\d+)\.(\d+)$/, "$1,$2");
+    document.body.classList.toggle("genai-numbers", current !== "en");
+  }
+  function localNumbers(root) {
+    if (root.nodeType !== Node.ELEMENT_NODE) return;
+    if (root.matches('input[type="number"]')) showLocalNumber(root);
+    root.querySelectorAll('input[type="number"]').forEach(showLocalNumber);
   }
 
   const NUMBERS = ".min_value, .max_value";
@@ -124,7 +171,7 @@
     if (current === "en") return;
     for (const record of records) {
       if (record.type === "characterData") patchAll(record.target);
-      else record.addedNodes.forEach(patchAll);
+      else record.addedNodes.forEach((node) => { patchAll(node); localNumbers(node); });
     }
   });
 
@@ -150,6 +197,11 @@
     const module = await gradioCore();
     if (module && module.changeLocale) module.changeLocale(lang);
     if (lang !== "en") patchAll(document.body);
+    localNumbers(document.body);
+    const params = new URLSearchParams(window.location.search);
+    if (chartLang !== lang && (params.has("x") || params.has("tab") || document.querySelector(".vega-embed"))) {
+      chartLocale(lang);
+    }
     return lang;
   }
 
@@ -167,6 +219,37 @@
     if (fromUrl === "1" || fromUrl === "0") return fromUrl === "1";
     return store.get(PRESENT_KEY) === "1";
   }
+
+  // Chart axes (gr.LinePlot, gr.BarPlot: Vega) in the page's language. Vega formats numbers with a
+  // default locale that each chart takes when it is drawn; Gradio's Vega-Embed module sets it
+  // (its `formatLocale` option), and the page imports that same module (ui/page.py names it). Done
+  // before a chart can be drawn: on a tab click, on a link opening a tab, on a language switch (a
+  // chart already drawn keeps its format until it is drawn again).
+  const VEGA_LOCALE = {
+    fr: { decimal: ",", thousands: "\u202f", grouping: [3], currency: ["", "\u00a0€"], percent: "\u202f%" },
+    en: { decimal: ".", thousands: ",", grouping: [3], currency: ["$", ""] },
+  };
+  let chartLang = "en";
+  let chartDone = Promise.resolve();
+  function chartLocale(lang) {
+    const file = (window.genaiServed || {}).chart;
+    const base = ((performance.getEntriesByType("resource").map((e) => e.name)
+      .find((name) => /\/assets\/core-[^/]+\.js$/.test(name))) || "").replace(/core-[^/]+\.js$/, "");
+    if (!file || !base || lang === chartLang || !VEGA_LOCALE[lang]) return chartDone;
+    chartLang = lang;
+    chartDone = chartDone.then(() => import(base + file)).then((module) => {
+      const holder = document.createElement("div");
+      return module.default(holder, { $schema: "https://vega.github.io/schema/vega/v5.json" },
+                            { formatLocale: VEGA_LOCALE[lang], actions: false, renderer: "none" })
+        .then((result) => result.finalize());
+    }).catch(() => { chartLang = "en"; });
+    return chartDone;
+  }
+  document.addEventListener("click", (e) => {
+    if (e.target.closest && e.target.closest('[role="tab"], button.tab-button, [role="tablist"] button')) {
+      chartLocale(current);
+    }
+  }, true);
 
   // A masked secret (the teacher link) shown on request, masked again by itself after `seconds`, and
   // at once when the page is hidden or presentation mode is turned on: it never stays on a projector.
@@ -206,5 +289,5 @@
   }
 
   window.genaiHeader = { initialLang, setLang, setPresentation, initialPresentation, revealSecret, start,
-                         current: () => current };
+                         chartLocale: () => chartDone, current: () => current };
 })();
