@@ -101,8 +101,8 @@ class LLMHandle:
         if prompt.n_tokens + max_new_tokens <= limit:
             return
         if prompt.n_tokens < limit:  # the prompt fits: it is the answer's budget that does not
-            raise UserError("safety.err.new_tokens", model=self.spec.id, context=f"{limit:,}",
-                            tokens=f"{prompt.n_tokens:,}", limit=f"{limit - prompt.n_tokens:,}")
+            raise UserError("safety.err.new_tokens", model=self.spec.id, context=limit, tokens=prompt.n_tokens,
+                            limit=limit - prompt.n_tokens)   # numbers: the message writes them the reader's way
         raise UserError("err.prompt_too_long", tokens=prompt.n_tokens, model=self.spec.id,
                         limit=limit - max_new_tokens)
 

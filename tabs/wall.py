@@ -11,6 +11,7 @@ from engine.share.wall import clean_name
 from engine.share.export import ExportLabels, export_zip
 from ui.context import AppContext
 from ui.feedback import guard
+from ui import fmt
 from ui.i18n import I18N, request_lang, t
 from ui.share import client_keys, registry
 from ui.wall_view import cards_html, compare_html, entry_choices, room_banner
@@ -173,7 +174,8 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         """The whole wall as a ZIP (wall.md, entries.csv, images/): teacher token required."""
         lang = request_lang(request)
         names = {s.tab: " · ".join(t(k, lang) for k in s.labels[:1]) for s in reg.specs.values()}
-        labels = ExportLabels(title=t("wall.x_title", lang), exported=t("wall.x_exported", lang),
+        labels = ExportLabels(title=lambda **f: t("wall.x_title", lang, **f),
+                              exported=lambda **f: t("wall.x_exported", lang, **f), number=lambda v: fmt.number(v, lang),
                               prompt=t("wall.x_prompt", lang), link=t("wall.x_link", lang),
                               hidden=t("wall.x_hidden", lang), pinned=t("wall.x_pinned", lang),
                               columns=tuple(t("wall.x_columns", lang).split(",")))

@@ -13,7 +13,7 @@ from PIL import Image
 from engine.errors import UserError
 from engine.share import Experiment, Limits, Sharing, StoreLimits
 from engine.share.backup import PATTERNS, start_hub_backup
-from engine.share.export import csv_cell, export_zip
+from engine.share.export import ExportLabels, csv_cell, export_zip
 from engine.share.store import SCHEMA
 from engine.share.sanitize import html_to_text, sanitize_html
 from engine.share.wall import CODE_RE, RateLimiter, normalize_code
@@ -204,6 +204,31 @@ def test_export_keeps_student_text_as_text_and_defuses_csv_formulas(sharing, tmp
     assert row[header.index("name")] == XSS_NAME and row[header.index("prompt")] == XSS_PROMPT
     assert csv_cell("=1+1") == "'=1+1" and csv_cell("@SUM(A1)") == "'@SUM(A1)" and csv_cell("-2") == "'-2"
     assert csv_cell("Alice") == "Alice"
+
+
+def test_export_in_french_writes_french_numbers_and_the_csv_stays_machine_readable(sharing, tmp_path):
+    from ui import fmt
+    from ui.i18n import t
+
+    wall = sharing.wall
+    code, token = wall.open_room()
+    exp = sharing.share(experiment())
+    card = {"labels": ["tab.tok"], "parts": [{"kind": "table", "label": "share.card.counts",
+                                               "headers": ["tokenizer", "chars/token", "vocabulary"],
+                                               "rows": [["Tekken", 2.56, 131072], ["v1", "2.65", "32000"]]}]}
+    for name in ("Zoé", "Ben"):
+        wall.add_entry(code, name, exp.id, exp.tab, "Bonjour", card, fingerprint=name)
+    labels = ExportLabels(title=lambda **f: t("wall.x_title", "fr", **f), exported=lambda **f: t("wall.x_exported", "fr", **f),
+                          link=t("wall.x_link", "fr"), number=lambda v: fmt.number(v, "fr"),
+                          columns=tuple(t("wall.x_columns", "fr").split(",")))
+    path = export_zip(wall, code, token, tmp_path / "fr", {}, lambda k: t(k, "fr"), labels)
+    with zipfile.ZipFile(path) as zf:
+        md = zf.read("wall.md").decode()
+        rows = list(csv.reader(io.StringIO(zf.read("entries.csv").decode("utf-8-sig"))))
+    assert "| Tekken | 2,56 | 131\u202f072 |" in md and "| v1 | 2,65 | 32\u202f000 |" in md
+    assert "2\\.56" not in md and "2.56" not in md and "Lien\u00a0: <?x=" in md and "Lien:" not in md
+    assert "2 entrées" in md and "Mur de la classe" in md
+    assert rows[0][0] == "entrée" and [r[0] for r in rows[1:]] == ["1", "2"]           # plain integers in the CSV
 
 
 def test_hub_backup_is_configured_and_survives_an_unreachable_hub(sharing, monkeypatch):
