@@ -166,6 +166,26 @@ def quantization_config(precision: str, device: str):
     return None
 
 
+def context_length_of(spec: ModelSpec) -> int | None:
+    """A causal LM's context length read from its config, without loading (or building, or downloading)
+    anything: None when this machine cannot tell (an inference server, a Hub model not cached here)."""
+    if spec.endpoint:
+        return None
+    try:
+        if spec.is_tiny:
+            from engine.tiny import tiny_mistral_config
+
+            config = tiny_mistral_config()
+        else:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(spec.id, local_files_only=True)
+    except Exception:  # noqa: BLE001 - unknown here: the engine still checks each request
+        return None
+    value = getattr(config, "max_position_embeddings", None)
+    return int(value) if value else None
+
+
 def model_source(spec: ModelSpec) -> str:
     if spec.is_tiny:
         from engine.tiny import tiny_path

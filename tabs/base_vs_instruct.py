@@ -18,8 +18,8 @@ from ui.i18n import I18N, forced_lang, request_lang, t
 from ui.queue_status import queue_text
 from ui.share import share_row
 from ui.token_probs import legend_html, render_output
-from ui.widgets import (model_picker, on_new_sample, preset_label, run_row, sampling_controls, sampling_summary,
-                        spec_for, to_params)
+from ui.widgets import (model_picker, new_tokens_bound, on_new_sample, preset_label, run_row, sampling_controls,
+                        sampling_summary, spec_for, to_params)
 
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets" / "base_vs_instruct.json"
 
@@ -111,7 +111,8 @@ def build(ctx: AppContext) -> None:
                 template_on_base = gr.Checkbox(False, label=I18N("bvi.template_on_base"),
                                                info=I18N("bvi.template_on_base_info"))
         with gr.Column(min_width=300):
-            sampling = sampling_controls(max_new_tokens=48 if tiny else 256)
+            bound = new_tokens_bound(ctx, [ctx.catalog.spec("base_llm"), ctx.catalog.spec("instruct_llm")])
+            sampling = sampling_controls(max_new_tokens=48 if tiny else 256, maximum=bound)
     panes_out: list = []
     with gr.Row(equal_height=False, elem_id="bvi-panes"):
         for side, title_key in (("base", "bvi.base_title"), ("instruct", "bvi.instruct_title")):
@@ -135,6 +136,15 @@ def build(ctx: AppContext) -> None:
         raw = gr.JSON(elem_id="bvi-raw", show_label=False)
 
     preset.change(lambda text: text, inputs=preset, outputs=prompt, api_name=False, queue=False)
+
+    def token_bound(base_model: str, instruct_model: str, max_new_tokens: float):
+        """Another model picked: "Max new tokens" offers what both models can take, no more."""
+        limit = new_tokens_bound(ctx, [spec_for(ctx, "base_llm", base_model), spec_for(ctx, "instruct_llm", instruct_model)])
+        return gr.Slider(maximum=limit, value=min(int(max_new_tokens or 1), limit))
+
+    for picker in (base_model, instruct_model):
+        picker.change(guard(token_bound), inputs=[base_model, instruct_model, sampling.max_new_tokens],
+                      outputs=sampling.max_new_tokens, api_name=False, queue=False)
 
     @guard
     def compare(prompt: str, system_prompt: str = "", base_model: str = "", instruct_model: str = "",

@@ -132,6 +132,7 @@ RULES: dict[str, dict[str, Rule]] = {
     "close_room": {"room": ROOM, "key": TOKEN},
     "wall_close": {"room": ROOM, "teacher_token": TOKEN},
     "reopen_room": {"room": ROOM, "key": TOKEN},
+    "token_bound": {"base_model": Model(llm_ids), "instruct_model": Model(llm_ids), "max_new_tokens": NEW_TOKENS},
     "wall_reopen": {"room": ROOM, "teacher_token": TOKEN},
 }
 
