@@ -214,6 +214,21 @@
     return value;
   }
 
+  // Presentation mode, 1280×800 at the back of a room: a run's results are what students must see, so
+  // pressing a tab's main action brings its results up to the top of the screen (the prompt and the
+  // buttons scroll away above; the results fill in where everyone is looking).
+  const RESULTS = {
+    "bvi-run": "#bvi-panes", "bvi-new-sample": "#bvi-panes", "tech-run": "#tech-result",
+    "tech-new-sample": "#tech-result", "img-run": "#img-grid-heading, #img-grid", "quant-l-run": "#quant-l-status",
+    "quant-w-run": "#quant-hist", "tok-run": "#tok-views",
+  };
+  document.addEventListener("click", (e) => {
+    if (!document.body.classList.contains("presentation")) return;
+    const button = e.target.closest && e.target.closest("button[id]");
+    const target = button && RESULTS[button.id] && document.querySelector(RESULTS[button.id]);
+    if (target) requestAnimationFrame(() => target.scrollIntoView({ block: "start" }));
+  }, true);
+
   function initialPresentation() {
     const fromUrl = param("present");
     if (fromUrl === "1" || fromUrl === "0") return fromUrl === "1";
