@@ -51,6 +51,19 @@ def load_head() -> str:
                      if p.name != "boot.js")
 
 
+def theme() -> gr.themes.Base:
+    """Gradio's Soft theme with every text at 4.5:1 or more against its background (issue #24): its
+    pale indigo labels, buttons and selected choices, and its grey hints, footer and placeholders
+    (#9ca3af, 2.5:1) were too faint for a projector or a phone in the sun."""
+    return gr.themes.Soft().set(
+        color_accent="*primary_700", block_label_text_color="*primary_700", block_title_text_color="*primary_700",
+        button_primary_background_fill="*primary_700", button_primary_background_fill_hover="*primary_800",
+        button_primary_border_color="*primary_700", checkbox_label_background_fill_selected="*primary_700",
+        checkbox_background_color_selected="*primary_700", checkbox_border_color_focus="*primary_700",
+        slider_color="*primary_600", body_text_color_subdued="*neutral_600", block_info_text_color="*neutral_600",
+        input_placeholder_color="*neutral_500", link_text_color="*secondary_700")
+
+
 def make_context(profile: str = "auto", settings: dict | None = None) -> AppContext:
     hardware = detect()
     resolved = resolve_profile(profile, hardware)
@@ -186,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     # rendered once per language here; ssr_mode=False: that page is the one Python serves (not Node's)
     page = Middleware(LanguagePage, hooks=ctx.language_hooks, props=localized_props(ctx.language_hooks))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, i18n=build_i18n(),
-                css=load_css(), head=load_head(), theme=gr.themes.Soft(), show_error=True,
+                css=load_css(), head=load_head(), theme=theme(), show_error=True,
                 state_session_capacity=limits.sessions, max_file_size=limits.upload_bytes,
                 allowed_paths=[str(tempfiles.root())], ssr_mode=False, app_kwargs={"middleware": [page]})
 

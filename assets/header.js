@@ -54,7 +54,7 @@
   // Gradio texts with no translation key: toast titles and the status tracker's "processing".
   const GRADIO_TEXT = {
     fr: { "Warning": "Avertissement", "Error": "Erreur", "Info": "Information", "Success": "Succès",
-          "processing |": "traitement |", "queue:": "file :" },
+          "processing |": "traitement |", "queue:": "file :", "Runs": "Exécutions" },
   };
   let current = "en";
 
@@ -155,7 +155,7 @@
 
   const NUMBERS = ".min_value, .max_value";
   const SIZES = "a[download]";
-  const CHROME = `.toast-title, .progress-text, .meta-text, .meta-text-center, .progress-level-inner, ${NUMBERS}, ${SIZES}`;
+  const CHROME = `.toast-title, .progress-text, .meta-text, .meta-text-center, .progress-level-inner, footer, ${NUMBERS}, ${SIZES}`;
   function patchAll(root) {
     if (root.nodeType !== Node.ELEMENT_NODE) {
       if (root.nodeType === Node.TEXT_NODE && root.parentElement && root.parentElement.closest(CHROME)) {
