@@ -440,8 +440,10 @@ def test_no_image_without_alt_text(browser, app_url, client):
     from tests.browser import open_tab
 
     room = client.predict("", api_name="/wall_open_room")["room"]
-    page = open_page(browser, app_url, f"lang=fr&room={room}")
+    page = open_page(browser, app_url)
     try:
+        open_tab(page, "wall")
+        page.locator("#wall-room textarea, #wall-room input").first.fill(room)
         page.locator("#wall-name textarea, #wall-name input").first.fill("Zoé")
         page.click("#wall-join")
         page.wait_for_function(f"document.querySelector('#wall-join-status').innerText.includes('{room}')", timeout=LONG)
