@@ -39,7 +39,7 @@ GROUPS: dict[str, tuple[LimitOf, tuple[str, ...]]] = {
                                  "reopen_room", "wall_reopen")),
     # instant UI updates: never behind heavy work
     "ui": (lambda L, ctx: 16, ("refresh_about", "restored_controls", "show_step", "on_focus", "on_use_defaults",
-                               "refresh_tokens", "localise", "build_prompt", "pick_style", "restore", "settle",
+                               "refresh_tokens", "localise", "build_prompt", "pick_style", "restore", "restore_wall", "settle",
                                "on_tab", "context_slider", "apply_language")),
 }
 

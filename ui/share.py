@@ -48,6 +48,8 @@ STRIP_TEACHER_JS = """() => {
   if (url.searchParams.has('teacher')) { url.searchParams.delete('teacher'); history.replaceState(null, '', url); }
 }"""
 TAKE_TEACHER_JS = "(state, _) => [state, (window.genaiBoot && window.genaiBoot.takeTeacher()) || '']"
+LINK_TRIGGER_JS = """() => { const p = new URLSearchParams(window.location.search);
+  return (p.get('x') || p.get('tab')) ? 'link ' + Date.now() : ''; }"""
 # "Run again" presses the tab's own button, exactly as a student would
 RUN_AGAIN_JS = """(target) => {
   const b = document.getElementById(target);
@@ -142,16 +144,16 @@ class Registry:
 
     def post(self, spec: ShareSpec, exp: Experiment | None, room: str, name: str, request: gr.Request | None,
              values: tuple = ()):
-        """Send to the wall: a result to show (never a blank card), once per student (the same result
-        sent again is the card already there); checks first (room, name, rate), then stores the
-        experiment, then the entry."""
+        """Send to the wall: from the page, a result to show (never a blank card; an API caller may post
+        a stored experiment with inputs only); once per student (the same result sent again is the card
+        already there); checks first (room, name, rate), then stores the experiment, then the entry."""
         if not (room or "").strip():
             raise UserError("wall.err.join_first")
         wall, store = self.sharing.wall, self.sharing.store
-        if exp is None:                                   # from the page
+        if exp is None:                                   # from the page: a result to show, never a blank card
             exp = spec.experiment(values)
-        if spec.is_blank(exp):
-            raise UserError(spec.empty)
+            if spec.is_blank(exp):
+                raise UserError(spec.empty)
         mark = codec.fingerprint(spec.kind, exp.inputs, spec.shown(exp), store)
         code = wall.room(room).code
         same = wall.find_duplicate(code, name, mark)      # before the rate limit: clicking again costs nothing
@@ -337,11 +339,16 @@ def install(demo: gr.Blocks, ctx: AppContext) -> Registry:
     # a teacher link's token never stays in the address: assets/boot.js takes it out before Gradio starts
     # and hands it to this event only (a hidden input: never in the page)
     teacher_in = gr.Textbox(visible=False, max_length=200, elem_id="share-teacher-in")
-    demo.load(guard(restorer.restore), inputs=[reg.browser, teacher_in], outputs=outputs, api_name=False,
-              show_progress="hidden", js=TAKE_TEACHER_JS
-              ).then(guard(restorer.settle), inputs=reg.browser, outputs=outputs, api_name=False,
-                     show_progress="hidden", concurrency_limit=None
-              ).then(None, inputs=reg.banner["auto"], js=AUTO_RUN_JS).then(None, js=STRIP_TEACHER_JS)
+    demo.load(guard(restorer.restore_wall), inputs=[reg.browser, teacher_in], outputs=restorer.wall_outputs(),
+              api_name=False, show_progress="hidden", js=TAKE_TEACHER_JS).then(None, js=STRIP_TEACHER_JS)
+    # a link's passes only when the address holds one: the page sets this box, whose change runs them
+    link_trigger = gr.Textbox("", visible="hidden", max_length=40, elem_id="share-link-trigger")
+    demo.load(None, outputs=link_trigger, api_name=False, js=LINK_TRIGGER_JS)
+    link_trigger.change(guard(restorer.restore), inputs=[reg.browser, link_trigger], outputs=outputs, api_name=False,
+                        show_progress="hidden", concurrency_limit=None
+                        ).then(guard(restorer.settle), inputs=[reg.browser, link_trigger], outputs=outputs,
+                               api_name=False, show_progress="hidden", concurrency_limit=None
+                        ).then(None, inputs=reg.banner["auto"], js=AUTO_RUN_JS)
     gr.set_static_paths([str(reg.sharing.store.images_dir)])   # wall thumbnails; the database is never served
 
     @guard

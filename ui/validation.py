@@ -116,7 +116,8 @@ RULES: dict[str, dict[str, Rule]] = {
     "share_experiment": {"kind": Text(64), "inputs": Payload(SHARED_BYTES, (dict,)),
                          "outputs": Payload(SHARED_BYTES, (dict,))},
     "open_experiment": {"id": Text(64)},
-    "restore": {"state": BROWSER_STATE, "teacher_link": TOKEN}, "settle": {"state": BROWSER_STATE, "teacher_link": TOKEN},
+    "restore_wall": {"state": BROWSER_STATE, "teacher_link": TOKEN},
+    "restore": {"state": BROWSER_STATE, "trigger": Text(40)}, "settle": {"state": BROWSER_STATE, "trigger": Text(40)},
     "join_room": {"state": BROWSER_STATE}, "open_room": {"state": BROWSER_STATE},
     # "refresh": the tokenizer tab's live update and the wall's (seen_key)
     "refresh": {"text": TOKENIZER_TEXT, **TOKENIZER_ARGS, "seen_key": Text(200)},
