@@ -52,7 +52,7 @@ APP_USABLE = """() => {
 APP_READY = {
     "base_vs_instruct": "on('#bvi-run')",
     "tokenizers": "on('#tok-views .tokstats')",
-    "quantization": "on('#quant-hist img') && text('#quant-w-table').includes('SNR')",
+    "quantization": "on('#quant-hist img') && !!document.querySelector('#quant-w-table td')",
     "techniques": "on('#tech-run') && (document.querySelector('#tech-question textarea') || {}).value",
     "image_prompting": "on('#img-run') && text('#img-token-count').includes('77')",
     "wall": "on('#wall-banner .wall-banner')",
