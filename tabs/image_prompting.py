@@ -243,8 +243,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         legend = [f"{t('ux.img.prompt_n', lang, n=k + 1)}: {p}" for k, p in enumerate(prompts)] if two else None
         image = image_grid.grid([r.image for r in results], [image_label(r.settings, lang, r.seconds) for r in results],
                               columns=columns, cell=256 if tiny else 384, row_labels=row_labels, legend=legend)
-        described = grid_alt({"prompt": prompt, "second_prompt": second_prompt, "models": roles, "seed": seed}, lang)
-        yield gr.Image(image, alt_text=described), items
+        yield image, items
 
     @guard
     def image_grid_sweep(prompt: str, model: str = "sdxl_base", x_param: str = "guidance", x_values: str = "2, 5, 8",
@@ -292,8 +291,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         image = image_grid.grid([r.image for r in results], [t("img.sweep_cell", lang, seconds=r.seconds) for r in results], columns=len(xs),
                               cell=256 if tiny else 320, row_labels=[f"{y_param} = {y}" for y in ys],
                               column_labels=[f"{x_param} = {x}" for x in xs])
-        described = t("img.sweep_alt", lang, model=d.title, x=x_param, y=y_param, prompt=prompt.strip(), seed=int(seed or 0))
-        yield gr.Image(image, alt_text=described), items
+        yield image, items
 
     @guard
     def read_png_settings(png: str | None, request: gr.Request = None):
@@ -382,14 +380,28 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         merged = apply_preset(dict(zip(FIELDS, values)), name or "")
         return tuple(merged.get(f, "") for f in FIELDS)
 
+    def describe_grid(prompt: str, second_prompt: str, models: list[str] | None, seed: float, request: gr.Request):
+        """The grid's alt text (models, prompt, seed), set once it is drawn (the API still returns the image)."""
+        values = {"prompt": prompt, "second_prompt": second_prompt, "models": models, "seed": seed}
+        return gr.Image(alt_text=grid_alt(values, request_lang(request)))
+
+    def describe_sweep(prompt: str, model: str, x_param: str, y_param: str, seed: float, request: gr.Request):
+        title = imagegen.DEFAULTS[model].title if model in imagegen.DEFAULTS else model
+        return gr.Image(alt_text=t("img.sweep_alt", request_lang(request), model=title, x=x_param, y=y_param,
+                                   prompt=(prompt or "").strip(), seed=int(seed or 0)))
+
     inputs = [prompt, second, negative, models, seed, use_defaults, focus, steps, guidance, size]
     # the progress bar over the grid only: the gallery's previews and finished images stay visible
     run.click(generate_images, inputs=inputs, outputs=[grid_out, gallery], api_name="generate_images",
-              concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1, show_progress_on=[grid_out])
+              concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1, show_progress_on=[grid_out]
+              ).success(describe_grid, inputs=[prompt, second, models, seed], outputs=grid_out, api_name=False,
+                        queue=False)
     sweep_run.click(image_grid_sweep, inputs=[prompt, sweep_model, x_param, x_values, y_param, y_values, seed, negative],
                     outputs=[grid_out, gallery], api_name="image_grid_sweep",
                     concurrency_id=ctx.concurrency_id("image"), concurrency_limit=1,
-                    show_progress_on=[grid_out])
+                    show_progress_on=[grid_out]
+                    ).success(describe_sweep, inputs=[prompt, sweep_model, x_param, y_param, seed], outputs=grid_out,
+                              api_name=False, queue=False)
     stop.click(stop_images, api_name="stop_images", queue=False)
     reuse_file.upload(read_png_settings, inputs=reuse_file,
                       outputs=[prompt, negative, models, seed, use_defaults, focus, steps, guidance, size, reuse_note],

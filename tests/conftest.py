@@ -22,6 +22,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Shared links and class walls of test apps go to a throw-away folder, never to the repository's data/.
 os.environ.setdefault("GENAI_DATA_DIR", tempfile.mkdtemp(prefix="genai-test-data-"))
+# Every test opens its rooms from 127.0.0.1: the per-address limit on new rooms (5, then one per 2 min)
+# would make a test's outcome depend on how fast the ones before it ran.
+os.environ.setdefault("GENAI_WALL_ROOMS_BURST", "200")
 
 
 @pytest.fixture(scope="session")

@@ -535,6 +535,9 @@ def test_french_numbers_in_boxes_charts_messages_links_and_the_wall(browser, app
     wall card and a comparison of two cards: numbers the French way ("0,95", "131 072")."""
     from tests.browser import open_tab
 
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)                 # its own session: its own sends to the wall
     headers = ["tokenizer", "chars/token", "vocabulary"]
     rows = [["Tekken", 2.65, 131072], ["Mistral v1", 2.22, 32000]]
     shared = client.predict("tokenize", {"text": "Bonjour à tous"}, {"stats": {"type": "table", "headers": headers,

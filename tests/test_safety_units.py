@@ -140,6 +140,7 @@ def test_log_records_are_redacted_whatever_the_handler(caplog):
 
 
 def test_toasts_escape_what_they_quote():
+    from ui.feedback import to_gr_error
 
     err = to_gr_error(UserError("err.unknown_model", model='<a href="http://evil">Session expired</a>'))
     assert "<a " not in err.message and "&lt;a href" in err.message

@@ -509,6 +509,7 @@ def test_the_wall_reads_on_a_phone_and_on_a_projector(browser, app_url, client):
     projector the table's numbers all on screen inside the card, in the page's language."""
     from tests.browser import PHONE, no_horizontal_overflow
 
+    client = Client(app_url, verbose=False)     # its own session: the shared one has used its sends
     room = client.predict("", api_name="/wall_open_room")
     code = room["room"]
     headers = ["tokenizer", "tokens", "characters", "bytes", "chars/token", "vocabulary"]

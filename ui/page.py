@@ -80,21 +80,19 @@ def _input_value(comp: gr.components.Component) -> Any:
 
 
 def _props(comp: gr.components.Component, result: Any) -> dict:
-    """What a handler's result for ``comp`` changes in the page's config (``props``)."""
+    """What a handler's result for ``comp`` changes in the page's config (``props``): the component
+    built again with the result's changes, as Gradio builds an update, and the changed props taken."""
     if isinstance(result, gr.blocks.Block):                      # an update: gr.Dropdown(choices=...)
-        changed = {k: v for k, v in result.constructor_args.items() if k != "render"}
-        fresh = comp.__class__(**{**comp.constructor_args, **changed, "render": False})
-        config = fresh.get_config()
-        return {k: config[k] for k in changed if k in config}
-    if isinstance(result, dict) and result.get("__type__") == "update":
-        props = {k: v for k, v in result.items() if k not in ("__type__", "value")}
-        if "value" in result:
-            props.update(_props(comp, result["value"]))
-        return props
-    value = comp.postprocess(result)
-    if isinstance(value, (GradioModel, GradioRootModel)):
-        value = value.model_dump()
-    return {"value": value}
+        changed = dict(result.constructor_args)
+    elif isinstance(result, dict) and result.get("__type__") == "update":
+        changed = {k: v for k, v in result.items() if k != "__type__"}
+    else:
+        changed = {"value": result}
+    changed.pop("render", None)
+    if not changed:
+        return {}
+    config = comp.__class__(**{**comp.constructor_args, **changed, "render": False}).get_config()
+    return {k: config[k] for k in changed if k in config}
 
 
 def localized_props(hooks: list[tuple[Callable, list, list]]) -> dict[str, dict[int, dict]]:

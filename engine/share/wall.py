@@ -50,7 +50,8 @@ class Limits:
         return cls(entries_per_room=int(env.get("GENAI_WALL_MAX_ENTRIES", cls.entries_per_room)),
                    room_mb=int(env.get("GENAI_WALL_MAX_MB", cls.room_mb)),
                    post_burst=int(env.get("GENAI_WALL_POST_BURST", cls.post_burst)),
-                   post_refill_s=float(env.get("GENAI_WALL_POST_EVERY_S", cls.post_refill_s)))
+                   post_refill_s=float(env.get("GENAI_WALL_POST_EVERY_S", cls.post_refill_s)),
+                   rooms_burst=int(env.get("GENAI_WALL_ROOMS_BURST", cls.rooms_burst)))
 
 
 class RateLimiter:
