@@ -246,13 +246,17 @@
   };
   let chartLang = "en";
   let chartDone = Promise.resolve();
-  function chartLocale(lang) {
-    const file = (window.genaiServed || {}).chart;
+  function gradioChunk(file) {
     const base = ((performance.getEntriesByType("resource").map((e) => e.name)
       .find((name) => /\/assets\/core-[^/]+\.js$/.test(name))) || "").replace(/core-[^/]+\.js$/, "");
-    if (!file || !base || lang === chartLang || !VEGA_LOCALE[lang]) return chartDone;
+    return file && base ? base + file : null;
+  }
+  function chartModule() { return gradioChunk((window.genaiServed || {}).chart); }
+  function chartLocale(lang) {
+    const url = chartModule();
+    if (!url || lang === chartLang || !VEGA_LOCALE[lang]) return chartDone;
     chartLang = lang;
-    chartDone = chartDone.then(() => import(base + file)).then((module) => {
+    chartDone = chartDone.then(() => import(url)).then((module) => {
       const holder = document.createElement("div");
       return module.default(holder, { $schema: "https://vega.github.io/schema/vega/v5.json" },
                             { formatLocale: VEGA_LOCALE[lang], actions: false, renderer: "none" })
@@ -300,6 +304,17 @@
     await setLang(lang);
     const boot = window.genaiBoot;
     if (boot && (boot.served === lang || (forced && boot.served))) document.body.dataset.langReady = lang;
+    // once the page is usable and idle: the chunks a tab's first open would wait for (the chart module,
+    // 650 kB of script compiled once; matplotlib plots) are loaded ahead; chart numbers in the page's
+    // language at the same time
+    const warm = () => {
+      if (current !== "en") chartLocale(current);
+      for (const file of (window.genaiServed || {}).warm || []) {
+        const url = gradioChunk(file);
+        if (url) import(url).catch(() => {});
+      }
+    };
+    if (window.requestIdleCallback) window.requestIdleCallback(warm, { timeout: 3000 }); else setTimeout(warm, 1500);
     return [lang, initialPresentation()];
   }
 

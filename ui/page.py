@@ -124,12 +124,24 @@ def client_strings() -> dict[str, dict[str, str]]:
             for lang, table in tables().items()}
 
 
+FRONTEND = Path(gr.__file__).resolve().parent / "templates" / "frontend" / "assets"
+
+
+def _chunk(pattern: str) -> str:
+    found = sorted(p.name for p in FRONTEND.glob(pattern))
+    return found[0] if found else ""
+
+
 def chart_module() -> str:
     """The file name of Gradio's Vega-Embed chunk (what gr.LinePlot/BarPlot draw with): the page
     sets Vega's number format locale through it (assets/header.js), so chart axes read "0,5"."""
-    folder = Path(gr.__file__).resolve().parent / "templates" / "frontend" / "assets"
-    found = sorted(p.name for p in folder.glob("embed-*.js"))
-    return found[0] if found else ""
+    return _chunk("embed-*.js")
+
+
+def warm_modules() -> list[str]:
+    """Gradio chunks a tab's first open waits for (its charts, its matplotlib plots), which the page
+    loads once it is idle (assets/header.js)."""
+    return [name for name in (chart_module(), _chunk("MatplotlibPlot-*.js")) if name]
 
 
 def _json_for_script(value: Any) -> str:
@@ -152,6 +164,7 @@ class LanguagePage:
         self._boot = BOOT.read_text(encoding="utf-8")
         self._strings = json.dumps(client_strings(), ensure_ascii=False)
         self._chart = chart_module()
+        self._warm = warm_modules()
 
     def props(self) -> dict[str, dict[int, dict]]:
         with self._lock:                                  # computed once, on the first page served
@@ -216,6 +229,6 @@ class LanguagePage:
         page = page[:match.start(1)] + _json_for_script(config) + page[match.end(1):]
         page = _HTML_LANG.sub(lambda m: f'<html{m.group(1)}lang="{lang}"', page, count=1)
         boot = (f"<title>{html.escape(page_title(lang))}</title>\n<script>window.genaiServed = "
-                f"{_json_for_script({'lang': lang, 'forced': bool(forced_lang()), 'chart': self._chart, 'strings': json.loads(self._strings)})};"
+                f"{_json_for_script({'lang': lang, 'forced': bool(forced_lang()), 'chart': self._chart, 'warm': self._warm, 'strings': json.loads(self._strings)})};"
                 f"\n{self._boot}</script>")
         return page.replace("<head>", "<head>\n" + boot, 1)
