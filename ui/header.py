@@ -3,8 +3,9 @@
 The switch's client side is ``assets/header.js`` (storage, cookie, Gradio's locale); here it
 is wired to the server: one request sends the tab labels again in the new language (Gradio
 translates them once, when the page is built) with every view registered with
-:meth:`ui.context.AppContext.on_language`, re-rendered. It also runs on load, with the language
-the page starts in.
+:meth:`ui.context.AppContext.on_language`, re-rendered. On load nothing is sent when the page was
+served in the language it starts in (ui/page.py renders those views per language): only a browser
+whose last choice differs from what the server could tell re-renders them, through the switch.
 """
 from __future__ import annotations
 
