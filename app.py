@@ -15,6 +15,7 @@ try:  # on a ZeroGPU Space this patches torch: it must come before anything touc
 except ImportError:  # pragma: no cover - listed in requirements.txt; off-Space it does nothing
     pass
 import gradio as gr
+from starlette.middleware import Middleware
 
 from engine import limits as limits_mod
 from engine import tempfiles
@@ -26,7 +27,8 @@ from engine.redact import install_log_redaction
 from ui import share
 from ui.context import AppContext
 from ui.header import build_header, wire_header
-from ui.i18n import I18N, build_i18n, set_forced_lang
+from ui.i18n import I18N, build_i18n, forced_lang, set_forced_lang, t
+from ui.page import LanguagePage, localized_props
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TABS = (
@@ -44,7 +46,22 @@ def load_css() -> str:
 
 
 def load_head() -> str:
-    return "\n".join(f"<script>{p.read_text(encoding='utf-8')}</script>" for p in sorted(ASSETS.glob("*.js")))
+    """The page's scripts, run once Gradio is up (``assets/boot.js`` runs before it: ui/page.py)."""
+    return "\n".join(f"<script>{p.read_text(encoding='utf-8')}</script>" for p in sorted(ASSETS.glob("*.js"))
+                     if p.name != "boot.js")
+
+
+def theme() -> gr.themes.Base:
+    """Gradio's Soft theme with every text at 4.5:1 or more against its background (issue #24): its
+    pale indigo labels, buttons and selected choices, and its grey hints, footer and placeholders
+    (#9ca3af, 2.5:1) were too faint for a projector or a phone in the sun."""
+    return gr.themes.Soft().set(
+        color_accent="*primary_700", block_label_text_color="*primary_700", block_title_text_color="*primary_700",
+        button_primary_background_fill="*primary_700", button_primary_background_fill_hover="*primary_800",
+        button_primary_border_color="*primary_700", checkbox_label_background_fill_selected="*primary_700",
+        checkbox_background_color_selected="*primary_700", checkbox_border_color_focus="*primary_700",
+        slider_color="*primary_600", body_text_color_subdued="*neutral_600", block_info_text_color="*neutral_600",
+        input_placeholder_color="*neutral_500", link_text_color="*secondary_700")
 
 
 def make_context(profile: str = "auto", settings: dict | None = None) -> AppContext:
@@ -82,7 +99,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
     age = int(ctx.limits.temp_age_s)
     # delete_cache: Gradio's copies of returned files are deleted an hour after they were made
-    with gr.Blocks(title="Generative AI in class", fill_width=True, delete_cache=(min(600, age), age)) as demo:
+    # the title (the browser tab's name) is set per visitor, in their language, by ui/page.py
+    with gr.Blocks(title=t("app.page_title", forced_lang() or "en"), fill_width=True,
+                   delete_cache=(min(600, age), age)) as demo:
         header = build_header(ctx)
         if ctx.catalog.noise:
             gr.Markdown(I18N("app.noise_banner"), elem_id="noise-banner")
@@ -203,10 +222,13 @@ def main(argv: list[str] | None = None) -> None:
     demo = configure_queue(build_app(ctx), ctx)
     limits = ctx.limits
     patient_localhost_check()
+    # the page in the visitor's language from its first paint (ui/page.py): the views' first values are
+    # rendered once per language here; ssr_mode=False: that page is the one Python serves (not Node's)
+    page = Middleware(LanguagePage, hooks=ctx.language_hooks, props=localized_props(ctx.language_hooks))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, i18n=build_i18n(),
-                css=load_css(), head=load_head(), theme=gr.themes.Soft(), show_error=True,
+                css=load_css(), head=load_head(), theme=theme(), show_error=True,
                 state_session_capacity=limits.sessions, max_file_size=limits.upload_bytes,
-                allowed_paths=[str(tempfiles.root())])
+                allowed_paths=[str(tempfiles.root())], ssr_mode=False, app_kwargs={"middleware": [page]})
 
 
 if __name__ == "__main__":

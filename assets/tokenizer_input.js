@@ -31,7 +31,14 @@
     }
   }
   let latestId = 0;
+  // before any update, the views to show are the hidden box's first value: the page is served with
+  // them in the visitor's language (ui/page.py), which the visible box's first value is not
+  function first() {
+    const hidden = document.querySelector("#tok-views-html textarea, #tok-views-html input");
+    if (latest === null && hidden && hidden.value) { latest = hidden.value; latestId += 1; }
+  }
   new MutationObserver((records) => {
+    if (latest === null) first();
     if (latest === null) return;
     for (const record of records) {
       for (const node of record.addedNodes) {

@@ -191,7 +191,7 @@ def _check_length(handle: LLMHandle, prompt: PreparedPrompt, params: SamplingPar
     handle.check_length(prompt, params.max_new_tokens)
     limit = current_limits().prompt_tokens
     if prompt.n_tokens > limit:
-        raise UserError("safety.err.prompt_tokens", tokens=f"{prompt.n_tokens:,}", limit=f"{limit:,}")
+        raise UserError("safety.err.prompt_tokens", tokens=prompt.n_tokens, limit=limit)
 
 
 def _context(handle: LLMHandle) -> int:

@@ -66,7 +66,7 @@ def read_png_text(path: str | Path, key: str) -> str | None:
     limits = current_limits()
     size = Path(path).stat().st_size
     if size > limits.upload_bytes:
-        raise UserError("safety.err.file_too_big", size=f"{size / 1e6:.1f}", limit=f"{limits.upload_bytes / 1e6:.0f}")
+        raise UserError("safety.err.file_too_big", size=size / 1e6, limit=limits.upload_bytes / 1e6)
     width, height = png_dimensions(path)
     if width * height > limits.upload_pixels:
         raise UserError("safety.err.png_too_large", width=width, height=height,

@@ -101,8 +101,8 @@ class LLMHandle:
         if prompt.n_tokens + max_new_tokens <= limit:
             return
         if prompt.n_tokens < limit:  # the prompt fits: it is the answer's budget that does not
-            raise UserError("safety.err.new_tokens", model=self.spec.id, context=f"{limit:,}",
-                            tokens=f"{prompt.n_tokens:,}", limit=f"{limit - prompt.n_tokens:,}")
+            raise UserError("safety.err.new_tokens", model=self.spec.id, context=limit, tokens=prompt.n_tokens,
+                            limit=limit - prompt.n_tokens)   # numbers: the message writes them the reader's way
         raise UserError("err.prompt_too_long", tokens=prompt.n_tokens, model=self.spec.id,
                         limit=limit - max_new_tokens)
 
@@ -164,6 +164,26 @@ def quantization_config(precision: str, device: str):
             bnb_4bit_compute_dtype=torch_dtype(precision, device),
         )
     return None
+
+
+def context_length_of(spec: ModelSpec) -> int | None:
+    """A causal LM's context length read from its config, without loading (or building, or downloading)
+    anything: None when this machine cannot tell (an inference server, a Hub model not cached here)."""
+    if spec.endpoint:
+        return None
+    try:
+        if spec.is_tiny:
+            from engine.tiny import tiny_mistral_config
+
+            config = tiny_mistral_config()
+        else:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(spec.id, local_files_only=True)
+    except Exception:  # noqa: BLE001 - unknown here: the engine still checks each request
+        return None
+    value = getattr(config, "max_position_embeddings", None)
+    return int(value) if value else None
 
 
 def model_source(spec: ModelSpec) -> str:

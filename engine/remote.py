@@ -238,7 +238,7 @@ class RemoteLLM:
                     raise http_status_error(resp.status_code, detail, self)
                 data = read_capped(resp, 4 * limits.remote_answer_chars + 65_536, deadline)
         if deadline.passed:
-            raise UserError("safety.err.endpoint_deadline", url=self.shown_url, seconds=f"{deadline.seconds:g}")
+            raise UserError("safety.err.endpoint_deadline", url=self.shown_url, seconds=deadline.seconds)
         answer = parse_json(data, self.shown_url)
         if not isinstance(answer, dict):
             raise UserError("safety.err.endpoint_not_json", url=self.shown_url, detail=remote_text(data, 120))
@@ -303,7 +303,7 @@ class RemoteLLM:
             if deadline.stop.is_set():
                 break
             if deadline.passed and pending:
-                raise UserError("safety.err.endpoint_deadline", url=self.shown_url, seconds=f"{deadline.seconds:g}")
+                raise UserError("safety.err.endpoint_deadline", url=self.shown_url, seconds=deadline.seconds)
         return [r for f in futures if f.done() and not f.cancelled() and f.exception() is None for r in f.result()]
 
 

@@ -31,8 +31,8 @@ from ui.i18n import I18N, forced_lang, request_lang, t
 from ui.queue_status import queue_text
 from ui.share import share_row
 from ui.token_probs import Rendered, legend_html, render_output
-from ui.widgets import (model_picker, preset_label, run_row, sampling_controls, sampling_summary, spec_for,
-                        to_params)
+from ui.widgets import (model_picker, new_tokens_bound, preset_label, run_row, sampling_controls, sampling_summary,
+                        spec_for, to_params)
 
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets" / "base_vs_instruct.json"
 
@@ -166,6 +166,7 @@ def card_part(side: str):
         if len(turns) < 2:
             return codec.card_part(label, outputs.get(f"{side}_output"))
         return {"kind": "text", "label": label, "text": conversation_view.card_text(turns, side)}
+    part.output = f"{side}_output"  # what the card reads (a blank one is not sent: ShareSpec.shown)
     return part
 
 
@@ -200,7 +201,8 @@ def build(ctx: AppContext) -> None:
                 template_on_base = gr.Checkbox(False, label=I18N("bvi.template_on_base"),
                                                info=I18N("bvi.template_on_base_info"))
         with gr.Column(min_width=300):
-            sampling = sampling_controls(max_new_tokens=48 if tiny else 256)
+            bound = new_tokens_bound(ctx, [ctx.catalog.spec("base_llm"), ctx.catalog.spec("instruct_llm")])
+            sampling = sampling_controls(max_new_tokens=48 if tiny else 256, maximum=bound)
     panes_out: list = []
     passages_out: list = []
     with gr.Row(equal_height=False, elem_id="bvi-panes"):
@@ -262,6 +264,15 @@ def build(ctx: AppContext) -> None:
                                     on_progress=zerogpu.progress_to(progress, lang),
                                     on_notice=zerogpu.warn_notice(lang)):
             yield _outputs(panes, bool(show_probabilities), lang, meta, params, history, plan, rendered)
+
+    def token_bound(base_model: str, instruct_model: str, max_new_tokens: float):
+        """Another model picked: "Max new tokens" offers what both models can take, no more."""
+        limit = new_tokens_bound(ctx, [spec_for(ctx, "base_llm", base_model), spec_for(ctx, "instruct_llm", instruct_model)])
+        return gr.Slider(maximum=limit, value=min(int(max_new_tokens or 1), limit))
+
+    for picker in (base_model, instruct_model):
+        picker.change(guard(token_bound), inputs=[base_model, instruct_model, sampling.max_new_tokens],
+                      outputs=sampling.max_new_tokens, api_name=False, queue=False)
 
     @guard
     def compare(prompt: str, system_prompt: str = "", base_model: str = "", instruct_model: str = "",
@@ -366,7 +377,7 @@ def build(ctx: AppContext) -> None:
                                + ["base_passages", "instruct_passages", "conversation_info", "raw"],
                                panes_out + passages_out + [convo_info, raw])),
               card=wall_card, title=card_title, recorded=recorded_inputs,
-              on_restore=(source_panel.on_restore, [src.accordion]),
+              on_restore=(source_panel.on_restore, [src.accordion]), empty="bvi.no_result",
               settle=False)  # no event here reacts to restored values: a follow-up sent at once is kept
     ctx.on_language(lambda lang: (gr.Dropdown(choices=preset_choices(lang)), legend_html(lang)),
                     outputs=[preset, legend])

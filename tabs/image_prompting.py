@@ -88,6 +88,15 @@ def negative_state(models: list[str] | None) -> dict:
     return gr.update(interactive=used)
 
 
+def grid_alt(inputs: dict, lang: str) -> str:
+    """The comparison grid in words (its alt text, live and on the wall): models, prompt(s), seed."""
+    roles = [r for r in IMAGE_ROLES if r in (inputs.get("models") or [])]
+    prompts = [str(p).strip() for p in (inputs.get("prompt"), inputs.get("second_prompt")) if p and str(p).strip()]
+    seed = inputs.get("seed")
+    return t("img.grid_alt", lang, models=", ".join(imagegen.DEFAULTS[r].title for r in roles),
+             prompt=" / ".join(prompts), seed=int(seed) if isinstance(seed, (int, float)) else 0)
+
+
 def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     tiny = ctx.catalog.profile == "tiny"
     gr.Markdown(I18N("img.intro"), elem_classes="tab-intro")
@@ -332,7 +341,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
             yield gr.update(), gr.update(), gr.update()
             return
         label = t("ux.img.target_label", lang, model=imagegen.DEFAULTS[role].title, seed=settings.seed)
-        yield gr.Image(value=str(results[0].path), label=label), [role], settings.seed
+        yield gr.Image(value=str(results[0].path), label=label, alt_text=label), [role], settings.seed
 
     def target_role(roles: list[str]) -> str:
         """The first model of ``roles`` whose estimate fits this machine (the last one otherwise)."""
@@ -372,15 +381,28 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         merged = apply_preset(dict(zip(FIELDS, values)), name or "")
         return tuple(merged.get(f, "") for f in FIELDS)
 
+    def describe_grid(prompt: str, second_prompt: str, models: list[str] | None, seed: float, request: gr.Request):
+        """The grid's alt text (models, prompt, seed), set once it is drawn (the API still returns the image)."""
+        values = {"prompt": prompt, "second_prompt": second_prompt, "models": models, "seed": seed}
+        return gr.Image(alt_text=grid_alt(values, request_lang(request)))
+
+    def describe_sweep(prompt: str, model: str, x_param: str, y_param: str, seed: float, request: gr.Request):
+        title = imagegen.DEFAULTS[model].title if model in imagegen.DEFAULTS else model
+        return gr.Image(alt_text=t("img.sweep_alt", request_lang(request), model=title, x=x_param, y=y_param,
+                                   prompt=(prompt or "").strip(), seed=int(seed or 0)))
+
     inputs = [prompt, second, negative, models, seed, use_defaults, focus, steps, guidance, size]
     # the progress bar over the grid only: the gallery's previews and finished images stay visible
     images = dict(action="images", outputs=[grid_out, gallery], concurrency_id=ctx.concurrency_id("image"),
                   concurrency_limit=1, show_progress_on=[grid_out])  # one run of either at a time (ui.widgets.on_run)
     on_run(run.click, generate_images, buttons=[(run, "img.run"), (sweep_run, None)], inputs=inputs,
-           api_name="generate_images", **images)
+           api_name="generate_images", **images).success(
+        describe_grid, inputs=[prompt, second, models, seed], outputs=grid_out, api_name=False, queue=False)
     on_run(sweep_run.click, image_grid_sweep, buttons=[(run, None), (sweep_run, "img.sweep_run")],
            inputs=[prompt, sweep_model, x_param, x_values, y_param, y_values, seed, negative],
-           api_name="image_grid_sweep", **images)
+           api_name="image_grid_sweep", **images).success(
+        describe_sweep, inputs=[prompt, sweep_model, x_param, y_param, seed], outputs=grid_out, api_name=False,
+        queue=False)
     stop.click(stop_images, api_name="stop_images", queue=False)
     reuse_file.upload(read_png_settings, inputs=reuse_file,
                       outputs=[prompt, negative, models, seed, use_defaults, focus, steps, guidance, size, reuse_note],
@@ -406,7 +428,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         tab.select(localise, inputs=prompt, outputs=[tokens, table], api_name=False, concurrency_limit=None,
                    show_progress="hidden")
     share_row(ctx, "image_prompting", api="generate_images", outputs={"grid": grid_out, "gallery": gallery},
-              card={"share.card.images": "grid"}, title="prompt",
+              card={"share.card.images": "grid"}, title="prompt", describe=grid_alt,
               on_restore=(lambda v, lang: focus_controls(v.get("focus_model", "sdxl_turbo"), lang,
                                                          use_defaults=bool(v.get("use_defaults")), tiny=tiny,
                                                          with_values=False) + (negative_state(v.get("models")),),

@@ -182,6 +182,7 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     if tab is None:
         return
     opened = gr.State(False)
+    first_views: dict[tuple, tuple] = {}   # per language and settings: every visitor's first view is the same
 
     def first_view(was_opened: bool, prompt: str, source: str, model: str, layer: str, method: str, bits: float,
                    block_size: str, outliers: float, plan_model: str, context_length: float, batch_size: float,
@@ -195,11 +196,18 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         lang = request_lang(request)
         text = PROMPTS.get(lang, DEFAULT_PROMPT) if prompt in PROMPTS.values() else gr.update()
         table = gr.Dataframe(empty_frame(lang), visible=True)
-        weights_view = quantize_weights(source, model, layer, method, bits, block_size, outliers, request)
-        plan_view = memory_plan(plan_model, context_length, batch_size, request)
-        ft_view = finetune_plan(plan_model, ft_method, ft_precision, ft_optimizer, ft_batch, ft_seq, ft_checkpointing,
-                                ft_rank, ft_targets, request)
-        return (True, text, table) + tuple(weights_view) + tuple(plan_view) + tuple(ft_view)
+        key = (lang, source, model, layer, method, bits, str(block_size), outliers, plan_model, context_length,
+               batch_size, ft_method, ft_precision, ft_optimizer, ft_batch, ft_seq, ft_checkpointing, ft_rank,
+               tuple(ft_targets or ()))
+        if key not in first_views:                 # computed once: the tab's first open need not wait on it
+            weights_view = list(quantize_weights(source, model, layer, method, bits, block_size, outliers, request))
+            weights_view[0] = gr.Plot().postprocess(weights_view[0])   # the histogram as a PNG once, not per visit
+            if len(first_views) > 32:
+                first_views.clear()
+            first_views[key] = (tuple(weights_view) + tuple(memory_plan(plan_model, context_length, batch_size, request))
+                                + tuple(finetune_plan(plan_model, ft_method, ft_precision, ft_optimizer, ft_batch,
+                                                      ft_seq, ft_checkpointing, ft_rank, ft_targets, request)))
+        return (True, text, table) + first_views[key]
 
     tab.select(first_view, inputs=[opened, live_prompt] + w_inputs + p_inputs + f_inputs[1:],
                outputs=[opened, live_prompt, live_table] + w_outputs + p_outputs + f_outputs, api_name=False,

@@ -186,13 +186,15 @@ def build(ctx: AppContext) -> None:
         used = set(SETTINGS_USED.get(technique, SETTING_FIELDS))
         return (gr.Accordion(visible=bool(used)),) + tuple(gr.update(visible=name in used) for name in SETTING_FIELDS)
 
-    def in_language(lang: str, table: pd.DataFrame | None):
+    def in_language(lang: str, table: pd.DataFrame | None, problem: str = DEFAULT_PROBLEM):
         """On load and on each language switch: the problems in the page's language (English UI →
-        English problems); an empty benchmark table gets its real headers in that language (an
+        English problems: the list and the question too, as the page is served already in its
+        language, ui/page.py); an empty benchmark table gets its real headers in that language (an
         empty Dataframe would show "1 2 3"), a filled one keeps its results."""
         empty = table is None or len(table) == 0
-        return "en" if lang == "en" else "fr", gr.Dataframe(summary_frame(None, lang), visible=True) if empty \
-            else gr.skip()
+        language = "en" if lang == "en" else "fr"
+        return (language, *pick_language(language, problem),
+                gr.Dataframe(summary_frame(None, lang), visible=True) if empty else gr.skip())
 
     def pick_problem(problem: str, language: str):
         custom = problem == CUSTOM
@@ -212,7 +214,7 @@ def build(ctx: AppContext) -> None:
     technique.change(show_card, inputs=technique, outputs=card, api_name=False, queue=False)
     technique.change(show_settings, inputs=technique, outputs=[settings_box] + setting_controls, api_name=False,
                      queue=False)
-    ctx.on_language(in_language, inputs=[bench_table], outputs=[language, bench_table])
+    ctx.on_language(in_language, inputs=[bench_table, problem], outputs=[language, problem, question, bench_table])
     problem.change(pick_problem, inputs=[problem, language], outputs=[question, expected, answer_type],
                    api_name=False, queue=False)
     language.change(pick_language, inputs=[language, problem], outputs=[problem, question], api_name=False,

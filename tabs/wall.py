@@ -11,18 +11,26 @@ from engine.share.wall import clean_name
 from engine.share.export import ExportLabels, export_zip
 from ui.context import AppContext
 from ui.feedback import guard
+from ui import fmt
 from ui.i18n import I18N, request_lang, t
 from ui.share import client_keys, registry
 from ui.wall_view import cards_html, compare_html, entry_choices, room_banner
 
 REFRESH_S = 3.0
+SHOW_SECRET_S = 10
+# the teacher link carries its token after "#": a fragment never reaches a server (logs, Referer), and
+# assets/boot.js takes it out of the address before the page does anything else
 TEACHER_LINK_JS = """(room, key) => {
   const url = new URL(window.location.href); url.hash = '';
-  url.search = '?tab=wall&room=' + encodeURIComponent(room) + '&teacher=' + encodeURIComponent(key);
+  url.search = '?tab=wall&room=' + encodeURIComponent(room);
+  url.hash = 'teacher=' + encodeURIComponent(key);
   const teacher = url.toString();
-  url.search = '?room=' + encodeURIComponent(room);
+  url.hash = ''; url.search = '?room=' + encodeURIComponent(room);
   return [teacher, url.toString()];
 }"""
+# "Show" unmasks the teacher link for a few seconds, then masks it again by itself (and at once when the
+# page is hidden or presentation mode is turned on): never left in clear on a projected screen
+SHOW_SECRET_JS = """() => { window.genaiHeader && window.genaiHeader.revealSecret('#wall-teacher-link', %d); }""" % SHOW_SECRET_S
 FULLSCREEN_JS = "() => { document.getElementById('wall-panel')?.requestFullscreen?.(); }"
 BASE_URL_JS = "(room, key, base) => [room, key, window.location.origin + window.location.pathname]"
 
@@ -40,13 +48,16 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
                 join = gr.Button(I18N("wall.join"), variant="primary", scale=0, min_width=150, elem_id="wall-join")
             join_status = gr.Markdown(elem_id="wall-join-status")
         with gr.Column(scale=2):
-            with gr.Accordion(I18N("wall.teacher"), open=False, elem_id="wall-teacher"):
+            with gr.Accordion(I18N("wall.teacher"), open=False, elem_id="wall-teacher") as teacher_panel:
                 title_box = gr.Textbox(label=I18N("wall.room_title"), max_length=120, elem_id="wall-room-title")
                 open_btn = gr.Button(I18N("wall.open_room"), elem_id="wall-open")
                 key_box = gr.Textbox(label=I18N("wall.key"), type="password", info=I18N("wall.key_info"),
                                      elem_id="wall-key")
+                # masked like the key: copied with its button, shown only for a few seconds on request
                 teacher_link = gr.Textbox(label=I18N("wall.teacher_link"), info=I18N("wall.teacher_link_info"),
-                                          interactive=False, buttons=["copy"], elem_id="wall-teacher-link")
+                                          type="password", interactive=False, buttons=["copy"],
+                                          elem_id="wall-teacher-link")
+                show_link = gr.Button(I18N("wall.show_link"), size="sm", elem_id="wall-show-link")
                 student_link = gr.Textbox(label=I18N("wall.student_link"), interactive=False, buttons=["copy"],
                                           elem_id="wall-student-link")
     with gr.Column(elem_id="wall-panel"):
@@ -61,7 +72,12 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
             hide = gr.Button(I18N("wall.hide"), elem_id="wall-hide", scale=1)
             pin = gr.Button(I18N("wall.pin"), elem_id="wall-pin", scale=1)
             close = gr.Button(I18N("wall.close"), variant="stop", elem_id="wall-close", scale=1)
+            reopen = gr.Button(I18N("wall.reopen"), elem_id="wall-reopen", scale=1, visible=False)
             export = gr.Button(I18N("wall.export"), elem_id="wall-export", scale=1)
+        with gr.Row(visible=False, equal_height=True, elem_id="wall-close-confirm", elem_classes="wall-confirm") as confirm:
+            gr.Markdown(I18N("wall.close_confirm"), elem_id="wall-close-question")
+            close_yes = gr.Button(I18N("wall.close_yes"), variant="stop", scale=0, min_width=170, elem_id="wall-close-yes")
+            close_no = gr.Button(I18N("wall.close_no"), scale=0, min_width=130, elem_id="wall-close-no")
         export_file = gr.File(label=I18N("wall.export_file"), interactive=False, visible=False,
                               elem_id="wall-export-file")
         base_url = gr.Textbox(visible=False)
@@ -74,23 +90,25 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     timer = gr.Timer(REFRESH_S, active=False)
     seen = gr.State("")
 
-    view = [banner, cards, controls, entry, left, right, seen]
+    view = [banner, cards, controls, entry, left, right, close, reopen, seen]
 
     def render(room: str, key: str, lang: str, seen_key: str = "") -> list:
         """The wall's components for ``room`` (skipped when nothing changed since ``seen_key``)."""
         code = normalize_code(room) if (room or "").strip() else ""
         version = wall.version(code) if code else None
         if version is None:
-            return [room_banner(None, lang), "", gr.Group(visible=False), gr.skip(), gr.skip(), gr.skip(), ""]
+            return [room_banner(None, lang), "", gr.Group(visible=False)] + [gr.skip()] * 5 + [""]
         teacher = wall.is_teacher(code, key)
         signature = f"{code}|{version}|{teacher}|{lang}"
         if signature == seen_key:
             return [gr.skip()] * len(view)
         entries = wall.entries(code, include_hidden=teacher)
         choices = entry_choices(entries, lang)
-        return [room_banner(wall.room(code), lang, teacher), cards_html(entries, lang, store),
+        room_now = wall.room(code)
+        closed = room_now.closed is not None
+        return [room_banner(room_now, lang, teacher), cards_html(entries, lang, store),
                 gr.Group(visible=teacher), gr.Dropdown(choices=choices), gr.Dropdown(choices=choices),
-                gr.Dropdown(choices=choices), signature]
+                gr.Dropdown(choices=choices), gr.Button(visible=not closed), gr.Button(visible=closed), signature]
 
     def restore_hook(room: str, teacher: str, lang: str, show: bool) -> list:
         return [teacher or gr.skip(), gr.Timer(active=bool(show and room))] + render(room, teacher, lang)
@@ -116,7 +134,8 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         code, token = wall.open_room(title, client_keys(request)[1])
         saved = {**(state or {}), "room": code, "teacher": token, "teacher_room": code}
         opened = t("wall.opened", lang, room=code)
-        return [code, token, opened, saved, gr.Timer(active=True)] + render(code, token, lang)
+        # the panel that holds the secret folds itself: the projected wall shows the code, never the key
+        return [code, token, opened, saved, gr.Timer(active=True), gr.Accordion(open=False)] + render(code, token, lang)
 
     def pick(room: str, key: str, num) -> Entry:
         if num is None:
@@ -138,6 +157,11 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     @guard
     def close_room(room: str, key: str, request: gr.Request = None):
         wall.close(room, key)
+        return [gr.Row(visible=False)] + render(room, key, request_lang(request))
+
+    @guard
+    def reopen_room(room: str, key: str, request: gr.Request = None):
+        wall.reopen(room, key)
         return render(room, key, request_lang(request))
 
     @guard
@@ -150,7 +174,8 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         """The whole wall as a ZIP (wall.md, entries.csv, images/): teacher token required."""
         lang = request_lang(request)
         names = {s.tab: " · ".join(t(k, lang) for k in s.labels[:1]) for s in reg.specs.values()}
-        labels = ExportLabels(title=t("wall.x_title", lang), exported=t("wall.x_exported", lang),
+        labels = ExportLabels(title=lambda **f: t("wall.x_title", lang, **f),
+                              exported=lambda **f: t("wall.x_exported", lang, **f), number=lambda v: fmt.number(v, lang),
                               prompt=t("wall.x_prompt", lang), link=t("wall.x_link", lang),
                               hidden=t("wall.x_hidden", lang), pinned=t("wall.x_pinned", lang),
                               columns=tuple(t("wall.x_columns", lang).split(",")))
@@ -164,15 +189,21 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
     room_box.submit(join_room, inputs=[room_box, name_box, key_box, reg.browser],
                     outputs=[room_box, join_status, reg.browser, timer] + view, **teacher_args)
     open_btn.click(open_room, inputs=[title_box, reg.browser],
-                   outputs=[room_box, key_box, join_status, reg.browser, timer] + view, **teacher_args
+                   outputs=[room_box, key_box, join_status, reg.browser, timer, teacher_panel] + view, **teacher_args
                    ).success(None, inputs=room_key, outputs=[teacher_link, student_link], js=TEACHER_LINK_JS)
+    key_box.change(None, inputs=room_key, outputs=[teacher_link, student_link], js=TEACHER_LINK_JS)
+    show_link.click(None, js=SHOW_SECRET_JS)
     timer.tick(refresh, inputs=room_key + [seen], outputs=view, api_name=False, concurrency_limit=None,
                show_progress="hidden")
     key_box.change(refresh, inputs=room_key + [seen], outputs=view, api_name=False, concurrency_limit=None,
                    show_progress="hidden")
     hide.click(toggle_hidden, inputs=room_key + [entry], outputs=view, **teacher_args)
     pin.click(toggle_pinned, inputs=room_key + [entry], outputs=view, **teacher_args)
-    close.click(close_room, inputs=room_key, outputs=view, **teacher_args)
+    # closing asks first (a second button, beside a question); the teacher can reopen
+    close.click(lambda: gr.Row(visible=True), outputs=confirm, api_name=False, queue=False)
+    close_no.click(lambda: gr.Row(visible=False), outputs=confirm, api_name=False, queue=False)
+    close_yes.click(close_room, inputs=room_key, outputs=[confirm] + view, **teacher_args)
+    reopen.click(reopen_room, inputs=room_key, outputs=view, **teacher_args)
     export.click(wall_export, inputs=room_key + [base_url], outputs=export_file, js=BASE_URL_JS,
                  api_name="wall_export", concurrency_limit=None
                  ).success(lambda: gr.File(visible=True), outputs=export_file, api_name=False, queue=False)
@@ -190,7 +221,8 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
 
 
 def _api(reg) -> None:
-    """``/wall_open_room``, ``/wall_post``, ``/wall``, ``/wall_hide``, ``/wall_pin``, ``/wall_close``."""
+    """``/wall_open_room``, ``/wall_post``, ``/wall``, ``/wall_hide``, ``/wall_pin``, ``/wall_close``,
+    ``/wall_reopen``."""
     wall = reg.sharing.wall
 
     @guard
@@ -228,10 +260,17 @@ def _api(reg) -> None:
 
     @guard
     def wall_close(room: str, teacher_token: str) -> dict:
-        """Close the room: no more entries (it stays readable and exportable)."""
+        """Close the room: no more entries (it stays readable and exportable; /wall_reopen undoes it)."""
         r = wall.close(room, teacher_token)
         return {"room": r.code, "closed": True, "entries": r.entries}
 
+    @guard
+    def wall_reopen(room: str, teacher_token: str) -> dict:
+        """Reopen a closed room: it takes entries again (teacher token required)."""
+        r = wall.reopen(room, teacher_token)
+        return {"room": r.code, "closed": False, "entries": r.entries}
+
     for fn, name in ((wall_open_room, "wall_open_room"), (wall_post, "wall_post"), (wall_read, "wall"),
-                     (wall_hide, "wall_hide"), (wall_pin, "wall_pin"), (wall_close, "wall_close")):
+                     (wall_hide, "wall_hide"), (wall_pin, "wall_pin"), (wall_close, "wall_close"),
+                     (wall_reopen, "wall_reopen")):
         gr.api(fn, api_name=name)

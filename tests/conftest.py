@@ -22,6 +22,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Shared links and class walls of test apps go to a throw-away folder, never to the repository's data/.
 os.environ.setdefault("GENAI_DATA_DIR", tempfile.mkdtemp(prefix="genai-test-data-"))
+# Every test opens its rooms from 127.0.0.1: the per-address limit on new rooms (5, then one per 2 min)
+# would make a test's outcome depend on how fast the ones before it ran.
+os.environ.setdefault("GENAI_WALL_ROOMS_BURST", "200")
 
 
 @pytest.fixture(scope="session")
@@ -71,10 +74,7 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
 def start_app(tiny_dir: Path, *extra: str, env: dict | None = None) -> tuple[subprocess.Popen, str, Path]:
     port = free_port()
     log = tiny_dir.parent / f"app-{port}.log"
-    # every test that opens a room does it from 127.0.0.1: the per-address room limit (5, then one every
-    # 120 s) would refuse the sixth by the session's timing; test_share_engine checks the limit itself
-    full_env = dict(os.environ, GENAI_TINY_DIR=str(tiny_dir), HF_HUB_OFFLINE="1", GENAI_WALL_ROOMS_BURST="1000",
-                    **(env or {}))
+    full_env = dict(os.environ, GENAI_TINY_DIR=str(tiny_dir), HF_HUB_OFFLINE="1", **(env or {}))
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py"), "--profile", "tiny", "--port", str(port), *extra],
         cwd=ROOT, env=full_env, stdout=open(log, "w"), stderr=subprocess.STDOUT,

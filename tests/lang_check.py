@@ -108,9 +108,9 @@ def _check_line(text: str, lang: str, banned: set[str], numbers: bool, words: bo
 
 
 # Parts of the page that hold content, not interface: model outputs, the user's or a preset's text,
-# token pieces, code, and Gradio's own footer links (translated by Gradio itself).
+# token pieces, code (Gradio's footer is checked too: its "Runs" link was English on French pages).
 CONTENT = (".gen-out, pre, code, .tokpieces, .tkg, .tech-prompt, .tech-output, .quant-card-output, "
-           ".cm-editor, footer, [data-content], .tech-badge, .token-tip .tt-alt, #lang-switch")
+           ".cm-editor, [data-content], .tech-badge, .token-tip .tt-alt, #lang-switch")
 # Tables whose cells hold content (model outputs) next to numbers: only their numbers are checked.
 NUMBERS_ONLY = "#quant-l-table tbody, #quant-l-table .virtual-body"
 

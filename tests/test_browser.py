@@ -54,7 +54,7 @@ def test_techniques_self_consistency_shows_every_path_and_the_vote(page):
     page.wait_for_function("document.querySelector('#tech-result').innerText.includes('Self-consistency')",
                            timeout=LONG)
     result = page.inner_text("#tech-result")
-    assert "5 call(s) in 1 batched generation(s)" in result and "Expected: 62" in result
+    assert "5 calls in 1 batched generation" in result and "Expected: 62" in result
     assert page.locator("#tech-calls details").count() == 5
     page.locator("#tech-calls details summary").first.click()
     assert "[INST]" in page.inner_text("#tech-calls")  # the exact prompt after the chat template

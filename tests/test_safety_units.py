@@ -278,7 +278,11 @@ def test_a_too_large_answer_budget_says_how_many_tokens_fit(manager):
     with pytest.raises(UserError) as err:
         handle.check_length(PreparedPrompt(text="", input_ids=[1, 2, 3]), handle.context_length)
     assert err.value.key == "safety.err.new_tokens"
-    assert err.value.params["limit"] == f"{handle.context_length - 3:,}"
+    assert err.value.params["limit"] == handle.context_length - 3          # a number: written the reader's way
+    from ui.i18n import t
+
+    shown = t(err.value.key, "fr", **err.value.params)
+    assert f"{handle.context_length:,}".replace(",", "\u202f") in shown and "2,0" not in shown
 
 
 def test_sessions_gradio_keeps_are_dropped_when_idle_or_closed():

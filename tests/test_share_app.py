@@ -51,7 +51,7 @@ def test_codec_round_trips_every_kind_of_result(tmp_path):
     exp = store.get_experiment(store.put_experiment(Experiment("k", "t", {}, exp_outputs)).id)
     back = [codec.decode_output(comp, exp.outputs[f"o{i}"], store) for i, (comp, _) in enumerate(cases)]
     assert back[:3] == ["texte", "**gras**", {"k": [1, 2.5, None]}]
-    assert back[3].equals(pd.DataFrame({"a": [1, 2], "b": ["x", None]}))
+    assert back[3].data.equals(pd.DataFrame({"a": [1, 2], "b": ["x", None]}))      # the numbers stay numbers
     with Image.open(back[4]) as img:
         assert img.size == (16, 16)
     path, caption = back[5][0]
@@ -64,6 +64,18 @@ def test_codec_round_trips_every_kind_of_result(tmp_path):
     assert "<script" not in html and "onerror" not in html and "<b>ok</b>" in html
     assert codec.decode_output(gr.HTML(), {"type": "text", "value": "x"}, store) is not None  # wrong type: skipped
     assert codec.encode_output(gr.Plot(), gr.components.plot.PlotData(type="bokeh", plot="{}")) is None
+
+
+def test_a_restored_table_writes_its_numbers_in_the_readers_language(tmp_path):
+    """A link opened in French shows "2,65" and "131 072" where the table holds 2.65 and 131072 (the
+    tab showed them so); the data, what the API and a CSV get, keeps the numbers."""
+    store = Sharing(tmp_path / "d").store
+    record = codec.encode_output(gr.Dataframe(), pd.DataFrame({"tokenizer": ["Tekken"], "chars/token": [2.65],
+                                                               "vocabulary": [131072]}))
+    for lang, shown in (("fr", ["Tekken", "2,65", "131\u202f072"]), ("en", ["Tekken", "2.65", "131,072"])):
+        value = gr.Dataframe().postprocess(codec.decode_output(gr.Dataframe(), record, store, lang))
+        assert value.metadata["display_value"][0] == shown
+        assert value.data[0] == ["Tekken", 2.65, 131072]
 
 
 def test_codec_checks_restored_inputs_against_the_controls():
@@ -334,3 +346,207 @@ def test_thirty_students_send_at_once_and_the_wall_survives_a_restart(tiny_llms,
         except subprocess.TimeoutExpired:
             proc.kill()
     assert os.path.exists(tmp_path / "data" / "genai.db")
+
+
+# ============================================================================ the teacher's secret (issue #24)
+SECRET_PLACES = """(token) => {
+  const found = [];
+  const walker = document.createTreeWalker(document.documentElement, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const tag = n.parentElement ? n.parentElement.tagName : '';
+    if (n.nodeValue.includes(token) && tag !== 'SCRIPT' && tag !== 'STYLE') found.push('text in ' + tag);
+  }
+  for (const el of document.querySelectorAll('*')) {
+    for (const attr of el.attributes) if (attr.value.includes(token)) found.push(`attribute ${attr.name} of ${el.tagName}`);
+    if ((el.tagName === 'INPUT' || el.tagName === 'TEXTAREA') && el.type !== 'password' && el.value.includes(token)) {
+      found.push('value shown in ' + ((el.closest('[id]') || {}).id || el.tagName));
+    }
+  }
+  if (location.href.includes(token)) found.push('address');
+  if (document.title.includes(token)) found.push('title');
+  return found;
+}"""
+# every copy of the token in the page (text, values, attributes) swapped for another string of the same
+# length: a screenshot that does not change showed no token
+SWAP_TOKEN = """([token, other]) => {
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) if (n.nodeValue.includes(token)) n.nodeValue = n.nodeValue.split(token).join(other);
+  for (const el of document.querySelectorAll('input, textarea')) if (el.value.includes(token)) el.value = el.value.split(token).join(other);
+  document.activeElement && document.activeElement.blur();
+}"""
+
+
+def test_the_teachers_secret_is_never_on_screen(browser, app_url):
+    """Opening a room: the key and the teacher link are masked (the link has a copy button and a "show"
+    that masks itself again), the teacher panel folds, and no page text, attribute, address or
+    screenshot carries the token; a teacher link's token leaves the address before the page runs."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="fr-FR")
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    try:
+        page = context.new_page()
+        page.goto(app_url + "?lang=fr&tab=wall")
+        page.wait_for_function("document.body.dataset.langReady === 'fr'", timeout=LONG)
+        open_tab(page, "wall")
+        page.click("#wall-teacher .label-wrap")
+        page.click("#wall-open")
+        page.wait_for_function("document.querySelector('#wall-join-status').innerText.includes('GENAI-')", timeout=LONG)
+        page.wait_for_function("(document.querySelector('#wall-key input') || {}).value", timeout=LONG)
+        token = page.input_value("#wall-key input")
+        assert len(token) >= 32
+        page.wait_for_function("(t) => (document.querySelector('#wall-teacher-link input') || {}).value?.includes(t)",
+                               arg=token, timeout=LONG)
+        assert page.get_attribute("#wall-teacher-link input", "type") == "password"
+        # the panel that holds the secret has folded
+        page.wait_for_function("!document.querySelector('#wall-key input') || "
+                               "!document.querySelector('#wall-key input').checkVisibility()", timeout=LONG)
+        assert page.evaluate(SECRET_PLACES, token) == []
+        page.mouse.move(0, 0)
+        page.add_style_tag(content="* { caret-color: transparent !important; transition: none !important; }")
+        page.evaluate("window.scrollTo(0, 0)")
+        page.wait_for_timeout(500)
+        before = page.screenshot(full_page=True)
+        page.evaluate(SWAP_TOKEN, [token, "x" * len(token)])
+        page.wait_for_timeout(300)
+        assert page.screenshot(full_page=True) == before, "the token was visible somewhere on the page"
+        page.evaluate(SWAP_TOKEN, ["x" * len(token), token])
+
+        # the teacher's own view of the link: copied whole, shown on request, masked again by itself
+        page.click("#wall-teacher .label-wrap")
+        page.locator("#wall-teacher-link button").first.click()
+        link = page.evaluate("navigator.clipboard.readText()")
+        assert link.endswith("#teacher=" + token) and "?tab=wall&room=GENAI-" in link
+        page.click("#wall-show-link")
+        assert page.get_attribute("#wall-teacher-link input", "type") == "text"
+        page.wait_for_function("document.querySelector('#wall-teacher-link input').type === 'password'", timeout=20_000)
+        page.click("#wall-show-link")
+        page.locator("#presentation-toggle input").check()           # projecting masks it at once
+        assert page.get_attribute("#wall-teacher-link input", "type") == "password"
+
+        # the teacher link opened on the projector's computer: the token leaves the address before the
+        # page shows anything (from the first element of its body on), yet the teacher's rights are there
+        teacher = context.new_page()
+        teacher.add_init_script("window.__addresses = []; new MutationObserver(() => { if (document.body) "
+                                "window.__addresses.push(location.href); }).observe(document, {childList: true, subtree: true});")
+        teacher.goto(link.replace("?tab=", "?lang=fr&tab="))
+        teacher.wait_for_selector("#wall-hide", state="visible", timeout=LONG)
+        assert not any(token in url for url in teacher.evaluate("window.__addresses"))
+        assert teacher.evaluate(SECRET_PLACES, token) == []
+        old = context.new_page()                                      # an older ?teacher= link too
+        old.goto(link.replace("#teacher=", "&teacher="))
+        old.wait_for_selector("#wall-hide", state="visible", timeout=LONG)
+        assert token not in old.url and old.evaluate(SECRET_PLACES, token) == []
+    finally:
+        context.close()
+
+
+# ============================================================================ the wall in class (issue #24)
+def _send(page, api: str) -> str:
+    """Press "Send to the wall" and return the answer beside it (each call expects a new answer)."""
+    read = """(s) => { const e = document.querySelector(s); const c = e.cloneNode(true);
+        c.querySelectorAll('[data-testid="status-tracker"]').forEach((t) => t.remove());
+        return c.textContent.trim(); }"""
+    status = f"#share-{api}-status"
+    page.click(f"#share-{api}-send")
+    page.wait_for_function(f"(s) => {{ const text = ({read})(s); const e = document.querySelector(s);"
+                           " return text && e.dataset.seen !== text; }", arg=status, timeout=LONG)
+    text = page.evaluate(read, status)
+    page.evaluate("([s, text]) => { document.querySelector(s).dataset.seen = text; }", [status, text])
+    return text
+
+
+def test_the_wall_refuses_blank_cards_keeps_one_card_per_result_and_closes_on_confirmation(browser, app_url, client):
+    room = client.predict("", api_name="/wall_open_room")
+    code, token = room["room"], room["teacher_token"]
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="fr-FR")
+    try:
+        page = context.new_page()
+        page.goto(app_url + f"?lang=fr&room={code}")
+        page.wait_for_selector("#wall-banner .wall-code", timeout=LONG)
+        page.locator("#wall-name textarea, #wall-name input").first.fill("Zoé")
+        page.click("#wall-join")
+        page.wait_for_function(f"document.querySelector('#wall-join-status').innerText.includes('{code}')", timeout=LONG)
+        open_tab(page, "base_vs_instruct")
+        from ui.i18n import t
+
+        assert t("bvi.no_result", "fr") in _send(page, "compare")           # before any run: the tab's message
+        assert client.predict(code, api_name="/wall")["entries"] == []
+        page.fill("#bvi-prompt textarea", "Il était une fois")
+        page.click("#bvi-run")
+        page.wait_for_function("(d) => document.querySelector('#bvi-instruct-stats').innerText.includes(d)",
+                               arg=t("bvi.reason_length", "fr"), timeout=LONG)
+        assert "n° 1" in _send(page, "compare")
+        again = _send(page, "compare")                                       # a second click: the same card
+        assert "n° 1" in again and again.startswith("✅ Déjà sur le mur")
+        assert len(client.predict(code, api_name="/wall")["entries"]) == 1
+
+        teacher = context.new_page()
+        teacher.goto(app_url + f"?lang=fr&tab=wall&room={code}#teacher={token}")
+        teacher.wait_for_selector("#wall-close", state="visible", timeout=LONG)
+        teacher.click("#wall-close")                                         # asks first
+        teacher.wait_for_selector("#wall-close-confirm", state="visible", timeout=LONG)
+        teacher.click("#wall-close-no")
+        teacher.wait_for_selector("#wall-close-confirm", state="hidden", timeout=LONG)
+        assert client.predict(code, api_name="/wall")["closed"] is False
+        teacher.click("#wall-close")
+        teacher.click("#wall-close-yes")
+        teacher.wait_for_selector("#wall-reopen", state="visible", timeout=LONG)
+        assert client.predict(code, api_name="/wall")["closed"] is True
+        page.fill("#bvi-prompt textarea", "Bonjour")
+        page.click("#bvi-run")
+        page.wait_for_function("(d) => document.querySelector('#bvi-instruct-stats').innerText.includes(d)",
+                               arg=t("bvi.reason_length", "fr"), timeout=LONG)
+        assert t("wall.err.closed", "fr", room=code) in _send(page, "compare")
+        teacher.click("#wall-reopen")                                        # undone by the teacher
+        teacher.wait_for_selector("#wall-close", state="visible", timeout=LONG)
+        assert client.predict(code, api_name="/wall")["closed"] is False
+        assert "n° 2" in _send(page, "compare")
+    finally:
+        context.close()
+
+
+def test_the_wall_reads_on_a_phone_and_on_a_projector(browser, app_url, client):
+    """Cards within a 390 px screen, the room code whole, a wide table scrolling inside its card; on a
+    projector the table's numbers all on screen inside the card, in the page's language."""
+    from tests.browser import PHONE, no_horizontal_overflow
+
+    client = Client(app_url, verbose=False)     # its own session: the shared one has used its sends
+    room = client.predict("", api_name="/wall_open_room")
+    code = room["room"]
+    headers = ["tokenizer", "tokens", "characters", "bytes", "chars/token", "vocabulary"]
+    rows = [[f"Mistral v{i} · SentencePiece 32000 (Mistral-7B-v0.1, Instruct v0.1/v0.2)", 49, 109, 115, 2.56, 32000]
+            for i in range(4)]
+    shared = client.predict("tokenize", {"text": "Le tokeniseur découpe « anticonstitutionnellement »."},
+                            {"stats": {"type": "table", "headers": headers, "data": rows}}, api_name="/share_experiment")
+    client.predict(code, "Zoé", shared["id"], api_name="/wall_post")
+    text = client.predict("compare", {"prompt": "Bonjour"}, {"instruct_output": {"type": "html", "value": "Salut"}},
+                          api_name="/share_experiment")
+    client.predict(code, "Ben", text["id"], api_name="/wall_post")
+    cards = """() => [...document.querySelectorAll('#wall-cards .wall-card')].map((c) => {
+        const r = c.getBoundingClientRect(); const wrap = c.querySelector('.wall-table-wrap');
+        return {left: r.left, right: r.right, overflow: c.scrollWidth - c.clientWidth,
+                table: wrap ? [wrap.scrollWidth, wrap.clientWidth, wrap.getBoundingClientRect().right] : null,
+                cells: [...c.querySelectorAll('td.num')].map((td) => td.innerText)}; })"""
+    for viewport, present in ((PHONE, "0"), ({"width": 1280, "height": 800}, "1")):
+        context = browser.new_context(viewport=viewport, locale="fr-FR")
+        try:
+            page = context.new_page()
+            page.goto(app_url + f"?lang=fr&room={code}&present={present}")
+            page.wait_for_function("document.querySelectorAll('#wall-cards .wall-card').length === 2", timeout=LONG)
+            page.wait_for_timeout(300)
+            assert no_horizontal_overflow(page)
+            for card in page.evaluate(cards):
+                assert card["left"] >= 0 and card["right"] <= viewport["width"] and card["overflow"] <= 1, card
+                if card["table"]:
+                    scroll_width, width, right = card["table"]
+                    assert right <= card["right"]                            # the table never leaves its card
+                    assert "2,56" in card["cells"] and "32\u202f000" in card["cells"]
+                    if present == "1":
+                        assert scroll_width <= width + 1                     # projected: every column on screen
+            code_box = page.evaluate("(() => { const e = document.querySelector('#wall-banner .wall-code');"
+                                     " const r = e.getBoundingClientRect(); return [r.left, r.right, e.scrollWidth,"
+                                     " e.clientWidth]; })()")
+            assert code_box[0] >= 0 and code_box[1] <= viewport["width"] and code_box[2] <= code_box[3] + 1
+            box = page.locator("#wall-room textarea, #wall-room input").first
+            assert box.evaluate("(e) => e.scrollWidth <= e.clientWidth + 1 && e.clientWidth >= 200")  # code whole
+        finally:
+            context.close()

@@ -13,7 +13,8 @@ from PIL import Image
 from engine.errors import UserError
 from engine.share import Experiment, Limits, Sharing, StoreLimits
 from engine.share.backup import PATTERNS, start_hub_backup
-from engine.share.export import csv_cell, export_zip
+from engine.share.export import ExportLabels, csv_cell, export_zip
+from engine.share.store import SCHEMA
 from engine.share.sanitize import html_to_text, sanitize_html
 from engine.share.wall import CODE_RE, RateLimiter, normalize_code
 
@@ -104,6 +105,38 @@ def test_rooms_codes_and_teacher_rights(sharing):
     assert err.value.key == "wall.err.no_room"
 
 
+def test_closing_can_be_undone_and_the_same_result_is_one_card(sharing, tmp_path):
+    wall = sharing.wall
+    code, token = wall.open_room()
+    exp = sharing.share(experiment())
+    first = wall.add_entry(code, "Zoé", exp.id, exp.tab, "Bonjour", {"parts": []}, fingerprint="f1")
+    again = wall.add_entry(code, " zoé ", exp.id, exp.tab, "Bonjour", {"parts": []}, fingerprint="f1")
+    assert (again.num, again.duplicate, first.duplicate) == (first.num, True, False)
+    assert wall.find_duplicate(code, "ZOÉ", "f1").num == first.num and wall.find_duplicate(code, "Ben", "f1") is None
+    other = wall.add_entry(code, "Ben", exp.id, exp.tab, "Bonjour", {"parts": []}, fingerprint="f1")  # another student
+    assert other.num == 2 and len(wall.entries(code)) == 2
+    with pytest.raises(UserError) as err:
+        wall.reopen(code, "not the token")
+    assert err.value.key == "wall.err.not_teacher"
+    wall.close(code, token)
+    assert wall.room(code).closed is not None
+    version = wall.version(code)
+    assert wall.reopen(code, token).closed is None and wall.version(code) == version + 1   # the walls refresh
+    room, name = wall.check_post(code, "Chloé", session="s3")                              # it takes entries again
+    assert room.code == code
+    # a database made before fingerprints existed gets the column, its entries kept
+    import sqlite3
+    old = tmp_path / "old"
+    old.mkdir()
+    db = sqlite3.connect(old / "genai.db")
+    db.executescript(SCHEMA)                   # the tables as the first release made them
+    assert "fingerprint" not in SCHEMA
+    db.execute("INSERT INTO rooms (code, token_hash, title, created) VALUES ('GENAI-ABCDEF', 'x', '', 0)")
+    db.commit()
+    db.close()
+    assert Sharing(old).wall.entries("GENAI-ABCDEF") == []
+
+
 def test_room_limits_and_rate_limit(tmp_path):
     sharing = Sharing(tmp_path / "d", limits=Limits(entries_per_room=2, post_burst=2, post_refill_s=60))
     wall = sharing.wall
@@ -183,6 +216,31 @@ def test_export_keeps_student_text_as_text_and_defuses_csv_formulas(sharing, tmp
     assert row[header.index("name")] == XSS_NAME and row[header.index("prompt")] == XSS_PROMPT
     assert csv_cell("=1+1") == "'=1+1" and csv_cell("@SUM(A1)") == "'@SUM(A1)" and csv_cell("-2") == "'-2"
     assert csv_cell("Alice") == "Alice"
+
+
+def test_export_in_french_writes_french_numbers_and_the_csv_stays_machine_readable(sharing, tmp_path):
+    from ui import fmt
+    from ui.i18n import t
+
+    wall = sharing.wall
+    code, token = wall.open_room()
+    exp = sharing.share(experiment())
+    card = {"labels": ["tab.tok"], "parts": [{"kind": "table", "label": "share.card.counts",
+                                               "headers": ["tokenizer", "chars/token", "vocabulary"],
+                                               "rows": [["Tekken", 2.56, 131072], ["v1", "2.65", "32000"]]}]}
+    for name in ("Zoé", "Ben"):
+        wall.add_entry(code, name, exp.id, exp.tab, "Bonjour", card, fingerprint=name)
+    labels = ExportLabels(title=lambda **f: t("wall.x_title", "fr", **f), exported=lambda **f: t("wall.x_exported", "fr", **f),
+                          link=t("wall.x_link", "fr"), number=lambda v: fmt.number(v, "fr"),
+                          columns=tuple(t("wall.x_columns", "fr").split(",")))
+    path = export_zip(wall, code, token, tmp_path / "fr", {}, lambda k: t(k, "fr"), labels)
+    with zipfile.ZipFile(path) as zf:
+        md = zf.read("wall.md").decode()
+        rows = list(csv.reader(io.StringIO(zf.read("entries.csv").decode("utf-8-sig"))))
+    assert "| Tekken | 2,56 | 131\u202f072 |" in md and "| v1 | 2,65 | 32\u202f000 |" in md
+    assert "2\\.56" not in md and "2.56" not in md and "Lien\u00a0: <?x=" in md and "Lien:" not in md
+    assert "2 entrées" in md and "Mur de la classe" in md
+    assert rows[0][0] == "entrée" and [r[0] for r in rows[1:]] == ["1", "2"]           # plain integers in the CSV
 
 
 def test_hub_backup_is_configured_and_survives_an_unreachable_hub(sharing, monkeypatch):

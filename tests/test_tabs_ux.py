@@ -89,8 +89,8 @@ def test_a_waiting_comparison_shows_its_place_in_the_queue(manager):
     try:
         snap = second.snapshot()
         assert snap.state == "queued" and snap.position == 1
-        assert "1 comparison(s) ahead" in live_status(snap, 1, "en")
-        assert "1 comparaison(s) avant" in live_status(snap, 1, "fr")
+        assert "1 comparison ahead" in live_status(snap, 1, "en")
+        assert "1 comparaison avant" in live_status(snap, 1, "fr")
         wait_for(lambda: second.snapshot().state in ("running", "done"))
     finally:
         first.stop()

@@ -3,8 +3,9 @@
 The switch's client side is ``assets/header.js`` (storage, cookie, Gradio's locale); here it
 is wired to the server: one request sends the tab labels again in the new language (Gradio
 translates them once, when the page is built) with every view registered with
-:meth:`ui.context.AppContext.on_language`, re-rendered. It also runs on load, with the language
-the page starts in.
+:meth:`ui.context.AppContext.on_language`, re-rendered. On load nothing is sent when the page was
+served in the language it starts in (ui/page.py renders those views per language): only a browser
+whose last choice differs from what the server could tell re-renders them, through the switch.
 """
 from __future__ import annotations
 
@@ -66,17 +67,15 @@ def wire_header(demo: gr.Blocks, header: Header, ctx: AppContext) -> None:
 
     ready = "(lang) => { document.body.dataset.langReady = lang; }"  # tests wait on it
     quiet = {"api_name": False, "show_progress": "hidden", "concurrency_limit": None}
-    if header.language is None:  # --lang: no switch; the views are drawn once in that language
-        forced = forced_lang()
-        lang_state = gr.State(forced)
+    if header.language is None:  # --lang: no switch; the page is served in that language (ui/page.py)
+        forced = json.dumps(forced_lang())
         demo.load(None, outputs=header.presentation, api_name=False,
-                  js=f"async () => {{ await window.genaiHeader.setLang({json.dumps(forced)}); "
-                     "return window.genaiHeader.initialPresentation(); }")
-        demo.load(apply_language, inputs=[lang_state, *hook_inputs], outputs=outputs, **quiet).then(
-            None, js=f"() => ({ready})({json.dumps(forced)})", api_name=False)
+                  js=f"async () => (await window.genaiHeader.start({forced}))[1]")
         return
+    # the page comes rendered in its language (ui/page.py) and the switch set to it: setting the same
+    # value again sends nothing; a different one (this browser's last choice) re-renders the views
     demo.load(None, outputs=[header.language, header.presentation], api_name=False,
-              js="() => [window.genaiHeader.initialLang(null), window.genaiHeader.initialPresentation()]")
+              js="() => window.genaiHeader.start(null)")
     # the browser side first (cookie, storage, Gradio's locale), then the server's texts
     n_inputs = 1 + len(hook_inputs)
     set_lang = ("async (...values) => { await window.genaiHeader.setLang(values[0]); "

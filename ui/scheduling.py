@@ -37,10 +37,11 @@ GROUPS: dict[str, tuple[LimitOf, tuple[str, ...]]] = {
     # sharing and the class wall: small SQLite reads and writes (the ZIP export included)
     "share": (lambda L, ctx: 8, ("copy_link", "send_to_wall", "share_experiment", "open_experiment", "join_room",
                                  "open_room", "close_room", "toggle_hidden", "toggle_pinned", "compare_entries", "wall_open_room",
-                                 "wall_post", "wall_read", "wall_hide", "wall_pin", "wall_close", "wall_export")),
+                                 "wall_post", "wall_read", "wall_hide", "wall_pin", "wall_close", "wall_export",
+                                 "reopen_room", "wall_reopen")),
     # instant UI updates: never behind heavy work
     "ui": (lambda L, ctx: 16, ("refresh_about", "restored_controls", "show_step", "on_focus", "on_use_defaults",
-                               "refresh_tokens", "localise", "build_prompt", "pick_style", "restore", "settle",
+                               "refresh_tokens", "localise", "build_prompt", "pick_style", "restore", "restore_wall", "settle",
                                "on_tab", "context_slider", "apply_language")),
 }
 

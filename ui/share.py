@@ -31,8 +31,8 @@ from engine.share.backup import start_hub_backup
 from engine.share.export import md_escape
 from ui import share_codec as codec
 from ui.context import AppContext
-from ui.feedback import guard
-from ui.i18n import I18N, request_lang, t
+from ui.feedback import guard, to_gr_error
+from ui.i18n import I18N, LANGS, request_lang, t
 from ui.share_restore import Restorer
 
 # what a wall card shows under a label: an output's name, or fn(label, stored outputs) -> card part
@@ -50,6 +50,9 @@ STRIP_TEACHER_JS = """() => {
   const url = new URL(window.location.href);
   if (url.searchParams.has('teacher')) { url.searchParams.delete('teacher'); history.replaceState(null, '', url); }
 }"""
+TAKE_TEACHER_JS = "(state, _) => [state, (window.genaiBoot && window.genaiBoot.takeTeacher()) || '']"
+LINK_TRIGGER_JS = """() => { const p = new URLSearchParams(window.location.search);
+  return (p.get('x') || p.get('tab')) ? 'link ' + Date.now() : ''; }"""
 # "Run again" presses the tab's own button, exactly as a student would
 RUN_AGAIN_JS = """(target) => {
   const b = document.getElementById(target);
@@ -77,6 +80,8 @@ class ShareSpec:
     live: bool = False                          # the tab recomputes the result when an input changes
     recorded: Callable[[dict, dict], dict] | None = None  # (inputs, outputs) → the inputs the result was made with
     settle: bool = True                         # restored values may fire events that undo them: set them twice
+    empty: str = "wall.err.no_result"           # the tab's "no result yet" message (a blank result is not sent)
+    describe: Callable[[dict, str], str] | None = None   # inputs, lang → what the result's images show (alt text)
 
     @property
     def components(self) -> list[gr.components.Component]:
@@ -96,11 +101,28 @@ class ShareSpec:
                 outputs[name] = record
         return Experiment(kind=self.kind, tab=self.tab, inputs=inputs, outputs=outputs)
 
+    def card_pairs(self, inputs: dict) -> list[tuple[str, CardPart]]:
+        return list(self.card(inputs).items()) if callable(self.card) else list(self.card)
+
     def card_for(self, exp: Experiment) -> dict:
-        pairs = list(self.card(exp.inputs).items()) if callable(self.card) else self.card
         parts = [name(label, exp.outputs) if callable(name) else codec.card_part(label, exp.outputs.get(name))
-                 for label, name in pairs]
-        return {"labels": self.labels, "parts": [p for p in parts if p]}
+                 for label, name in self.card_pairs(exp.inputs)]
+        card = {"labels": self.labels, "parts": [p for p in parts if p]}
+        if self.describe is not None:                # in every language: the wall is read in either
+            card["alt"] = {lang: self.describe(dict(exp.inputs), lang) for lang in LANGS}
+        return card
+
+    def shown(self, exp: Experiment) -> dict[str, dict | None]:
+        """The results a wall card shows (every result when the tab names none); a part maker names
+        the output it reads in its ``output`` attribute."""
+        names = [name if isinstance(name, str) else getattr(name, "output", None)
+                 for _, name in self.card_pairs(exp.inputs)]
+        names = [name for name in names if name] or list(self.outputs)
+        return {name: exp.outputs.get(name) for name in names}
+
+    def is_blank(self, exp: Experiment) -> bool:
+        """Nothing the card would show: the tab has no result yet (its placeholders only)."""
+        return all(codec.is_blank(record) for record in self.shown(exp).values())
 
 
 @dataclass
@@ -138,18 +160,27 @@ class Registry:
 
     def post(self, spec: ShareSpec, exp: Experiment | None, room: str, name: str, request: gr.Request | None,
              values: tuple = ()):
-        """Send to the wall: checks first (rate, room, name), then stores the experiment, then the entry."""
+        """Send to the wall: from the page, a result to show (never a blank card; an API caller may post
+        a stored experiment with inputs only); once per student (the same result sent again is the card
+        already there); checks first (room, name, rate), then stores the experiment, then the entry."""
         if not (room or "").strip():
             raise UserError("wall.err.join_first")
-        session, address = client_keys(request)
-        room_obj, name = self.sharing.wall.check_post(room, name, session, address)
-        if exp is None:                                   # from the page: a result to show, not an empty card
+        wall, store = self.sharing.wall, self.sharing.store
+        if exp is None:                                   # from the page: a result to show, never a blank card
             exp = spec.experiment(values)
-            if not exp.outputs:
-                raise UserError("wall.err.no_result")
-            exp = self.sharing.store.put_experiment(exp)
+            if spec.is_blank(exp):
+                raise UserError(spec.empty)
+        mark = codec.fingerprint(spec.kind, exp.inputs, spec.shown(exp), store)
+        code = wall.room(room).code
+        same = wall.find_duplicate(code, name, mark)      # before the rate limit: clicking again costs nothing
+        if same is not None:
+            return same
+        session, address = client_keys(request)
+        room_obj, name = wall.check_post(code, name, session, address)
+        if not exp.id:
+            exp = store.put_experiment(exp)
         title = spec.title(exp.inputs)
-        return self.sharing.wall.add_entry(room_obj.code, name, exp.id, spec.tab, title, spec.card_for(exp))
+        return wall.add_entry(room_obj.code, name, exp.id, spec.tab, title, spec.card_for(exp), fingerprint=mark)
 
 
 # ============================================================================ helpers
@@ -212,7 +243,8 @@ def share_row(ctx: AppContext, tab_id: str, *, api: str,
               card: Mapping[str, CardPart] | Callable[[dict], Mapping[str, CardPart]] | None = None,
               title: str | Callable[[dict], str] | None = None,
               on_restore: tuple[Callable[[dict, str], tuple], list] | None = None,
-              recorded: Callable[[dict, dict], dict] | None = None, settle: bool = True) -> ShareSpec:
+              recorded: Callable[[dict, dict], dict] | None = None, settle: bool = True,
+              empty: str = "wall.err.no_result", describe: Callable[[dict, str], str] | None = None) -> ShareSpec:
     """The "Copy link" / "Send to the wall" row for the action ``api`` of tab ``tab_id``.
 
     ``outputs``: name → result component stored with the link; ``card``: label key → output name
@@ -224,7 +256,12 @@ def share_row(ctx: AppContext, tab_id: str, *, api: str,
     inputs than the controls show now (a conversation's last turn), so that a link replays exactly
     the call that made it; ``settle=False`` when no event of the tab changes its inputs or results as
     restored values land (the restore is final at once, and what the visitor starts right after
-    opening the link is never overwritten by a second pass).
+    opening the link is never overwritten by a second pass); ``empty``: the tab's "no result yet"
+    message, shown instead of sending a blank card; ``describe``: ``fn(inputs, lang)`` → what the
+    result's images show (their alt text on the wall).
+
+    The results become inputs of the row's events: they are made read-only here (Gradio would
+    otherwise offer "drop an image here" on an output image, or editable output tables).
     """
     reg = registry(ctx)
     reg.shared_fields()
@@ -233,19 +270,22 @@ def share_row(ctx: AppContext, tab_id: str, *, api: str,
     inputs = dict(zip(names, event.inputs))
     for comp in outputs.values():
         codec.output_kind(comp)                      # unsupported components fail at build time, not in class
+        if getattr(comp, "interactive", False) is None:
+            comp.interactive = False
     path, labels = _enclosing_tabs()
     if path and path[0][1] != tab_id:
         raise ValueError(f"share_row({tab_id!r}) is built inside the tab {path[0][1]!r}")
     spec = ShareSpec(kind=api, tab=tab_id, path=path, labels=labels, inputs=inputs, outputs=dict(outputs),
                      card=card if callable(card) else [(label, name) for label, name in (card or {}).items()],
-                     title=_title_fn(title, inputs),
-                     run_elem_id=_button_id(event), on_restore=on_restore, recorded=recorded, settle=settle)
+                     title=_title_fn(title, inputs), run_elem_id=_button_id(event), on_restore=on_restore,
+                     recorded=recorded, settle=settle, empty=empty, describe=describe)
     reg.specs[api] = spec
 
     with gr.Row(elem_classes="share-row", equal_height=True):
         copy = gr.Button(I18N("share.copy"), size="sm", scale=0, min_width=150, elem_id=f"share-{api}-copy")
-        link = gr.Textbox(show_label=False, container=False, interactive=False, buttons=["copy"], scale=3,
-                          placeholder=I18N("share.link_placeholder"), min_width=220, elem_id=f"share-{api}-link")
+        link = gr.Textbox(label=I18N("share.link_label"), show_label=False, container=False, interactive=False,
+                          buttons=["copy"], scale=3, placeholder=I18N("share.link_placeholder"), min_width=220,
+                          elem_id=f"share-{api}-link")
         send = gr.Button(I18N("share.send"), size="sm", scale=0, min_width=170, elem_id=f"share-{api}-send")
     status = gr.Markdown(elem_id=f"share-{api}-status", elem_classes="share-status")
 
@@ -253,10 +293,15 @@ def share_row(ctx: AppContext, tab_id: str, *, api: str,
     def copy_link(request: gr.Request, *values):
         return reg.share(spec, values, request)
 
-    @guard
     def send_to_wall(request: gr.Request, room: str, name: str, *values):
-        entry = reg.post(spec, None, room, name, request, values)
-        return t("share.sent", request_lang(request), room=entry.room, name=md_escape(entry.name), n=entry.num)
+        """The answer goes in the row's status line, beside the button (a refusal too: it stays readable)."""
+        lang = request_lang(request)
+        try:
+            entry = reg.post(spec, None, room, name, request, values)
+        except Exception as exc:  # noqa: BLE001 - every refusal is a message, never a traceback
+            return "⚠️ " + to_gr_error(exc, request).message
+        key = "share.sent_again" if entry.duplicate else "share.sent"
+        return t(key, lang, room=entry.room, name=md_escape(entry.name), n=entry.num)
 
     copy.click(copy_link, inputs=spec.components, outputs=link, api_name=False, concurrency_limit=None,
                show_progress="minimal").success(None, inputs=link, outputs=link, js=LINK_JS)
@@ -316,10 +361,19 @@ def install(demo: gr.Blocks, ctx: AppContext) -> Registry:
     _mark_live(reg)
     restorer = Restorer(reg, demo)
     outputs = restorer.outputs()
-    demo.load(guard(restorer.restore), inputs=reg.browser, outputs=outputs, api_name=False, show_progress="hidden"
-              ).then(guard(restorer.settle), inputs=reg.browser, outputs=outputs, api_name=False,
-                     show_progress="hidden", concurrency_limit=None
-              ).then(None, inputs=reg.banner["auto"], js=AUTO_RUN_JS).then(None, js=STRIP_TEACHER_JS)
+    # a teacher link's token never stays in the address: assets/boot.js takes it out before Gradio starts
+    # and hands it to this event only (a hidden input: never in the page)
+    teacher_in = gr.Textbox(visible=False, max_length=200, elem_id="share-teacher-in")
+    demo.load(guard(restorer.restore_wall), inputs=[reg.browser, teacher_in], outputs=restorer.wall_outputs(),
+              api_name=False, show_progress="hidden", js=TAKE_TEACHER_JS).then(None, js=STRIP_TEACHER_JS)
+    # a link's passes only when the address holds one: the page sets this box, whose change runs them
+    link_trigger = gr.Textbox("", visible="hidden", max_length=40, elem_id="share-link-trigger")
+    demo.load(None, outputs=link_trigger, api_name=False, js=LINK_TRIGGER_JS)
+    link_trigger.change(guard(restorer.restore), inputs=[reg.browser, link_trigger], outputs=outputs, api_name=False,
+                        show_progress="hidden", concurrency_limit=None
+                        ).then(guard(restorer.settle), inputs=[reg.browser, link_trigger], outputs=outputs,
+                               api_name=False, show_progress="hidden", concurrency_limit=None
+                        ).then(None, inputs=reg.banner["auto"], js=AUTO_RUN_JS)
     gr.set_static_paths([str(reg.sharing.store.images_dir)])   # wall thumbnails; the database is never served
 
     @guard

@@ -13,6 +13,7 @@ can only set what a student could set by hand. Results are stored as typed recor
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import math
@@ -27,6 +28,7 @@ from gradio.components.native_plot import NativePlot
 
 from engine.share.sanitize import html_to_text, sanitize_html
 from engine.share.store import Store
+from ui import fmt
 
 MAX_TEXT = 100_000                      # the tokenizer tab takes 100,000 characters
 CARD_TEXT = 1200
@@ -179,8 +181,9 @@ def accept_record(component: gr.components.Component, record: Any, allow_images:
     return {k: record[k] for k in ("type", "files", "thumbs", "captions") if k in record}
 
 
-def decode_output(component: gr.components.Component, record: Any, store: Store) -> Any:
-    """A stored record → the value to return for ``component`` (``gr.skip()`` if it does not fit)."""
+def decode_output(component: gr.components.Component, record: Any, store: Store, lang: str = "en") -> Any:
+    """A stored record → the value to return for ``component`` (``gr.skip()`` if it does not fit); a
+    table's numbers written the ``lang`` way, as the tab itself shows them (ui/fmt.py)."""
     record = accept_record(component, record)
     if record is None:
         return gr.skip()
@@ -192,7 +195,7 @@ def decode_output(component: gr.components.Component, record: Any, store: Store)
         datatypes = component.datatype if isinstance(component.datatype, list) else [component.datatype]
         if any(d in ("html", "markdown") for d in datatypes):
             frame = frame.map(lambda v: sanitize_html(v) if isinstance(v, str) else v)
-        return frame
+        return fmt.table(frame, lang) if len(frame.columns) == len(set(frame.columns)) else frame
     if kind == "chart":
         return pd.DataFrame(record["data"], columns=record["columns"])
     paths = [str(store.image_path(rel)) for rel in record["files"]]     # served as they are: a static path
@@ -268,6 +271,41 @@ def decode_input(component: gr.components.Component, value: Any) -> Any:
 
 
 # ============================================================================ wall cards
+def is_blank(record: dict | None) -> bool:
+    """A result record that shows nothing: no text (HTML counted as its text), no table row, no image."""
+    if not record:
+        return True
+    kind = record.get("type")
+    if kind in ("text", "markdown", "html"):
+        value = record.get("value") or ""
+        return not (html_to_text(value) if kind == "html" else value).strip()
+    if kind in ("table", "chart"):
+        return not record.get("data")
+    if kind == "json":
+        return record.get("value") in (None, "", [], {})
+    return not (record.get("images") or record.get("files"))
+
+
+def fingerprint(kind: str, inputs: dict, records: dict[str, dict | None], store: Store | None = None) -> str:
+    """A hash of an action, its inputs and the given results (images by their PNG bytes, stored or not):
+    equal for the same experiment sent twice, whatever was stored in between."""
+    from engine.share.store import encode_png
+
+    digest = hashlib.sha256()
+    digest.update(json.dumps([kind, inputs], sort_keys=True, ensure_ascii=False, default=str).encode())
+    for name in sorted(records):
+        record = records[name] or {}
+        digest.update(name.encode())
+        if "images" in record or "files" in record:
+            blobs = ([encode_png(i) for i in record["images"]] if "images" in record
+                     else [store.image_path(f).read_bytes() for f in record["files"]] if store is not None else [])
+            for blob in blobs:
+                digest.update(hashlib.sha256(blob).digest())
+        else:
+            digest.update(json.dumps(record, sort_keys=True, ensure_ascii=False, default=str).encode())
+    return digest.hexdigest()[:32]
+
+
 def card_part(label: str, record: dict | None) -> dict | None:
     """What a wall card shows of one stored result (text cut, first rows, a few thumbnails)."""
     if not record:
@@ -283,11 +321,18 @@ def card_part(label: str, record: dict | None) -> dict | None:
         return {"kind": "table", "label": label, "headers": headers, "rows": rows}
     if kind in IMAGE_KINDS:
         return {"kind": "images", "label": label, "files": record["files"][:CARD_IMAGES],
-                "thumbs": record.get("thumbs", [])[:CARD_IMAGES]}
+                "thumbs": record.get("thumbs", [])[:CARD_IMAGES],
+                "captions": [c if isinstance(c, str) else "" for c in (record.get("captions") or [])][:CARD_IMAGES]}
     return None
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Any:
+    """A table cell as the card keeps it: numbers stay numbers (the wall writes them in its reader's
+    language, ui/wall_view.py), floats to 4 significant digits; anything else as text."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
     if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)[:80]
+        return float(f"{value:.4g}") if math.isfinite(value) else str(value)
+    if isinstance(value, int):
+        return value
+    return str(value)[:80]

@@ -1,7 +1,10 @@
 """Opening a link: what ``demo.load`` sets from ``?x=<id>``, ``?tab=…&<input>=…``, ``?room=`` and ``?teacher=``.
 
-Two passes. :meth:`Restorer.restore` (the load event) selects the tab, sets every input and the saved
-result, shows the banner and the wall. Setting inputs fires the tabs' own ``.change`` events one
+On load, :meth:`Restorer.restore_wall` (always: a few components) puts back the student's room and
+name, a teacher's rights, and shows the wall. A link (``?x=`` or ``?tab=``) then takes two passes over
+the tabs' components, which run only when the address has one (the page asks for them: on a plain
+visit, 116 components waiting on two events cost the browser 0.2 s of status updates at start).
+:meth:`Restorer.restore` selects the tab, sets every input and the saved result, shows the banner. Setting inputs fires the tabs' own ``.change`` events one
 value at a time, so some of them compute with half-restored inputs (the technique tab puts back its
 default problem, the weight explorer shows the default bit width) and may finish last.
 :meth:`Restorer.settle` (chained after it) waits until the page's events are done, then sets the
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
     from ui.share import Registry, ShareSpec
 
 log = logging.getLogger(__name__)
-RESERVED = {"x", "tab", "room", "teacher", "lang", "view"}
+RESERVED = {"x", "tab", "room", "teacher", "lang", "view", "present"}
 SETTLE_FIRST_S, SETTLE_MAX_S = 0.4, 10.0
 
 
@@ -32,42 +35,58 @@ class Restorer:
         self.reg = registry
         self.demo = demo
 
-    def outputs(self) -> list:
+    def _top_tabs(self) -> list:
+        return list({spec.path[0][0]._id: spec.path[0][0] for spec in self.reg.specs.values() if spec.path}.values())
+
+    def wall_outputs(self) -> list:
         reg = self.reg
-        comps: list = [reg.browser, reg.room_box, reg.name_box]
+        return _unique([reg.browser, reg.room_box, reg.name_box] + self._top_tabs()
+                       + (reg.wall_hook[1] if reg.wall_hook else []))
+
+    def outputs(self) -> list:
+        """What a link restores: every shareable action's tabs, inputs and results, and the banner."""
+        reg = self.reg
+        comps: list = []
         for spec in reg.specs.values():
             comps += [tabs for tabs, _ in spec.path] + spec.components + (spec.on_restore[1] if spec.on_restore else [])
         comps += [reg.banner[k] for k in ("row", "text", "target", "run", "auto")]
-        comps += reg.wall_hook[1] if reg.wall_hook else []
-        unique, seen = [], set()
-        for c in comps:
-            if c is not None and c._id not in seen:
-                seen.add(c._id)
-                unique.append(c)
-        return unique
+        return _unique(comps)
 
-    # ------------------------------------------------------------------ the two passes
-    def restore(self, request: gr.Request, state: dict | None) -> list:
+    # ------------------------------------------------------------------ on load
+    def restore_wall(self, request: gr.Request, state: dict | None, teacher_link: str = "") -> list:
+        """The room and name this browser joined with, a teacher's rights, the wall (``?room=`` shows it).
+        ``teacher_link``: the teacher token of the address the page was opened with, which the page
+        took out of its address before anything ran (assets/boot.js), so the server never sees it there."""
         reg, lang = self.reg, request_lang(request)
         params = request.query_params if request is not None else {}
         updates: dict[int, Any] = {}
         state = dict(state or {})
-        spec, selected = self._from_params(params, lang, updates)
         room = params.get("room") or state.get("room") or ""
-        teacher = params.get("teacher") or (state.get("teacher") if state.get("teacher_room") == room else "")
-        if params.get("room") and selected is None:
-            selected = self._select_top("wall", updates)
+        given = (teacher_link or "").strip()[:200] or params.get("teacher")
+        teacher = given or (state.get("teacher") if state.get("teacher_room") == room else "")
+        shown = params.get("tab") == "wall" or bool(params.get("room") and not (params.get("x") or params.get("tab")))
+        if shown:
+            self._select_top("wall", updates)
         updates[reg.room_box._id] = room
         updates[reg.name_box._id] = state.get("name", "")
-        if params.get("teacher"):
+        if given:
             updates[reg.browser._id] = {**state, "room": room, "teacher": teacher, "teacher_room": room}
         if reg.wall_hook:
             fn, comps = reg.wall_hook
-            for comp, value in zip(comps, fn(room, teacher, lang, selected == "wall")):
+            for comp, value in zip(comps, fn(room, teacher, lang, shown)):
                 updates[comp._id] = value
+        return [updates.get(c._id, gr.skip()) for c in self.wall_outputs()]
+
+    # ------------------------------------------------------------------ a link's two passes
+    def restore(self, request: gr.Request, state: dict | None = None, trigger: str = "") -> list:
+        """The tab, every input and the saved result of ``?x=`` / ``?tab=``, and the banner."""
+        lang = request_lang(request)
+        params = request.query_params if request is not None else {}
+        updates: dict[int, Any] = {}
+        self._from_params(params, lang, updates)
         return [updates.get(c._id, gr.skip()) for c in self.outputs()]
 
-    def settle(self, request: gr.Request, state: dict | None) -> list:
+    def settle(self, request: gr.Request, state: dict | None = None, trigger: str = "") -> list:
         params = request.query_params if request is not None else {}
         if not (params.get("x") or params.get("tab")) or not self._needs_settling(params):
             return [gr.skip()] * len(self.outputs())
@@ -122,7 +141,7 @@ class Restorer:
         for name, comp in spec.outputs.items():
             if name in exp.outputs:
                 try:
-                    updates[comp._id] = codec.decode_output(comp, exp.outputs[name], reg.sharing.store)
+                    updates[comp._id] = codec.decode_output(comp, exp.outputs[name], reg.sharing.store, lang)
                 except Exception:  # noqa: BLE001 - e.g. an image file removed by hand: show the rest
                     log.warning("could not restore output %s of %s", name, exp.id, exc_info=True)
                     skipped.append(name)
@@ -200,6 +219,15 @@ class Restorer:
         updates[banner["text"]._id] = text
         updates[banner["target"]._id] = target or ""
         updates[banner["run"]._id] = gr.Button(visible=bool(target))
+
+
+def _unique(comps: list) -> list:
+    unique, seen = [], set()
+    for c in comps:
+        if c is not None and c._id not in seen:
+            seen.add(c._id)
+            unique.append(c)
+    return unique
 
 
 def _defaults(spec: "ShareSpec") -> dict:

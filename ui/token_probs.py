@@ -1,8 +1,10 @@
 """Generated text, optionally coloured by each token's probability, with a top-5 tooltip.
 
-Colours: ten steps from orange (improbable: the surprising tokens stand out) through light grey to
-blue (certain), a blue–orange scale that colour-blind readers tell apart, every step light enough
-for dark text. The legend (:func:`legend_html`) draws those same ten colours.
+Colours: five steps of 20 %, from dark orange (improbable: the surprising tokens stand out) through
+grey to dark blue (certain), a blue–orange scale that colour-blind readers tell apart. Five, not ten:
+on a washed-out projector ten pale steps merged into about four bands; these five stay apart (and
+apart from the white page) even then, each with the text colour that reads on it (white on the two
+dark ends). The legend (:func:`legend_html`) draws those same steps, each labelled with its range.
 
 Tooltip (``assets/token_probs.js``): on hover, on tap and on keyboard focus (tokens are focusable,
 arrow keys move between them) it lists the token's probability and the top-5 alternatives with the
@@ -19,14 +21,14 @@ from typing import Sequence
 from engine.generation import TokenInfo
 from ui.i18n import t
 
-# (probability at the step's start, colour): orange → grey → blue
-STEPS = ("#e8833a", "#f0a160", "#f6bd8c", "#f8d6b8", "#eeeae6", "#dfe6ee", "#c3d7ea", "#a3c3e3",
-         "#82aedb", "#6399cf")
+# one colour per 20 % of probability: orange → grey → blue; and the text colour that reads on each
+STEPS = ("#a6480d", "#f39a3d", "#b8b8b8", "#5aa0d6", "#1f5a9e")
+TEXT = ("#ffffff", "#111111", "#111111", "#111111", "#ffffff")
 N_STEPS = len(STEPS)
 
 
 def step(prob: float) -> int:
-    """The colour step of a probability: 0 for [0, 10 %), …, 9 for [90 %, 100 %]."""
+    """The colour step of a probability: 0 for [0, 20 %), …, 4 for [80 %, 100 %]."""
     return min(N_STEPS - 1, max(0, int(prob * N_STEPS)))
 
 
@@ -36,7 +38,8 @@ def colour(prob: float) -> str:
 
 def _token_span(tok: TokenInfo, index: int) -> str:
     top = json.dumps([[text, round(p, 4)] for text, p in tok.top], ensure_ascii=False)
-    return (f'<span class="tok-p" tabindex="{0 if index == 0 else -1}" style="background:{colour(tok.prob)}" '
+    k = step(tok.prob)
+    return (f'<span class="tok-p" tabindex="{0 if index == 0 else -1}" style="background:{STEPS[k]};color:{TEXT[k]}" '
             f'data-p="{tok.prob:.4f}" data-id="{tok.id}" data-top="{html.escape(top, quote=True)}">'
             f'{html.escape(tok.text)}</span>')
 
@@ -83,15 +86,17 @@ def render_output(text: str, tokens: Sequence[TokenInfo] | None, show_probs: boo
 
 
 def legend_html(lang: str = "en") -> str:
-    """The colour scale the tokens use, one swatch per step, labelled at 0, 50 and 100 %."""
+    """The colour scale the tokens use: one swatch per step, in the step's colours, with its range."""
     from ui import fmt
 
-    swatches = "".join(f'<span class="tok-legend-step" data-step="{i}" style="background:{c}" '
-                       f'title="{html.escape(fmt.percent(i / N_STEPS, lang))} – '
-                       f'{html.escape(fmt.percent((i + 1) / N_STEPS, lang))}"></span>'
+    def bound(i: int) -> str:
+        return fmt.number(100 * i // N_STEPS, lang)
+
+    swatches = "".join(f'<span class="tok-legend-step" data-step="{i}" style="background:{c};color:{TEXT[i]}">'
+                       f'{bound(i)}–{html.escape(fmt.percent((i + 1) / N_STEPS, lang))}</span>'
                        for i, c in enumerate(STEPS))
     return (f'<div class="tok-legend" lang="{lang}"><span class="tok-legend-title">{html.escape(t("ui.legend_title", lang))}</span>'
-            f'<span class="tok-legend-end">{html.escape(t("ui.legend_low", lang))} · {html.escape(fmt.percent(0, lang))}</span>'
+            f'<span class="tok-legend-end">{html.escape(t("ui.legend_low", lang))}</span>'
             f'<span class="tok-legend-bar">{swatches}</span>'
-            f'<span class="tok-legend-end">{html.escape(fmt.percent(1, lang))} · {html.escape(t("ui.legend_high", lang))}</span>'
+            f'<span class="tok-legend-end">{html.escape(t("ui.legend_high", lang))}</span>'
             f'</div>')

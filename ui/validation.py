@@ -121,6 +121,9 @@ RULES: dict[str, dict[str, Rule]] = {
                          "x_values": SweepAxis("x_param"),
                          "y_values": SweepAxis("y_param", other="x_values", other_param_arg="x_param")},
     "read_png_settings": {"png": Upload()},
+    "describe_grid": {"prompt": IMAGE_PROMPT, "second_prompt": IMAGE_PROMPT, "models": Choices(list(IMAGE_ROLES)),
+                      "seed": SEED},
+    "describe_sweep": {"prompt": IMAGE_PROMPT, "seed": SEED},
     "refresh_tokens": {"text": IMAGE_PROMPT},
     "localise": {"text": IMAGE_PROMPT},
     "build_prompt": {"values": IMAGE_PROMPT},
@@ -131,7 +134,8 @@ RULES: dict[str, dict[str, Rule]] = {
     "share_experiment": {"kind": Text(64), "inputs": Payload(SHARED_BYTES, (dict,)),
                          "outputs": Payload(SHARED_BYTES, (dict,))},
     "open_experiment": {"id": Text(64)},
-    "restore": {"state": BROWSER_STATE}, "settle": {"state": BROWSER_STATE},
+    "restore_wall": {"state": BROWSER_STATE, "teacher_link": TOKEN},
+    "restore": {"state": BROWSER_STATE, "trigger": Text(40)}, "settle": {"state": BROWSER_STATE, "trigger": Text(40)},
     "join_room": {"state": BROWSER_STATE}, "open_room": {"state": BROWSER_STATE},
     # "refresh": the tokenizer tab's live update and the wall's (seen_key)
     "refresh": {"text": TOKENIZER_TEXT, **TOKENIZER_ARGS, "seen_key": Text(200)},
@@ -146,6 +150,9 @@ RULES: dict[str, dict[str, Rule]] = {
     "compare_entries": {"room": ROOM, "key": TOKEN, "a": ENTRY, "b": ENTRY},
     "close_room": {"room": ROOM, "key": TOKEN},
     "wall_close": {"room": ROOM, "teacher_token": TOKEN},
+    "reopen_room": {"room": ROOM, "key": TOKEN},
+    "token_bound": {"base_model": Model(llm_ids), "instruct_model": Model(llm_ids), "max_new_tokens": NEW_TOKENS},
+    "wall_reopen": {"room": ROOM, "teacher_token": TOKEN},
 }
 
 

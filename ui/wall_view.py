@@ -7,13 +7,18 @@ so the wall works behind ``--share`` and on Spaces.
 """
 from __future__ import annotations
 
+import re
 from html import escape
 from urllib.parse import quote
 
 from markdown_it import MarkdownIt
 
 from engine.share import Entry, Room, Store
+from ui import fmt
 from ui.i18n import t
+
+# a number stored as text by older cards ("2.56", "32000"): written the reader's way like the others
+_PLAIN_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
 _MD = MarkdownIt("commonmark", {"html": False}).disable(["link", "image", "autolink", "html_inline", "html_block"])
 
@@ -36,12 +41,36 @@ def room_banner(room: Room | None, lang: str, teacher: bool = False) -> str:
             f'{escape(t("wall.count", lang, n=room.entries))} · {escape(state)}{role}</div></div>')
 
 
+def cell_text(value: object, lang: str) -> str:
+    """A card's table cell: numbers (and numbers older cards stored as text) the ``lang`` way."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
+        return fmt.number(value, lang)
+    text = "" if value is None else str(value)
+    if _PLAIN_NUMBER.match(text):
+        number = float(text)
+        return fmt.number(int(number) if number.is_integer() and "." not in text else number, lang)
+    return text
+
+
+def image_alt(entry: Entry, part: dict, index: int, lang: str) -> str:
+    """What a wall image shows, for screen readers and when it does not load: its caption (model,
+    settings, seed), the tab's description of the result if the card has one, and the prompt."""
+    captions = part.get("captions") or []
+    caption = captions[index] if index < len(captions) and captions[index] else ""
+    described = (entry.card.get("alt") or {}).get(lang) or (entry.card.get("alt") or {}).get("en") or ""
+    what = caption or described or t(part.get("label", ""), lang)
+    return t("wall.image_alt", lang, what=what, n=index + 1, name=entry.name, prompt=entry.title[:200])
+
+
 def _image_url(store: Store, rel: str) -> str:
     return "gradio_api/file=" + quote(str(store.image_path(rel)))
 
 
-def _part_html(part: dict, lang: str, store: Store, big: bool) -> str:
-    label = f'<div class="wall-part-label">{escape(t(part.get("label", ""), lang))}</div>'
+def _part_html(entry: Entry, part: dict, lang: str, store: Store, big: bool) -> str:
+    plain = t(part.get("label", ""), lang)
+    label = f'<div class="wall-part-label">{escape(plain)}</div>'
     kind = part.get("kind")
     if kind == "text":
         return label + f'<div class="wall-text">{escape(str(part.get("text", "")))}</div>'
@@ -49,26 +78,36 @@ def _part_html(part: dict, lang: str, store: Store, big: bool) -> str:
         return label + f'<div class="wall-md">{_MD.render(str(part.get("text", "")))}</div>'
     if kind == "table":
         head = "".join(f"<th>{escape(str(h))}</th>" for h in part.get("headers", []))
-        rows = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in row) + "</tr>"
+        rows = "".join("<tr>" + "".join(f'<td{_numeric(v)}>{escape(cell_text(v, lang))}</td>' for v in row) + "</tr>"
                        for row in part.get("rows", []))
-        return label + f'<table class="wall-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+        # a wide table scrolls inside its card (a phone, a projected card), never past it
+        return (label + f'<div class="wall-table-wrap" tabindex="0" role="region" aria-label="{escape(plain, quote=True)}">'
+                f'<table class="wall-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>')
     if kind == "images":
         files = part.get("files" if big else "thumbs") or part.get("files", [])
         imgs = []
-        for rel in files:
+        for i, rel in enumerate(files):
             try:
-                imgs.append(f'<img src="{escape(_image_url(store, rel), quote=True)}" alt="" loading="lazy">')
+                alt = escape(image_alt(entry, part, i, lang), quote=True)
+                imgs.append(f'<img src="{escape(_image_url(store, rel), quote=True)}" alt="{alt}" loading="lazy">')
             except Exception:  # noqa: BLE001 - a file removed by hand: the card still shows
                 continue
         return label + f'<div class="wall-images">{"".join(imgs)}</div>'
     return ""
 
 
+def _numeric(value: object) -> str:
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return ' class="num"' if numeric or _PLAIN_NUMBER.match(str(value or "")) else ""
+
+
 def card_html(entry: Entry, lang: str, store: Store, big: bool = False) -> str:
     classes = ["wall-card"] + (["wall-pinned"] if entry.pinned else []) + (["wall-hidden"] if entry.hidden else [])
+    if any(p.get("kind") == "table" for p in entry.card.get("parts", [])):
+        classes.append("wall-wide")                  # two columns of the grid where there is room (share.css)
     hidden = f'<span class="wall-badge">{escape(t("wall.hidden_badge", lang))}</span> ' if entry.hidden else ""
     badges = ("📌 " if entry.pinned else "") + hidden
-    parts = "".join(_part_html(p, lang, store, big) for p in entry.card.get("parts", []))
+    parts = "".join(_part_html(entry, p, lang, store, big) for p in entry.card.get("parts", []))
     prompt = entry.title if len(entry.title) <= 400 or big else entry.title[:400] + "…"
     return (f'<div class="{" ".join(classes)}" data-entry="{entry.num}">'
             f'<div class="wall-card-head">{badges}<b>#{entry.num}</b> · '

@@ -13,6 +13,7 @@ import gradio as gr
 from engine import gpu_tasks
 from engine.catalog import ModelSpec
 from engine.catalog import LLM_ROLES
+from engine.llm import context_length_of
 from engine.model_policy import check_model_id, custom_models_allowed
 from engine.generation import SamplingParams
 from ui.context import AppContext
@@ -54,11 +55,27 @@ class SamplingControls:
                 self.repetition_penalty, self.greedy, self.seed]
 
 
+MIN_PROMPT_TOKENS = 2  # the shortest prompt a model can get: a start token and one token of text
+
+
+def new_tokens_bound(ctx: AppContext, specs: list[ModelSpec]) -> int:
+    """The most new tokens every model of ``specs`` can accept at all (its context minus the shortest
+    prompt), within the profile's limit: a "Max new tokens" slider never offers more."""
+    bound = ctx.limits.max_new_tokens
+    for spec in specs:
+        context = context_length_of(spec)
+        if context:
+            bound = min(bound, context - MIN_PROMPT_TOKENS)
+    return max(1, bound)
+
+
 def sampling_controls(max_new_tokens: int = 200, temperature: float = 0.7, greedy: bool = False,
-                      open_: bool = False) -> SamplingControls:
+                      open_: bool = False, maximum: int = 2048) -> SamplingControls:
+    """``maximum``: "Max new tokens"'s bound (:func:`new_tokens_bound` of the models it feeds)."""
     with gr.Accordion(I18N("common.sampling"), open=open_):
         with gr.Row():
-            mnt = gr.Slider(1, 2048, value=max_new_tokens, step=1, label=I18N("common.max_new_tokens"))
+            mnt = gr.Slider(1, maximum, value=min(max_new_tokens, maximum), step=1,
+                            label=I18N("common.max_new_tokens"))
             temp = gr.Slider(0.0, 2.0, value=temperature, step=0.05, label=I18N("common.temperature"))
             top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.01, label=I18N("common.top_p"))
         with gr.Row():

@@ -14,7 +14,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Union
 
 from engine.share.store import Store
 from engine.share.wall import Entry, Room, Wall
@@ -28,13 +28,14 @@ SAFE_URL = re.compile(r"^https?://[^\s<>\"'`]{1,300}$")
 class ExportLabels:
     """The export's words in the teacher's language (the UI passes them: the engine formats no UI text)."""
 
-    title: str = "Class wall {room}"
-    exported: str = "Exported {time} · {n} entries"
+    title: str | Callable[..., str] = "Class wall {room}"       # a format string, or fn(**fields) (plurals)
+    exported: str | Callable[..., str] = "Exported {time} · {n} entries"
     prompt: str = "Prompt"
-    link: str = "Link"
+    link: str = "Link:"           # with its colon, the language's way ("Lien :")
     hidden: str = "hidden"
     pinned: str = "pinned"
     columns: tuple[str, ...] = ("entry", "time", "name", "tab", "prompt", "link", "hidden", "pinned", "images")
+    number: Callable[[Union[int, float]], str] = str   # a card table's number in wall.md ("2,56"); the CSV keeps raw values
 
 
 def md_escape(text: str) -> str:
@@ -56,12 +57,24 @@ def csv_cell(value: object) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def md_table(headers: list, rows: list[list]) -> str:
+NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+def md_table(headers: list, rows: list[list], number: Callable[[Union[int, float]], str] = str) -> str:
+    """A Markdown table; numbers (and numbers stored as text by older cards) written by ``number``."""
     def cell(v: object) -> str:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return number(v)
+        if isinstance(v, str) and NUMBER.match(v):
+            return number(float(v) if "." in v else int(v))
         return md_escape("" if v is None else str(v)) or " "
     lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _fill(text: str | Callable[..., str], **fields) -> str:
+    return text(**fields) if callable(text) else text.format(**fields)
 
 
 def _when(ts: float) -> str:
@@ -75,7 +88,7 @@ def entry_markdown(entry: Entry, tab_name: str, translate: Callable[[str], str],
     flags += [labels.hidden] if entry.hidden else []
     head = f"## #{entry.num} · {md_escape(entry.name)} · {md_escape(tab_name)}"
     lines = [head + (f" ({', '.join(flags)})" if flags else ""), "",
-             f"*{_when(entry.created)}* · {labels.link}: <{link}>", "", f"**{md_escape(labels.prompt)}**", "",
+             f"*{_when(entry.created)}* · {labels.link} <{link}>", "", f"**{md_escape(labels.prompt)}**", "",
              md_fence(entry.title)]
     for i, part in enumerate(entry.card.get("parts", [])):
         label = md_escape(translate(part.get("label", "")))
@@ -83,7 +96,7 @@ def entry_markdown(entry: Entry, tab_name: str, translate: Callable[[str], str],
         if kind in ("text", "markdown"):
             lines += ["", f"**{label}**", "", md_fence(str(part.get("text", "")))]
         elif kind == "table":
-            lines += ["", f"**{label}**", "", md_table(part.get("headers", []), part.get("rows", []))]
+            lines += ["", f"**{label}**", "", md_table(part.get("headers", []), part.get("rows", []), labels.number)]
         elif kind == "images":
             lines += ["", f"**{label}**", ""]
             lines += [f"![#{entry.num}]({path})" for path in (images[i] if i < len(images) else [])]
@@ -103,8 +116,8 @@ def export_zip(wall: Wall, code: str, token: str, dest_dir: str | Path, tab_name
     table = io.StringIO()
     writer = csv.writer(table)
     writer.writerow(labels.columns)
-    sections = [f"# {md_escape(labels.title.format(room=room.code))}", "",
-                md_escape(labels.exported.format(time=_when(time.time()), n=len(entries)))]
+    sections = [f"# {md_escape(_fill(labels.title, room=room.code))}", "",
+                md_escape(_fill(labels.exported, time=_when(time.time()), n=len(entries)))]
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for entry in entries:
             images: list[list[str]] = []

@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS entries (
     title TEXT NOT NULL, card TEXT NOT NULL, bytes INTEGER NOT NULL, created REAL NOT NULL,
     hidden INTEGER NOT NULL DEFAULT 0, pinned INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (room, num));
 """
+# Columns added after the first release: (table, column, definition), added to older databases on open.
+MIGRATIONS = (
+    ("entries", "fingerprint", "TEXT NOT NULL DEFAULT ''"),   # what the card shows, hashed: one card per result
+)
 
 
 def default_data_dir(env: dict | None = None) -> Path:
@@ -101,6 +105,7 @@ class Store:
         self.images_dir.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self.db().executescript(SCHEMA)
+        self._migrate()
 
     # ------------------------------------------------------------------ database
     def db(self) -> sqlite3.Connection:
@@ -126,6 +131,19 @@ class Store:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        """Add the columns a database made by an older version lacks (its rows keep working)."""
+        db = self.db()
+        for table, column, definition in MIGRATIONS:
+            have = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                try:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                except sqlite3.OperationalError as exc:   # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
+        db.execute("CREATE INDEX IF NOT EXISTS entries_fingerprint ON entries (room, fingerprint)")
 
     def journal_mode(self) -> str:
         return self.db().execute("PRAGMA journal_mode").fetchone()[0]

@@ -3,7 +3,9 @@
 A teacher opens a room and receives its code (``GENAI-`` + 6 random characters: 887 million codes,
 not guessable by counting) and a secret teacher token (shown once, stored only as a SHA-256 hash).
 Students post entries (a name they type + an experiment already stored by :class:`Store`); only the
-token can hide, pin, close or export. Everything typed here is stored as given and escaped wherever
+token can hide, pin, close, reopen or export. The same result sent again under the same name (a
+second click, a reload) is the card already there, not a new one: entries carry a fingerprint of
+what their card shows. Everything typed here is stored as given and escaped wherever
 it is shown (ui/wall_view.py, engine/share/export.py).
 """
 from __future__ import annotations
@@ -101,11 +103,12 @@ class Entry:
     created: float
     hidden: bool
     pinned: bool
+    duplicate: bool = False        # add_entry found this card already on the wall (nothing was added)
 
     def as_dict(self) -> dict[str, Any]:
         return {"entry": self.num, "name": self.name, "tab": self.tab, "title": self.title,
                 "experiment": self.experiment, "link": f"?x={self.experiment}", "created": self.created,
-                "hidden": self.hidden, "pinned": self.pinned, "card": self.card}
+                "hidden": self.hidden, "pinned": self.pinned, "card": self.card, "duplicate": self.duplicate}
 
 
 def new_code() -> str:
@@ -193,6 +196,14 @@ class Wall:
                        (time.time(), room.code))
         return self.room(room.code)
 
+    def reopen(self, code: str, token: str | None) -> Room:
+        """Undo :meth:`close`: the wall takes entries again (teacher only)."""
+        room = self.require_teacher(code, token)
+        with self.store.transaction() as db:
+            db.execute("UPDATE rooms SET closed = NULL, version = version + 1 WHERE code = ? AND closed IS NOT NULL",
+                       (room.code,))
+        return self.room(room.code)
+
     # ------------------------------------------------------------------ entries
     def check_post(self, code: str, name: str, session: str = "", address: str = "") -> tuple[Room, str]:
         """Everything a post needs, checked before the experiment is stored: rate, room open and not full, name."""
@@ -205,8 +216,25 @@ class Wall:
         self._limit(self._post_address, "addr:" + address)
         return room, name
 
-    def add_entry(self, code: str, name: str, experiment: str, tab: str, title: str, card: dict) -> Entry:
-        """The entry itself (after :meth:`check_post` and storing the experiment); numbered per room."""
+    def find_duplicate(self, code: str, name: str, fingerprint: str) -> Entry | None:
+        """The entry ``name`` already sent to the room with this fingerprint (hidden ones too), if any."""
+        if not fingerprint:
+            return None
+        key = clean_name(name, self.limits.name_chars).casefold()
+        rows = self.store.db().execute("SELECT num, name FROM entries WHERE room = ? AND fingerprint = ?",
+                                       (normalize_code(code), fingerprint)).fetchall()
+        for row in rows:
+            if row["name"].casefold() == key:
+                found = self.entry(code, row["num"], include_hidden=True)
+                found.duplicate = True
+                return found
+        return None
+
+    def add_entry(self, code: str, name: str, experiment: str, tab: str, title: str, card: dict,
+                  fingerprint: str = "") -> Entry:
+        """The entry itself (after :meth:`check_post` and storing the experiment); numbered per room.
+        With a ``fingerprint``, the same result already sent under the same name is returned instead
+        (``duplicate=True``), checked inside the write lock: two clicks at once make one card."""
         name = clean_name(name, self.limits.name_chars)
         exp = self.store.get_experiment(experiment)
         if exp is None:
@@ -217,11 +245,15 @@ class Wall:
             room = self.room(code)
             if room.closed:
                 raise UserError("wall.err.closed", room=room.code)
+            same = self.find_duplicate(room.code, name, fingerprint)
+            if same is not None:
+                return same
             self._check_room_space(room, exp.bytes)
             num = db.execute("SELECT COALESCE(MAX(num), 0) + 1 FROM entries WHERE room = ?", (room.code,)).fetchone()[0]
-            db.execute("INSERT INTO entries (room, num, experiment, name, tab, title, card, bytes, created) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (room.code, num, exp.id, name, tab, title, json.dumps(card, ensure_ascii=False), exp.bytes, now))
+            db.execute("INSERT INTO entries (room, num, experiment, name, tab, title, card, bytes, created, fingerprint) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (room.code, num, exp.id, name, tab, title, json.dumps(card, ensure_ascii=False), exp.bytes, now,
+                        fingerprint))
             db.execute("UPDATE rooms SET version = version + 1 WHERE code = ?", (room.code,))
         return Entry(room.code, num, exp.id, name, tab, title, card, now, False, False)
 

@@ -2,6 +2,7 @@
 
 EN = {
     "app.title": "## 🎓 Generative AI in class",
+    "app.page_title": "Generative AI in class",
     "app.subtitle": "Base vs instruct models, tokens, quantization, prompting techniques and image prompting — live.",
     "app.noise_banner": "⚠️ Tiny random-weight models (profile `tiny`): every output is noise. They exist to test the app offline.",
     "app.stand_in_banner": "ℹ️ CPU profile: small models stand in for Mistral-7B (profile `cpu`). Answers are weaker than the course's models.",
@@ -67,6 +68,7 @@ EN = {
 
 FR = {
     "app.title": "## 🎓 L'IA générative en cours",
+    "app.page_title": "L'IA générative en cours",
     "app.subtitle": "Modèles de base et instruct, tokens, quantification, techniques de prompt et prompts d'images — en direct.",
     "app.noise_banner": "⚠️ Minuscules modèles aux poids aléatoires (profil `tiny`) : toutes les sorties sont du bruit. Ils servent à tester l'application hors ligne.",
     "app.stand_in_banner": "ℹ️ Profil CPU : de petits modèles remplacent Mistral-7B (profil `cpu`). Les réponses sont moins bonnes que celles des modèles du cours.",

@@ -2,6 +2,7 @@
 progress stages, stop reasons, image labels, token tooltips, shared sampling widgets, the card."""
 
 EN = {
+    "client.stale": "⚠️ Previous result: the last run failed (see its message). Run again to replace it.",
     "ui.language": "Language",
     # Gradio's own keys that its French table lacks (its status tracker)
     "status.queue_position": "In queue: {position} of {size}",
@@ -134,6 +135,7 @@ EN = {
 }
 
 FR = {
+    "client.stale": "⚠️ Résultat précédent : le dernier lancement a échoué (voir son message). Relancez pour le remplacer.",
     "ui.language": "Langue",
     "status.queue_position": "En file d'attente : {position} sur {size}",
     "common.loading": "Chargement…",

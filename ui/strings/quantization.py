@@ -101,7 +101,7 @@ EN = {
     "quant.l_footprint_note": "**Memory (MB)** counts everything the weights take (bitsandbytes' block scales and HQQ's scales included); **get_memory_footprint (MB)** is transformers' own figure, which misses those scales and counts optimum-quanto weights at full size. On the tiny test models the embeddings dominate, so quantization barely changes the total.",
     "quant.l_agreement": "agreement {pct:.0f}% · first difference at token {pos}",
     "quant.l_identical": "identical to the reference",
-    "quant.l_stats": "{tokens} tokens · {tps:.1f} tok/s · {mb:.1f} MB",
+    "quant.l_stats": "{tokens:,} tokens · {tps:.1f} tok/s · {mb:.1f} MB",
     # ----- errors and reasons
     "quant.err_matrix_too_small": "This matrix has only {size} weights; at least {align} are needed.",
     "quant.err_no_layers": "No weight matrix found in {model}.",
@@ -299,7 +299,7 @@ FR = {
     "quant.l_footprint_note": "**Mémoire (Mo)** compte tout ce qu'occupent les poids (échelles de blocs de bitsandbytes et de HQQ comprises) ; **get_memory_footprint (Mo)** est le chiffre de transformers, qui oublie ces échelles et compte les poids d'optimum-quanto à pleine taille. Sur les minuscules modèles de test, les embeddings dominent : la quantification change à peine le total.",
     "quant.l_agreement": "accord {pct:.0f} % · première différence au token {pos}",
     "quant.l_identical": "identique à la référence",
-    "quant.l_stats": "{tokens} tokens · {tps:.1f} tok/s · {mb:.1f} Mo",
+    "quant.l_stats": "{tokens:,} tokens · {tps:.1f} tok/s · {mb:.1f} Mo",
     # ----- errors and reasons
     "quant.err_matrix_too_small": "Cette matrice n'a que {size} poids ; il en faut au moins {align}.",
     "quant.err_no_layers": "Aucune matrice de poids trouvée dans {model}.",

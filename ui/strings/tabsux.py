@@ -11,7 +11,7 @@ EN = {
     "ux.quant.bits_fixed": "{method} always stores {bits} bits per weight: pick absmax, zero-point or blockwise to vary the bits",
     "ux.quant.block_unused": "Not used by {method} (its scales do not depend on this block size)",
     # ----- quantization: live comparison
-    "ux.quant.queued": "⏳ Waiting for memory: {position} comparison(s) ahead of yours in the queue. Yours starts as soon as the models loaded by the others fit next to it.",
+    "ux.quant.queued": "⏳ Waiting for memory: {position:plural|# comparison|# comparisons} ahead of yours in the queue. Yours starts as soon as the models loaded by the others fit next to it.",
     "ux.quant.queued_short": "waiting: position {position} in the queue",
     "ux.quant.stopped": "⏹ Stopped: {done} of {total} precisions measured (kept below and in the CSV).",
     "ux.quant.shared": "Other comparisons running during this one: {others}. The speeds were measured on a shared machine.",
@@ -62,11 +62,11 @@ EN = {
     "ux.img.err_no_target": "Step {step} has no target image to make.",
     # ----- prompt techniques
     "ux.tech.used": "Technique settings used: {settings}.",
-    "ux.tech.used_k": "{k} worked example(s)",
+    "ux.tech.used_k": "{k:plural|# worked example|# worked examples}",
     "ux.tech.used_shuffled": "(shuffled, seed {seed})",
     "ux.tech.used_n": "{n} self-consistency paths",
     "ux.tech.used_t": "sampled at T = {temperature:g}",
-    "ux.tech.used_rounds": "{rounds} self-refine round(s)",
+    "ux.tech.used_rounds": "{rounds:plural|# self-refine round|# self-refine rounds}",
     "ux.tech.used_tree": "tree of thoughts {k} × depth {depth}",
 }
 
@@ -80,9 +80,9 @@ FR = {
     "ux.quant.bits_fixed": "{method} stocke toujours {bits} bits par poids : choisissez absmax, point zéro ou par blocs pour faire varier les bits",
     "ux.quant.block_unused": "Sans effet pour {method} (ses échelles ne dépendent pas de cette taille de bloc)",
     # ----- quantization : comparaison en direct
-    "ux.quant.queued": "⏳ En attente de mémoire : {position} comparaison(s) avant la vôtre dans la file. La vôtre démarre dès que les modèles chargés par les autres laissent assez de place.",
+    "ux.quant.queued": "⏳ En attente de mémoire : {position:plural|# comparaison|# comparaisons} avant la vôtre dans la file. La vôtre démarre dès que les modèles chargés par les autres laissent assez de place.",
     "ux.quant.queued_short": "en attente : position {position} dans la file",
-    "ux.quant.stopped": "⏹ Arrêté : {done} précision(s) sur {total} mesurée(s) (gardées ci-dessous et dans le CSV).",
+    "ux.quant.stopped": "⏹ Arrêté : {done:plural|# précision mesurée|# précisions mesurées} sur {total} (gardées ci-dessous et dans le CSV).",
     "ux.quant.shared": "Autres comparaisons en cours pendant celle-ci : {others}. Les vitesses ont été mesurées sur une machine partagée.",
     "ux.quant.stage": "{label} ({i} sur {n}) : {phase}",
     "ux.quant.stage_kernels": "{label} ({i} sur {n}) : préparation des noyaux — {what}… {seconds} s",
@@ -131,10 +131,10 @@ FR = {
     "ux.img.err_no_target": "L'étape {step} n'a pas d'image cible à créer.",
     # ----- prompt techniques
     "ux.tech.used": "Réglages des techniques utilisés : {settings}.",
-    "ux.tech.used_k": "{k} exemple(s) résolu(s)",
+    "ux.tech.used_k": "{k:plural|# exemple résolu|# exemples résolus}",
     "ux.tech.used_shuffled": "(mélangés, graine {seed})",
     "ux.tech.used_n": "{n} chemins d'auto-cohérence",
     "ux.tech.used_t": "échantillonnés à T = {temperature:g}",
-    "ux.tech.used_rounds": "{rounds} tour(s) d'auto-amélioration",
+    "ux.tech.used_rounds": "{rounds:plural|# tour|# tours} d'auto-amélioration",
     "ux.tech.used_tree": "arbre de pensées {k} × profondeur {depth}",
 }
