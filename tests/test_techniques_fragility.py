@@ -321,8 +321,8 @@ def test_a_fragility_experiment_travels_by_link_and_to_the_wall(client):
 
 # ============================================================================ ZeroGPU
 def test_on_zerogpu_the_experiment_is_one_gpu_call_and_stops(space):  # noqa: F811 - the fixture imported above
-    """Each ``@spaces.GPU`` function has its own worker; its first call loses OVERHEAD_S of its duration (the
-    weights' copy to the GPU, instant here) and the others MARGIN_S. So the long run to stop comes first,
+    """Each ``@spaces.GPU`` function has its own worker; its first call counts its duration from the fork (the
+    weights' copy to the GPU, instant here), every call keeps MARGIN_S. So the long run to stop comes first,
     and the runs checked to the end are small: the duration's fixed part leaves them several times what
     the tiny model takes on a loaded CPU (the estimates are for a 7B model on a GPU)."""
     client, stub, _ = space

@@ -124,6 +124,7 @@ def test_on_zerogpu_a_call_stops_itself_before_its_duration_ends(monkeypatch):
     monkeypatch.setenv("SPACE_ID", "u/s")
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     monkeypatch.setattr(tasks, "_served", 0)  # a fresh worker: its set-up took part of the duration
+    monkeypatch.setattr(tasks, "_forked_at", None)  # not forked: OVERHEAD_S is assumed for that set-up
 
     def body(job, signal, emit):
         while not signal.is_set():
@@ -137,6 +138,30 @@ def test_on_zerogpu_a_call_stops_itself_before_its_duration_ends(monkeypatch):
     started = time.monotonic()  # the worker's next call: only the margin is kept
     assert list(tasks._run(body, None, NEVER, durations.MARGIN_S + 0.3))[-1] == gpu_tasks.TimeLimit(
         durations.MARGIN_S + 0.3)
+
+
+def test_a_fresh_workers_duration_counts_from_its_fork(monkeypatch):
+    """The duration runs from the GPU's allocation, just before ``spaces`` forks the worker: a fresh
+    worker counts the set-up that really happened since its fork, not an assumed OVERHEAD_S (on a
+    loaded CPU that left a tiny job a second or two)."""
+    from engine.gpu_tasks import tasks
+
+    monkeypatch.setenv("SPACE_ID", "u/s")
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    forked = time.monotonic() - 4.0  # the set-up took 4 s
+    monkeypatch.setattr(tasks, "_served", 0)
+    monkeypatch.setattr(tasks, "_forked_at", forked)
+    assert tasks._deadline(None, 20.0) == pytest.approx(forked + 20.0 - durations.MARGIN_S)
+    before = time.monotonic()  # its next call: from the call itself
+    assert tasks._deadline(None, 20.0) - before == pytest.approx(20.0 - durations.MARGIN_S, abs=0.5)
+    read, write = os.pipe()  # a real fork: the child starts again from 0 and knows when it was forked
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, f"{tasks._served} {tasks._forked_at}".encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    served, at = os.read(read, 100).decode().split()
+    assert int(served) == 0 and before <= float(at) <= time.monotonic()
 
 
 def test_gpu_calls_carry_only_plain_data(manager):

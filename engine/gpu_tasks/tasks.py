@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 from dataclasses import replace
 from typing import Any, Callable, Iterator
@@ -32,6 +33,15 @@ Translate = Callable[..., str]  # (key, lang, **params) -> text
 _manager = None
 _translate: Translate | None = None
 _served = 0  # calls this process has run (a forked ZeroGPU worker starts from 0)
+_forked_at: float | None = None  # when this process was forked (time.monotonic(), shared across processes)
+
+
+def _count_from_fork() -> None:
+    global _served, _forked_at
+    _served, _forked_at = 0, time.monotonic()
+
+
+os.register_at_fork(after_in_child=_count_from_fork)
 _image_gate = FairGate(1)
 
 
@@ -56,15 +66,24 @@ def _requested(job: Any, stop: StopToken, seconds: float) -> float:
 
 def _deadline(job: Any, seconds: float) -> float | None:
     """When the work must stop: the job's own time limit (sweeps), and on ZeroGPU the end of the
-    requested duration. A fresh worker (its first call) has already spent part of that copying
-    the resident weights to its GPU."""
+    requested duration, less :data:`MARGIN_S`. The duration runs from the GPU's allocation: in a
+    fresh worker (its first call) that is when ``spaces`` forked it, before it copied the resident
+    weights to its GPU, so the time since the fork is counted as it really was (a process that was
+    not forked assumes :data:`OVERHEAD_S` went to that set-up)."""
     global _served
     limit = getattr(job, "time_limit_s", None)
-    deadline = time.monotonic() + limit if limit else None
+    now = time.monotonic()
+    deadline = now + limit if limit else None
     if not on_zerogpu():
         return deadline
     fresh, _served = _served == 0, _served + 1
-    gpu_end = time.monotonic() + seconds - (OVERHEAD_S if fresh else MARGIN_S)
+    if not fresh:
+        start = now
+    elif _forked_at is not None:
+        start = min(now, _forked_at)
+    else:
+        start = now - (OVERHEAD_S - MARGIN_S)
+    gpu_end = start + seconds - MARGIN_S
     return gpu_end if deadline is None else min(deadline, gpu_end)
 
 
