@@ -18,12 +18,12 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from engine import limits as limits_mod
-from engine import tempfiles
-from engine.catalog import PROFILES, load_catalog
-from engine.hardware import detect, resolve_profile
-from engine.model_policy import ENV_FLAG as CUSTOM_MODELS_ENV, set_custom_models_allowed
-from engine.models import ModelManager
-from engine.redact import install_log_redaction
+from engine.runtime import tempfiles
+from engine.models.catalog import PROFILES, load_catalog
+from engine.models.hardware import detect, resolve_profile
+from engine.models.policy import ENV_FLAG as CUSTOM_MODELS_ENV, set_custom_models_allowed
+from engine.serving.manager import ModelManager
+from engine.runtime.redact import install_log_redaction
 from ui import share
 from ui.context import AppContext
 from ui.header import build_header, wire_header
@@ -207,15 +207,15 @@ def main(argv: list[str] | None = None) -> None:
     set_forced_lang(args.lang)
     apply_endpoint_flags(args)
     set_custom_models_allowed(args.allow_custom_models)
-    from engine.hub_cache import go_offline_if_unreachable
+    from engine.models.hub_cache import go_offline_if_unreachable
 
     offline = go_offline_if_unreachable()
     if offline:
         logging.getLogger("app").warning("Hugging Face Hub not reachable: offline mode, only cached models load")
     ctx = make_context(args.profile, settings={**vars(args), "offline": offline})
     if ctx.hardware.zerogpu:  # ZeroGPU moves what is on CUDA at launch into every GPU worker
-        from engine.models import has_token
-        from engine.preload import prefetch, preload
+        from engine.serving.manager import has_token
+        from engine.models.preload import prefetch, preload
 
         preload(ctx.manager, ctx.catalog)
         prefetch(ctx.catalog, has_token())

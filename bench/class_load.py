@@ -19,7 +19,7 @@ import torch
 from common import SHAPES, device, pct, prompt_ids, random_handle, sync
 
 from engine.generation import DecodeEngine, SamplingParams, stream_many
-from engine.llm import PreparedPrompt
+from engine.models.llm import PreparedPrompt
 
 
 @dataclass

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine.catalog import ModelSpec  # noqa: E402
-from engine.llm import LLMHandle  # noqa: E402
+from engine.models.catalog import ModelSpec  # noqa: E402
+from engine.models.llm import LLMHandle  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 SHAPES = ("tiny", "small", "7b")
@@ -35,7 +35,7 @@ def device_name(dev: str) -> str:
 
 def mistral_config(shape: str, max_positions: int | None = None):
     """``7b``: Mistral-7B's published config (bench/configs/); ``small``: a ~90 M model for CPU
-    figures; ``tiny``: the test checkpoints' shapes (engine/tiny.py), for smoke runs.
+    figures; ``tiny``: the test checkpoints' shapes (engine/models/tiny.py), for smoke runs.
 
     ``max_positions`` lowers ``max_position_embeddings`` (no weight depends on it in Mistral):
     the fast path prepares one static cache per bucket that fits, so fewer buckets compile sooner."""
@@ -46,7 +46,7 @@ def mistral_config(shape: str, max_positions: int | None = None):
         values.pop("model_type", None)
         config = MistralConfig(**values)
     elif shape == "tiny":
-        from engine.tiny import tiny_mistral_config
+        from engine.models.tiny import tiny_mistral_config
 
         config = tiny_mistral_config()
     else:
@@ -61,8 +61,8 @@ def mistral_config(shape: str, max_positions: int | None = None):
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from engine.chat_templates import MISTRAL_V1
-    from engine.tiny import write_mistral_v1_tokenizer
+    from engine.models.chat_templates import MISTRAL_V1
+    from engine.models.tiny import write_mistral_v1_tokenizer
 
     folder = Path(tempfile.mkdtemp(prefix="bench-tok-"))
     write_mistral_v1_tokenizer(folder, MISTRAL_V1)
@@ -201,7 +201,7 @@ def build_checkpoint(folder: Path, config, dtype: torch.dtype) -> Path:
 
 def save_checkpoint(folder: Path, model) -> Path:
     """``model`` (random weights) saved where ``load_causal_lm`` can read it as if it came from the Hub."""
-    from engine.tiny import write_mistral_v1_tokenizer
+    from engine.models.tiny import write_mistral_v1_tokenizer
 
     if (folder / ".complete").exists():
         return folder

@@ -4,7 +4,7 @@
 
 For each precision, a random-weight Mistral (Mistral-7B's published config on a GPU, small shapes
 on CPU) is written once with ``save_pretrained`` and loaded through the engine's own loader
-(``engine.llm.load_causal_lm``: ``from_pretrained`` with the precision's quantization config, then
+(``engine.models.llm.load_causal_lm``: ``from_pretrained`` with the precision's quantization config, then
 the fast path's load-time warm-up). Printed per precision:
 
 * plain ``generate()`` at batch 1: tok/s and time to first token;
@@ -34,9 +34,9 @@ import torch
 from common import (SHAPES, build_checkpoint, decode_read_bytes, device, device_name, measure_bandwidth,
                     mistral_config, prompt_ids, sync)
 
-from engine.catalog import ModelSpec
+from engine.models.catalog import ModelSpec
 from engine.generation import DecodeEngine, SamplingParams
-from engine.llm import LLMHandle, load_causal_lm
+from engine.models.llm import LLMHandle, load_causal_lm
 
 
 @dataclass
@@ -179,7 +179,7 @@ def main() -> None:
     if args.precisions:
         precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     elif dev == "cuda":
-        from engine.hardware import cuda_bf16
+        from engine.models.hardware import cuda_bf16
 
         precisions = ["bf16" if cuda_bf16() else "fp16", "nf4", "int8"]
     else:

@@ -25,7 +25,7 @@ SHAPES = {
                 num_attention_heads=4, num_key_value_heads=2),
     "small": dict(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=6,
                   num_attention_heads=12, num_key_value_heads=4),
-    "tiny": None,  # the test checkpoints' shapes (engine/tiny.py)
+    "tiny": None,  # the test checkpoints' shapes (engine/models/tiny.py)
 }
 METHODS = {"full-fp32": ("full", "fp32"), "lora-fp32": ("lora", "fp32"), "lora-bf16": ("lora", "bf16")}
 
@@ -34,7 +34,7 @@ def config_for(shape: str):
     from transformers import MistralConfig
 
     if SHAPES[shape] is None:
-        from engine.tiny import tiny_mistral_config
+        from engine.models.tiny import tiny_mistral_config
 
         return tiny_mistral_config()
     return MistralConfig(max_position_embeddings=4096, sliding_window=None, tie_word_embeddings=False,

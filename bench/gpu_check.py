@@ -16,10 +16,10 @@ runs is the app's code, per profile:
   ``generate_many`` for self-consistency) with the fast path prepared as at load time;
 * batch invariance: 8 greedy prompts alone (a lone request: the fast path) vs together (the
   batched path) in the app's dtype: the share of identical tokens and the first divergence;
-* NF4: ``engine.llm.load_causal_lm`` with bitsandbytes, fast path vs plain ``generate()``;
-* images: each role written as the Hub serves it and loaded by ``engine.imagegen.load_pipeline``
+* NF4: ``engine.models.llm.load_causal_lm`` with bitsandbytes, fast path vs plain ``generate()``;
+* images: each role written as the Hub serves it and loaded by ``engine.images.imagegen.load_pipeline``
   as on the ``gpu`` profile (SDXL fp16 variant with its VAE override; FLUX with its transformer
-  quantized to NF4 at load time), then ``engine.imagegen.generate``;
+  quantized to NF4 at load time), then ``engine.images.imagegen.generate``;
 * T4 (``bench/gpu_t4.py``): the process limited to a T4's memory, bf16 refused, the ``t4``
   profile's defaults loaded by the model cache, then 10 students, one image and one live
   quantization at once through ``engine.gpu_tasks``, as the tabs call them;
@@ -78,7 +78,7 @@ def mistral_checkpoint(s: Settings) -> Path:
 def shared_llms(s: Settings):
     """Base and instruct: random weights built on the device, their fast path prepared as
     ``load_causal_lm`` does after ``from_pretrained``; built once for the LLM and invariance rows."""
-    from engine.fastpath import prepare
+    from engine.models.fastpath import prepare
 
     if "llms" not in s.shared:
         base = random_handle("base", s.shape, s.dtype, s.dev, 0, s.positions)
@@ -104,10 +104,10 @@ def first_click_rows(s: Settings) -> list[Row]:
 
 
 def run_first_click(s: Settings, rows: dict[str, Row], report: Report) -> None:
-    from engine.catalog import ModelSpec, load_catalog
+    from engine.models.catalog import ModelSpec, load_catalog
     from engine.generation import DecodeEngine, SamplingParams
-    from engine.hardware import detect
-    from engine.models import ModelManager
+    from engine.models.hardware import detect
+    from engine.serving.manager import ModelManager
 
     load_row, click_row, compile_row = rows.values()
     folder = mistral_checkpoint(s)
@@ -308,7 +308,7 @@ def run_nf4(s: Settings, rows: dict[str, Row]) -> None:
 
 # --------------------------------------------------------------------------------------- images
 def image_rows(role: str) -> list[Row]:
-    from engine.imagegen import DEFAULTS
+    from engine.images.imagegen import DEFAULTS
 
     title = DEFAULTS[role].title
     return [Row(f"{title}: the app's loader (gpu profile), seconds"), Row(f"{title}: seconds per image"),
@@ -319,7 +319,7 @@ def image_rows(role: str) -> list[Row]:
 def run_image(s: Settings, rows: dict[str, Row], role: str, report: Report) -> None:
     import images
 
-    from engine.imagegen import DEFAULTS
+    from engine.images.imagegen import DEFAULTS
 
     drop_llms(s)
     kind = images.FILES[role][0]
@@ -390,7 +390,7 @@ def run_sections(s: Settings, report: Report, sections: list[str]) -> None:
                        ("bitsandbytes", "mistral_common"), lambda rows: run_nf4(s, rows))
     drop_llms(s)
     if "images" in sections:
-        from engine.catalog import IMAGE_ROLES
+        from engine.models.catalog import IMAGE_ROLES
 
         for role in IMAGE_ROLES:
             report.section(role, image_rows(role), ("diffusers", "mistral_common"),
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no CUDA GPU here: run with --smoke (the same code paths with tiny shapes)")
     if s.dev != "cuda":
         os.environ.setdefault("GENAI_FAST_PATH", "eager")  # the static-cache path, uncompiled (compile needs CUDA)
-    # tiny checkpoints (engine/tiny.py: the ZeroGPU row's app, every smoke row): built once, next to the others
+    # tiny checkpoints (engine/models/tiny.py: the ZeroGPU row's app, every smoke row): built once, next to the others
     os.environ.setdefault("GENAI_TINY_DIR", str(s.folder / "tiny"))
     sections = chosen_sections(args.only)
     started = time.perf_counter()

@@ -70,7 +70,7 @@ class Settings:
     def dtype(self) -> torch.dtype:
         if self.dev != "cuda":
             return torch.float32
-        from engine.hardware import cuda_bf16
+        from engine.models.hardware import cuda_bf16
 
         return torch.bfloat16 if cuda_bf16() else torch.float16
 
@@ -178,7 +178,7 @@ def fast_path_state(handle) -> str:
     fallback = f" (compiled step not used: {fast.fallback})" if getattr(fast, "fallback", None) else ""
     pool = ""
     if fast.compiled and fast.decoders and fast.decoders[0].device.type == "cuda":
-        from engine.memory import graph_pool_bytes
+        from engine.models.memory import graph_pool_bytes
 
         model = handle.model
         itemsize = model.get_input_embeddings().weight.element_size()

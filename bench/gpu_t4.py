@@ -8,7 +8,7 @@ The simulation is what the app would meet on a T4:
 * bf16 is refused as on a T4: ``torch.cuda.is_bf16_supported`` answers as torch does there (True
   with emulation, False without), so the app computes in fp16; at the end no loaded model may
   hold a bf16 tensor;
-* the hardware the app detects is a Tesla T4 (``engine.hardware.detect``: the ``t4`` profile and
+* the hardware the app detects is a Tesla T4 (``engine.models.hardware.detect``: the ``t4`` profile and
   its 14.57 GB budget);
 * the ``t4`` profile's default roles (both Mistral-7B in NF4, the quantization subject, SDXL
   Turbo) are random checkpoints in the real shapes, loaded by the model cache
@@ -56,7 +56,7 @@ def rows(s: Settings) -> list[Row]:
 @contextmanager
 def simulated_t4(dev: str):
     """The hardware the app detects on a T4, and on CUDA the process capped at a T4's memory."""
-    from engine.hardware import detect
+    from engine.models.hardware import detect
 
     real_bf16 = torch.cuda.is_bf16_supported
     torch.cuda.is_bf16_supported = lambda including_emulation=True: bool(including_emulation)  # torch on sm_75
@@ -111,7 +111,7 @@ def t4_catalog(s: Settings):
     import images
     from gpu_check import mistral_checkpoint
 
-    from engine.catalog import load_catalog
+    from engine.models.catalog import load_catalog
 
     catalog = load_catalog("t4", env={})
     specs = catalog.specs
@@ -147,7 +147,7 @@ class Watch:
     """Every model the cache drops, whether it was in use, and the bf16 tensors of each model seen."""
 
     def __init__(self, manager) -> None:
-        from engine import leases
+        from engine.models import leases
 
         self.dropped: list[str] = []
         self.in_use: list[str] = []
@@ -172,7 +172,7 @@ class Watch:
 def smoke_budget(manager, catalog, variants: list[str], s: Settings) -> int:
     """On CPU, a budget as tight as a T4's for these models: both LLMs, the quantization run's
     largest precision and the students' KV caches fit; the image only once the LLMs are free."""
-    from engine import memory
+    from engine.models import memory
     from engine.quantization.live_runs import peak_bytes as quant_peak
 
     base = catalog.spec("base_llm")
@@ -187,8 +187,8 @@ def smoke_budget(manager, catalog, variants: list[str], s: Settings) -> int:
 def run(s: Settings, rows_: dict[str, Row], report: Report) -> None:
     from engine import gpu_tasks
     from engine.generation import api
-    from engine.hardware import resolve_profile
-    from engine.models import ModelManager
+    from engine.models.hardware import resolve_profile
+    from engine.serving.manager import ModelManager
     from engine.quantization.variants import default_variants
 
     sim_row, load_row, class_row, peak_row, evict_row, bf16_row = rows_.values()
@@ -255,7 +255,8 @@ def run(s: Settings, rows_: dict[str, Row], report: Report) -> None:
 
 def at_once(s: Settings, catalog, variants: list[str]) -> dict:
     """The class's requests, each in its own thread as Gradio serves them, through ``engine.gpu_tasks``."""
-    from engine import gpu_tasks, imagegen
+    from engine import gpu_tasks
+    from engine.images import imagegen
     from engine.generation import SamplingParams
 
     base, instr = catalog.spec("base_llm"), catalog.spec("instruct_llm")

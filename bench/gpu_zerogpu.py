@@ -86,12 +86,12 @@ def run(s: Settings, rows_: dict[str, Row]) -> None:
     from gradio_client import Client
     from PIL import Image
 
-    from engine import imagegen
-    from engine.catalog import load_catalog
-    from engine.compare import compare_stream
+    from engine.images import imagegen
+    from engine.models.catalog import load_catalog
+    from engine.chat.compare import compare_stream
     from engine.generation import SamplingParams
-    from engine.hardware import detect
-    from engine.models import ModelManager
+    from engine.models.hardware import detect
+    from engine.serving.manager import ModelManager
     from tests.zerogpu_stub import DeviceAPIStub
 
     app_row, compare_row, image_row = rows_.values()

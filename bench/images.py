@@ -7,9 +7,9 @@ Each pipeline is built with random weights from the published configs in ``bench
 (real SDXL and FLUX.1 shapes on a GPU, small shapes on CPU), written with ``save_pretrained`` as
 the Hub serves it (SDXL as an ``fp16`` variant, with the fp16-safe VAE in a folder of its own,
 FLUX in 16-bit), then loaded the way the app loads that role on ``--profile`` (default ``gpu``):
-``engine.imagegen.load_pipeline`` with the catalog's spec, its id (and VAE) pointed at those
+``engine.images.imagegen.load_pipeline`` with the catalog's spec, its id (and VAE) pointed at those
 folders, so FLUX's transformer is quantized to NF4 at load time where the catalog says NF4.
-The image runs through the image tab's own code (``engine.imagegen.settings_for`` and
+The image runs through the image tab's own code (``engine.images.imagegen.settings_for`` and
 ``generate``) with its model card's settings (steps, guidance, size). Per model:
 
 * load: seconds of the app's loader (``from_pretrained`` from the local folder, NF4 included);
@@ -40,8 +40,8 @@ import torch
 
 from common import CONFIGS, device, device_name, peak_bytes, reset_peak, sync, timed
 
-from engine import imagegen
-from engine.catalog import IMAGE_ROLES, load_catalog
+from engine.images import imagegen
+from engine.models.catalog import IMAGE_ROLES, load_catalog
 
 PROMPT = "a red panda holding a wooden sign that says OPEN LAB, sunny forest"
 FILES = {  # role → (kind, {component: config file})
@@ -54,7 +54,7 @@ COMPONENTS = {"sdxl": ("unet", "vae", "text_encoder", "text_encoder_2"),
               "flux": ("transformer", "vae", "text_encoder", "text_encoder_2")}
 _CLIP_SMALL = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4,
                "projection_dim": 32}
-SMALL = {  # the tiny test pipelines' shapes (engine/tiny_pipelines.py): seconds on CPU
+SMALL = {  # the tiny test pipelines' shapes (engine/models/tiny_pipelines.py): seconds on CPU
     "sdxl": {
         "unet": {"block_out_channels": [32, 64], "layers_per_block": 1, "sample_size": 32,
                  "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
@@ -110,7 +110,7 @@ def build(role: str, shape: str, dev: str, dtype: torch.dtype):
     import diffusers
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
-    from engine.clip_bpe import clip_tokenizer
+    from engine.models.clip_bpe import clip_tokenizer
 
     kind, files = FILES[role]
     names = {c: files.get(c, c) for c in (*COMPONENTS[kind], "scheduler")}
@@ -147,7 +147,7 @@ def t5_stand_in_tokenizer():
 
     from transformers import AutoTokenizer
 
-    from engine.tiny import write_mistral_v1_tokenizer
+    from engine.models.tiny import write_mistral_v1_tokenizer
 
     folder = Path(tempfile.mkdtemp(prefix="bench-t5tok-"))
     write_mistral_v1_tokenizer(folder, None, max_length=512)
@@ -229,7 +229,7 @@ def save_role(role: str, shape: str, dev: str, folder: Path, precision: str) -> 
 
 
 def load_as_app(role: str, shape: str, dev: str, folder: Path, profile: str = "gpu"):
-    """(pipeline, its spec, load seconds): ``engine.imagegen.load_pipeline`` on the role's spec for
+    """(pipeline, its spec, load seconds): ``engine.images.imagegen.load_pipeline`` on the role's spec for
     ``profile``, its id and VAE pointed at the random checkpoint written by :func:`save_role`."""
     spec = app_spec(role, profile, dev)
     target, vae = save_role(role, shape, dev, folder, spec.precision)
@@ -254,8 +254,8 @@ def run_role(role: str, shape: str, dev: str, size: int | None = None, max_steps
     folder = Path(tempfile.mkdtemp(prefix="bench-images-")) if own else folder
     booked = None
     if shape == "real":
-        from engine.hardware import detect
-        from engine.models import ModelManager
+        from engine.models.hardware import detect
+        from engine.serving.manager import ModelManager
 
         catalog = load_catalog(profile, env={})
         booked = ModelManager(catalog, detect(env={})).estimate_bytes(catalog.spec(role))
@@ -294,7 +294,7 @@ def main() -> None:
         print(f"{imagegen.DEFAULTS[role].title:<16} {r.loaded_as:<28} {r.load_s:>7.2f} {r.size:>5} {r.steps:>5} "
               f"{r.seconds:>8.3f} {r.denoiser_s:>10.3f} {r.vae_s:>7.3f} {r.overhead_ratio:>12.2f} {peak:>8} {booked:>9}")
     print("÷ (den.+VAE): the pipeline's time over its denoiser's (all steps) and its VAE decode's, each run alone on "
-          "the inputs the pipeline gave them; load: the app's loader (engine.imagegen.load_pipeline) reading the "
+          "the inputs the pipeline gave them; load: the app's loader (engine.images.imagegen.load_pipeline) reading the "
           "random checkpoint; booked: what the app's model cache counts for that model.")
 
 

@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def sizes(manager) -> dict:
     """The structures that could grow with tokens or sessions (absent ones are skipped)."""
-    from engine import leases
+    from engine.models import leases
     from engine.generation import engine
-    from engine.stopping import BOARD
+    from engine.runtime.stopping import BOARD
 
     eng = engine()
     out = {"engine token window": len(eng._tok_window), "engine waiting": len(eng._waiting),
@@ -54,10 +54,10 @@ def soak(root: Path, args: argparse.Namespace) -> list[dict]:
     import psutil
 
     from engine import generation, gpu_tasks
-    from engine.catalog import load_catalog
+    from engine.models.catalog import load_catalog
     from engine.generation import SamplingParams
-    from engine.hardware import detect
-    from engine.models import ModelManager
+    from engine.models.hardware import detect
+    from engine.serving.manager import ModelManager
 
     manager = ModelManager(load_catalog("tiny", env={}), detect())
     gpu_tasks.bind(manager)

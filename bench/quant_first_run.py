@@ -33,9 +33,9 @@ DEFAULT = "fp32,int8,nf4,quanto-int4,hqq-3,hqq-2"
 def child(mode: str, variants: list[str], tokens: int, ext_dir: str) -> dict:
     """One fresh process: returns the seconds of the warm-up (warm mode) and of the click."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from engine.catalog import load_catalog
-    from engine.hardware import detect
-    from engine.models import ModelManager
+    from engine.models.catalog import load_catalog
+    from engine.models.hardware import detect
+    from engine.serving.manager import ModelManager
     from engine.quantization import live, warmup
     from engine.quantization.variants import VARIANTS
 

@@ -26,7 +26,7 @@ SHAPES = {
     "small": dict(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=6,
                   num_attention_heads=12, num_key_value_heads=4, max_position_embeddings=2048),
     "7b": None,  # Mistral-7B's published config (bench/configs/)
-    "tiny": None,  # the test checkpoints' shapes (engine/tiny.py)
+    "tiny": None,  # the test checkpoints' shapes (engine/models/tiny.py)
 }
 
 
@@ -46,9 +46,9 @@ def build_checkpoint(folder: Path, shape: str) -> Path:
 
 
 def run(shape: str, variants: list[str], tokens: int, folder: Path) -> list:
-    from engine.catalog import load_catalog
-    from engine.hardware import detect
-    from engine.models import ModelManager
+    from engine.models.catalog import load_catalog
+    from engine.models.hardware import detect
+    from engine.serving.manager import ModelManager
     from engine.quantization import live
 
     hardware = detect()

@@ -60,7 +60,7 @@ def time_source(text: str, questions: list[str], repeats: int) -> tuple[int, flo
 def added_tokens(ks: list[int]) -> dict[int, float]:
     """Mean tokens the k best passages add to the instruct prompt, over the example questions (EN and FR)."""
     from engine.retrieval import load_presets, make_plan
-    from engine.tiny import tiny_path
+    from engine.models.tiny import tiny_path
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(tiny_path("tiny/mistral-instruct")))

@@ -17,7 +17,7 @@ import torch
 from common import SHAPES, decode_read_bytes, device, device_name, measure_bandwidth, prompt_ids, random_handle, sync
 
 from engine.generation import DecodeEngine, SamplingParams, stream_many
-from engine.llm import PreparedPrompt
+from engine.models.llm import PreparedPrompt
 
 
 def plain_generate(handle, ids: list[int], tokens: int) -> None:

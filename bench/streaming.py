@@ -45,12 +45,12 @@ def measure(root: Path, lengths: list[int], window: int) -> dict:
     sys.path.insert(0, str(root))
     import torch
 
-    from engine.catalog import load_catalog
-    from engine.compare import PaneState
+    from engine.models.catalog import load_catalog
+    from engine.chat.compare import PaneState
     from engine.generation import Request, SamplingParams
     from engine.generation.batch import ModelBatch
-    from engine.hardware import detect
-    from engine.models import ModelManager
+    from engine.models.hardware import detect
+    from engine.serving.manager import ModelManager
     from tabs.base_vs_instruct import _outputs
 
     manager = ModelManager(load_catalog("tiny", env={}), detect())

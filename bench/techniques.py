@@ -27,7 +27,7 @@ import torch
 from common import SHAPES, device, device_name, random_handle, sync
 
 from engine.generation import DecodeEngine, SamplingParams, generate_many
-from engine.llm import LLMHandle
+from engine.models.llm import LLMHandle
 from engine.techniques import tasks as task_sets
 from engine.techniques.driver import run_technique
 from engine.techniques.fragility import FragilitySettings, run_all

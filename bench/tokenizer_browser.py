@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.tokenizers import MAX_CHARS  # noqa: E402
+from engine.tokenization.tokenizers import MAX_CHARS  # noqa: E402
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, open_tab  # noqa: E402
 
 GOAL_COUNTS_S = 1.5

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import common  # noqa: F401 - puts the project on sys.path
 
-from engine import tokenizers as tk
+from engine.tokenization import tokenizers as tk
 from ui.token_view import DEFAULT_LABELS, MAX_SHOWN, render_view
 
 SAMPLE = ("Le modèle découpe le texte en tokens : « anticonstitutionnellement », 1 234 567 habitants, "

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 MB = 1_000_000
 SEED_MAX = 2**32 - 1  # seeds are shown in the browser (JavaScript numbers) and stored in PNGs
-# Earlier turns one Base vs Instruct follow-up may carry (engine/conversation.py). Each message is
+# Earlier turns one Base vs Instruct follow-up may carry (engine/chat/conversation.py). Each message is
 # bounded by ``prompt_chars``, each pane's conversation by ``card_chars`` (it is what a card shows),
 # and the whole rendered input by the model's context and ``prompt_tokens``.
 HISTORY_TURNS = 100

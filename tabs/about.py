@@ -4,10 +4,10 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from engine.catalog import ROLES
-from engine.hardware import GB, Hardware
-from engine.hub_cache import is_cached, offline_estimate_bytes
-from engine.redact import redact_url
+from engine.models.catalog import ROLES
+from engine.models.hardware import GB, Hardware
+from engine.models.hub_cache import is_cached, offline_estimate_bytes
+from engine.runtime.redact import redact_url
 from ui import fmt
 from ui.context import AppContext
 from ui.i18n import I18N, request_lang, t, tables

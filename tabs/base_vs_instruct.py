@@ -3,7 +3,7 @@
 "Generate both" starts a conversation from the prompt box; the follow-up box under the panes sends
 the next message to both models with the conversation so far (``/compare``'s ``history``): the
 instruct model through its chat template, the base model as one plain text
-(:mod:`engine.conversation`). Each pane shows its own conversation turn by turn
+(:mod:`engine.chat.conversation`). Each pane shows its own conversation turn by turn
 (:mod:`ui.conversation_view`). The raw result holds the whole conversation: the follow-up reads it
 back, links and the wall carry it, the card shows it. "New conversation" clears it; changing the
 models, the system prompt, the template option or the source mode makes the next follow-up ask for
@@ -17,10 +17,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine import gpu_tasks, tempfiles
-from engine.cards import CardContent, PaneResult, render_markdown, render_png
-from engine.compare import PaneState
-from engine.conversation import Turn, as_json, parse_history
+from engine import gpu_tasks
+from engine.runtime import tempfiles
+from engine.share.cards import CardContent, PaneResult, render_markdown, render_png
+from engine.chat.compare import PaneState
+from engine.chat.conversation import Turn, as_json, parse_history
 from engine.errors import UserError
 from engine.generation import SamplingParams
 from ui import conversation_view, fmt, source_panel, zerogpu

@@ -8,11 +8,15 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from engine import gpu_tasks, image_grid, image_png, imagegen, tempfiles
-from engine.catalog import IMAGE_ROLES
+from engine import gpu_tasks
+from engine.images import grid as image_grid
+from engine.images import png as image_png
+from engine.images import imagegen
+from engine.runtime import tempfiles
+from engine.models.catalog import IMAGE_ROLES
 from engine.errors import UserError
-from engine.prompt_recipe import FIELDS, STYLE_PRESETS, apply_preset, assemble
-from engine.tokenizers import t5_count
+from engine.images.prompt_recipe import FIELDS, STYLE_PRESETS, apply_preset, assemble
+from engine.tokenization.tokenizers import t5_count
 from ui import zerogpu
 from ui.context import AppContext
 from ui.feedback import guard, warn

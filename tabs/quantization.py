@@ -5,7 +5,7 @@ import gradio as gr
 import pandas as pd
 
 from engine.errors import UserError
-from engine.model_policy import custom_models_allowed
+from engine.models.policy import custom_models_allowed
 from engine.quantization import matrices, planner, weights
 from engine.quantization.histogram import histogram_figure
 from ui import fmt

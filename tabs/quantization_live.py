@@ -7,9 +7,10 @@ import html
 import gradio as gr
 import pandas as pd
 
-from engine import gpu_tasks, tempfiles
+from engine import gpu_tasks
+from engine.runtime import tempfiles
 from engine.errors import UserError
-from engine.model_policy import custom_models_allowed
+from engine.models.policy import custom_models_allowed
 from engine.quantization import live, live_runs, warmup
 from engine.quantization.results import COLUMNS, Row, to_frame, write_csv
 from engine.quantization.variants import VARIANTS, default_variants, ordered

@@ -8,10 +8,10 @@ import gradio as gr
 import pandas as pd
 
 from engine import gpu_tasks
-from engine.catalog import ModelSpec
+from engine.models.catalog import ModelSpec
 from engine.errors import UserError
 from engine.generation import SamplingParams
-from engine.model_policy import custom_models_allowed
+from engine.models.policy import custom_models_allowed
 from engine.techniques import tasks as task_sets
 from engine.techniques.records import Settings
 from engine.techniques.tasks import CUSTOM, Task

@@ -7,7 +7,7 @@ import re
 import gradio as gr
 import pandas as pd
 
-from engine import tokenizers as tk
+from engine.tokenization import tokenizers as tk
 from engine.errors import UserError
 from ui import fmt
 from ui.context import AppContext

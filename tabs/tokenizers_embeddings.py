@@ -8,8 +8,8 @@ import html
 import gradio as gr
 import pandas as pd
 
-from engine import embeddings as emb
-from engine.model_policy import custom_models_allowed
+from engine.tokenization import embeddings as emb
+from engine.models.policy import custom_models_allowed
 from ui import fmt
 from ui.context import AppContext
 from ui.feedback import guard

@@ -37,16 +37,16 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llms(tiny_dir) -> dict[str, Path]:
-    from engine.tiny import tiny_path
+    from engine.models.tiny import tiny_path
 
     return {name: tiny_path(name) for name in ("tiny/mistral-base", "tiny/mistral-instruct")}
 
 
 @pytest.fixture(scope="session")
 def manager(tiny_llms):
-    from engine.catalog import load_catalog
-    from engine.hardware import detect
-    from engine.models import ModelManager
+    from engine.models.catalog import load_catalog
+    from engine.models.hardware import detect
+    from engine.serving.manager import ModelManager
 
     return ModelManager(load_catalog("tiny", env={}), detect())
 
@@ -134,9 +134,9 @@ def page(browser, app_url):
 @pytest.fixture(scope="module")
 def fast_handle(tiny_llms):
     """The tiny instruct model with its fast path prepared uncompiled (CPU), and its manager."""
-    from engine.catalog import load_catalog
-    from engine.hardware import detect
-    from engine.models import ModelManager
+    from engine.models.catalog import load_catalog
+    from engine.models.hardware import detect
+    from engine.serving.manager import ModelManager
 
     mp = pytest.MonkeyPatch()
     mp.setenv("GENAI_FAST_PATH", "eager")  # the static-cache path without compiling (CPU)

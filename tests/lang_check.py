@@ -56,7 +56,7 @@ def foreign_words(lang: str) -> set[str]:
 
 
 def _model_names() -> list[str]:
-    from engine.imagegen import DEFAULTS
+    from engine.images.imagegen import DEFAULTS
 
     return sorted({d.title for d in DEFAULTS.values()}, key=len, reverse=True)
 

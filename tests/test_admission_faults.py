@@ -9,13 +9,13 @@ import threading
 import pytest
 import torch
 
-from engine import leases
-from engine.fairness import FairGate
+from engine.models import leases
+from engine.runtime.fairness import FairGate
 from engine.generation import DecodeEngine, SamplingParams
 from engine.generation import admission
 from engine.generation.admission import KVBudget
 from engine.generation.kv import kv_spec
-from engine.models import ModelManager
+from engine.serving.manager import ModelManager
 
 PARAMS = SamplingParams(max_new_tokens=8, greedy=True)
 WORDS = ["Bonjour", "Salut", "Merci", "Pomme"]
@@ -193,7 +193,7 @@ def test_every_wait_has_a_deadline_that_says_why(handle):
 
 
 def test_an_image_turn_has_a_deadline_too():
-    from engine.fairness import WaitedTooLong
+    from engine.runtime.fairness import WaitedTooLong
 
     gate = FairGate(1)
     held = threading.Event()

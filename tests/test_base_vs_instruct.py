@@ -6,11 +6,11 @@ import threading
 import pytest
 from PIL import Image
 
-from engine.cards import CARD_SIZE
-from engine.compare import compare_stream
+from engine.share.cards import CARD_SIZE
+from engine.chat.compare import compare_stream
 from engine.errors import UserError
 from engine.generation import SamplingParams, engine, generate_many, stream
-from engine.llm import token_piece
+from engine.models.llm import token_piece
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +168,7 @@ def _card_result(base_output: str, prompt: str = "Qui est le président ? 🎉")
 
 
 def test_comparison_card_png_and_markdown(tmp_path):
-    from engine.cards import render_markdown, render_png, text_size
+    from engine.share.cards import render_markdown, render_png, text_size
     from tabs.base_vs_instruct import card_content
 
     card = card_content(_card_result("BASE OUTPUT TEXT"), "en")
@@ -186,7 +186,7 @@ def test_comparison_card_png_and_markdown(tmp_path):
 
 
 def test_french_card_is_french():
-    from engine.cards import render_markdown
+    from engine.share.cards import render_markdown
     from tabs.base_vs_instruct import card_content
 
     md = render_markdown(card_content(_card_result("SORTIE"), "fr"))
@@ -198,7 +198,7 @@ def test_french_card_is_french():
 
 
 def test_card_draws_emoji_in_colour(tmp_path):
-    from engine.cards import EMOJI_FONT, FONT_ROOT, render_png
+    from engine.share.cards import EMOJI_FONT, FONT_ROOT, render_png
     from tabs.base_vs_instruct import card_content
 
     if not (FONT_ROOT / EMOJI_FONT).exists():

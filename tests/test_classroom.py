@@ -297,7 +297,7 @@ PASTE = """(text) => { const b = document.querySelector('#tok-text textarea'); b
 
 
 def test_long_text_counts_without_redoing_work(browser, app_url):
-    from engine.tokenizers import MAX_CHARS
+    from engine.tokenization.tokenizers import MAX_CHARS
     from ui.token_view import MAX_SHOWN
 
     page = open_page(browser, app_url)

@@ -6,11 +6,11 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from engine.conversation import Turn, messages, parse_history, transcript
+from engine.chat.conversation import Turn, messages, parse_history, transcript
 from engine.errors import UserError
 from engine.generation import SamplingParams, stream
 from engine.limits import HISTORY_TURNS, limits_for
-from engine.llm import PreparedPrompt
+from engine.models.llm import PreparedPrompt
 from tests.browser import (DESKTOP, LONG, PHONE, new_page, no_horizontal_overflow, open_tab, screenshot,
                            toast_text)
 from ui.i18n import t
@@ -76,7 +76,7 @@ def test_the_tiny_instruct_model_has_the_real_mistral_v01_template(manager):
 
 
 def test_base_with_the_template_gets_its_own_answers(manager):
-    from engine.compare import compare_stream
+    from engine.chat.compare import compare_stream
 
     specs = manager.catalog.spec("base_llm"), manager.catalog.spec("instruct_llm")
     history = (Turn(Q1, "BASE-ANSWER", "INSTRUCT-ANSWER"),)
@@ -183,7 +183,7 @@ def test_a_link_to_a_conversation_replays_its_last_turn(client):
 def test_the_card_shows_the_conversation(tmp_path):
     from PIL import Image
 
-    from engine.cards import CARD_SIZE, render_markdown, render_png
+    from engine.share.cards import CARD_SIZE, render_markdown, render_png
     from tabs.base_vs_instruct import card_content
 
     def pane(output: str, sees: str) -> dict:
@@ -204,7 +204,7 @@ def test_the_card_shows_the_conversation(tmp_path):
     path = render_png(card_content(result, "en"), tmp_path / "card.png")
     with Image.open(path) as img:
         assert img.size == CARD_SIZE
-    from engine.cards import _clip_tail  # a long multi-turn input keeps its end: the new message
+    from engine.share.cards import _clip_tail  # a long multi-turn input keeps its end: the new message
 
     assert _clip_tail([str(i) for i in range(10)], 5) == ["0", "…", "7", "8", "9"]
 

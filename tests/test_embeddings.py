@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from engine import embeddings as emb
+from engine.tokenization import embeddings as emb
 from engine.errors import UserError
 
 MODEL = "tiny/mistral-base"

@@ -153,7 +153,7 @@ def test_the_place_shown_is_the_place_served(handles):
 
 def test_turns_forget_owners_who_left(handles):
     """A thousand sessions, one request each: nothing per session stays behind in the engine."""
-    from engine import leases
+    from engine.models import leases
 
     handle = handles[0]
     eng = DecodeEngine(background=False)

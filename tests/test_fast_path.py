@@ -1,10 +1,10 @@
 """The fast single-user path (static cache; compiled on CUDA) gives the same tokens."""
 from __future__ import annotations
 
-from engine.catalog import load_catalog
+from engine.models.catalog import load_catalog
 from engine.generation import DecodeEngine, SamplingParams
-from engine.hardware import detect
-from engine.models import ModelManager
+from engine.models.hardware import detect
+from engine.serving.manager import ModelManager
 from tests.conftest import greedy_reference
 
 
@@ -41,7 +41,7 @@ def test_about_reports_the_fast_path(fast_handle):
 def test_compiled_decode_step_matches_generate(tiny_llms, monkeypatch):
     """torch.compile of the static-cache step (CUDA graphs on a GPU; inductor on CPU here)."""
     monkeypatch.setenv("GENAI_FAST_PATH", "compile")
-    monkeypatch.setattr("engine.fastpath.BUCKETS", (256,))
+    monkeypatch.setattr("engine.models.fastpath.BUCKETS", (256,))
     manager = ModelManager(load_catalog("tiny", env={}), detect())
     handle = manager.llm(manager.catalog.spec("base_llm"))
     assert handle.extra["fast_path"].compiled

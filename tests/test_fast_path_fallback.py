@@ -15,11 +15,11 @@ import threading
 import pytest
 import torch
 
-from engine import fastpath
-from engine.catalog import load_catalog
+from engine.models import fastpath
+from engine.models.catalog import load_catalog
 from engine.generation import DecodeEngine, SamplingParams
-from engine.hardware import detect
-from engine.models import ModelManager
+from engine.models.hardware import detect
+from engine.serving.manager import ModelManager
 from tests.conftest import greedy_reference
 
 

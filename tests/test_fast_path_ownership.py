@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from engine import memory
-from engine.catalog import load_catalog
+from engine.models import memory
+from engine.models.catalog import load_catalog
 from engine.generation import DecodeEngine, SamplingParams
 from engine.quantization.measure import run_greedy
 from engine.quantization.variants import load_in_place
@@ -70,7 +70,7 @@ def test_quantized_in_place_then_compiled_never_on_a_click(tiny_llms, monkeypatc
 
     monkeypatch.setenv("GENAI_FAST_PATH", "compile")
     monkeypatch.setattr(torch, "compile", fake_compile)
-    monkeypatch.setattr("engine.fastpath.BUCKETS", (256,))
+    monkeypatch.setattr("engine.models.fastpath.BUCKETS", (256,))
     spec = load_catalog("tiny", env={}).spec("quant_subject")
     handle = load_in_place(spec, "hqq-4", "cpu", bf16_ok=False)
     assert compiles == [{"HQQLinear", "Linear"}]  # once, at load, on the quantized layers (lm_head stays)

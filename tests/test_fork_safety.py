@@ -9,15 +9,16 @@ from __future__ import annotations
 import multiprocessing
 import threading
 
-from engine import forksafe, leases
-from engine.build_lock import BUILD_LOCK
-from engine.fairness import FairGate
-from engine.fastpath import FastPath
+from engine.runtime import forksafe
+from engine.models import leases
+from engine.runtime.build_lock import BUILD_LOCK
+from engine.runtime.fairness import FairGate
+from engine.models.fastpath import FastPath
 from engine.generation import DecodeEngine
 from engine.generation.admission import KVBudget
-from engine.models import ModelManager
+from engine.serving.manager import ModelManager
 from engine.quantization import live_runs, warmup
-from engine.stopping import BOARD
+from engine.runtime.stopping import BOARD
 
 
 def _child(report, objects) -> None:

@@ -9,10 +9,10 @@ import gradio as gr
 import pytest
 import torch
 
-from engine.catalog import PROFILES, ROLES, load_catalog, parse_override
+from engine.models.catalog import PROFILES, ROLES, load_catalog, parse_override
 from engine.errors import UserError, as_user_error
-from engine.hardware import GB, Hardware, resolve_profile
-from engine.models import ModelManager
+from engine.models.hardware import GB, Hardware, resolve_profile
+from engine.serving.manager import ModelManager
 
 
 def hw(**kw) -> Hardware:

@@ -14,8 +14,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from engine import imagegen
-from engine.catalog import load_catalog
+from engine.images import imagegen
+from engine.models.catalog import load_catalog
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))

@@ -6,10 +6,12 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from engine import image_grid, image_png, imagegen
-from engine.catalog import IMAGE_ROLES
+from engine.images import grid as image_grid
+from engine.images import png as image_png
+from engine.images import imagegen
+from engine.models.catalog import IMAGE_ROLES
 from engine.errors import UserError
-from engine.prompt_recipe import apply_preset, assemble
+from engine.images.prompt_recipe import apply_preset, assemble
 
 
 @pytest.mark.parametrize("role", IMAGE_ROLES)
@@ -121,7 +123,7 @@ def test_gated_and_missing_models(manager, monkeypatch):
 
 
 def test_estimate_counts_a_4bit_flux_transformer():
-    from engine.catalog import load_catalog
+    from engine.models.catalog import load_catalog
 
     t4 = load_catalog("t4", env={}).spec("flux_schnell")
     full = replace(t4, transformer_precision=None, offload=False)

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from engine import imagegen
-from engine.compare import compare_stream
+from engine.images import imagegen
+from engine.chat.compare import compare_stream
 from engine.errors import UserError
 from engine.generation import DecodeEngine, SamplingParams, stream
-from engine.models import ModelManager
+from engine.serving.manager import ModelManager
 
 PARAMS = SamplingParams(max_new_tokens=6, greedy=True)
 
@@ -81,10 +81,10 @@ def test_a_comparison_resumed_in_another_thread_releases_its_models(manager, spe
 
 def test_loads_book_their_memory_before_they_run(manager, specs, monkeypatch):
     """Two users loading different models at once on a budget for one: never both in flight."""
-    import engine.llm
+    import engine.models.llm
 
     small = one_model_budget(manager, specs[0])
-    original = engine.llm.load_causal_lm
+    original = engine.models.llm.load_causal_lm
     in_flight, most = [0], [0]
     lock = threading.Lock()
 
@@ -99,7 +99,7 @@ def test_loads_book_their_memory_before_they_run(manager, specs, monkeypatch):
             with lock:
                 in_flight[0] -= 1
 
-    monkeypatch.setattr(engine.llm, "load_causal_lm", slow_load)
+    monkeypatch.setattr(engine.models.llm, "load_causal_lm", slow_load)
     threads = [threading.Thread(target=small.llm, args=(spec,)) for spec in specs]
     for th in threads:
         th.start()
@@ -217,7 +217,7 @@ def test_models_built_at_once_never_leave_the_process_building_on_meta(manager, 
     import diffusers  # noqa: F401 - imported first: this test is about the builds, not the imports
     import torch
 
-    from engine.llm import load_causal_lm
+    from engine.models.llm import load_causal_lm
 
     original = torch.nn.Module.register_parameter
     real, active, most = accelerate.init_empty_weights, [0], [0]
@@ -263,7 +263,7 @@ def test_an_inline_stream_that_stops_early_gives_its_leases_and_caches_back(mana
     """On ZeroGPU the request's own thread drives the engine: when it stops waiting (a closed page,
     an exception in its code), nobody will step the engine again, so the requests end there and
     then, giving back their model leases and their KV cache reservations (issue #23)."""
-    from engine import leases
+    from engine.models import leases
     from engine.generation import stream_many
 
     ledger = ModelManager(manager.catalog, manager.hardware, budget_bytes=manager.estimate_bytes(specs[0]) * 4)

@@ -201,7 +201,7 @@ def test_results_csv_parses_back_to_the_same_table(comparison, tmp_path):
 
 
 def test_variant_that_cannot_fit_is_skipped_with_the_message(manager):
-    from engine.models import ModelManager
+    from engine.serving.manager import ModelManager
     from ui.i18n import t
 
     small = ModelManager(manager.catalog, manager.hardware, budget_bytes=2_000_000)

@@ -1,10 +1,10 @@
 """A request waiting for memory shows how many requests are ahead of it, in the user's language."""
 from __future__ import annotations
 
-from engine.compare import PaneState
+from engine.chat.compare import PaneState
 from engine.generation import DecodeEngine, SamplingParams, StreamUpdate, generate_many
 from engine.generation.kv import kv_spec
-from engine.llm import PreparedPrompt
+from engine.models.llm import PreparedPrompt
 from tabs.base_vs_instruct import pane_stats
 from ui.queue_status import queue_text
 

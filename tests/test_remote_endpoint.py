@@ -11,10 +11,10 @@ from dataclasses import replace
 
 import pytest
 
-from engine.compare import compare_stream
+from engine.chat.compare import compare_stream
 from engine.errors import UserError
 from engine.generation import SamplingParams, generate_many
-from engine.models import ModelManager
+from engine.serving.manager import ModelManager
 from tests.conftest import free_port, start_app
 
 

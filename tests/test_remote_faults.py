@@ -10,11 +10,11 @@ from dataclasses import replace
 import pytest
 
 from engine import limits
-from engine.compare import compare_stream
+from engine.chat.compare import compare_stream
 from engine.errors import UserError
 from engine.generation import SamplingParams, generate_many
-from engine.llm import PreparedPrompt
-from engine.remote import RemoteLLM, RemoteRequest
+from engine.models.llm import PreparedPrompt
+from engine.remote.client import RemoteLLM, RemoteRequest
 from tests.conftest import free_port
 from tests.fake_openai import KEY, Fake, serving
 
@@ -41,7 +41,7 @@ def remote_with_url_key(fake, manager):
 
 
 def short_limits(monkeypatch, **changes) -> None:
-    monkeypatch.setattr("engine.remote.current_limits", lambda: replace(limits.limits_for("tiny"), **changes))
+    monkeypatch.setattr("engine.remote.client.current_limits", lambda: replace(limits.limits_for("tiny"), **changes))
 
 
 def prompt() -> PreparedPrompt:

@@ -116,8 +116,9 @@ def test_a_long_sweep_does_not_hold_another_students_image(manager, monkeypatch)
     end (events, not timing: nothing depends on how loaded the machine is)."""
     from types import SimpleNamespace
 
-    from engine import gpu_tasks, imagegen
-    from engine.fairness import FairGate
+    from engine import gpu_tasks
+    from engine.images import imagegen
+    from engine.runtime.fairness import FairGate
     from engine.gpu_tasks import tasks
 
     monkeypatch.setattr(tasks, "_manager", manager)

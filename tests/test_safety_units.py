@@ -13,11 +13,15 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFile
 
-from engine import image_grid, image_png, imagegen, limits, tempfiles
+from engine import limits
+from engine.images import grid as image_grid
+from engine.images import png as image_png
+from engine.images import imagegen
+from engine.runtime import tempfiles
 from engine.errors import UserError
-from engine.fairness import Cancelled, FairGate, TimeLimit
-from engine.model_policy import check_model_id
-from engine.redact import install_log_redaction, redact, redact_url, remote_text
+from engine.runtime.fairness import Cancelled, FairGate, TimeLimit
+from engine.models.policy import check_model_id
+from engine.runtime.redact import install_log_redaction, redact, redact_url, remote_text
 from ui.rules import Choices, Env, Num, SweepAxis, Text
 
 SECRET = "sk-test-0123456789abcdef"
@@ -36,7 +40,7 @@ def message(problem, lang="en", param="p") -> str:
 
 # ------------------------------------------------------------------ limits and rules
 def test_every_profile_has_limits_and_env_overrides_them(monkeypatch):
-    from engine.catalog import PROFILES
+    from engine.models.catalog import PROFILES
 
     assert set(PROFILES) <= set(limits.PROFILE_LIMITS)
     assert limits.PROFILE_LIMITS["cpu"].sweep_cells < limits.PROFILE_LIMITS["gpu"].sweep_cells
@@ -149,9 +153,9 @@ def test_toasts_escape_what_they_quote():
 
 
 def test_a_remote_error_page_shows_as_text_in_a_pane():
-    from engine.compare import PaneState
+    from engine.chat.compare import PaneState
     from engine.generation import StreamUpdate
-    from engine.llm import PreparedPrompt
+    from engine.models.llm import PreparedPrompt
     from tabs.base_vs_instruct import pane_stats
 
     page = remote_text("<html><h1>Maintenance</h1><a href='http://evil'>Session expired</a> [log in](http://evil) "
@@ -272,7 +276,7 @@ def test_session_stores_are_bounded_expire_and_forget():
 
 
 def test_a_too_large_answer_budget_says_how_many_tokens_fit(manager):
-    from engine.llm import PreparedPrompt
+    from engine.models.llm import PreparedPrompt
 
     handle = manager.llm(manager.catalog.spec("base_llm"))
     with pytest.raises(UserError) as err:

@@ -121,7 +121,7 @@ def specs(manager):
 
 
 def _last(manager, specs, prompt, plan, **kw):
-    from engine.compare import compare_stream
+    from engine.chat.compare import compare_stream
 
     return list(compare_stream(manager, *specs, prompt, GREEDY, source=plan, **kw))[-1]
 
@@ -144,14 +144,14 @@ def test_both_models_get_the_passages_each_in_its_own_way(manager, specs):
 
 
 def test_one_model_without_then_with_the_source_in_one_batch(manager, specs, monkeypatch):
-    import engine.compare
+    import engine.chat.compare
 
     question = "Who is the Prime Minister of France?"
     plan = make_plan(preset("offices").text("en"), question, "with_without", "instruct", 3, "en")
     used, streams = [], []
-    real_using, real_stream = manager.using, engine.compare.stream_many
+    real_using, real_stream = manager.using, engine.chat.compare.stream_many
     monkeypatch.setattr(manager, "using", lambda spec, *a, **kw: used.append(spec.id) or real_using(spec, *a, **kw))
-    monkeypatch.setattr(engine.compare, "stream_many",
+    monkeypatch.setattr(engine.chat.compare, "stream_many",
                         lambda jobs, *a, **kw: streams.append(jobs) or real_stream(jobs, *a, **kw))
     without, given = _last(manager, specs, question, plan)
     assert used == [specs[1].id]  # the instruct model only, never the base
@@ -213,7 +213,7 @@ def test_panes_show_each_passage_with_its_score_in_the_page_language():
 
 
 def test_cards_and_wall_cards_name_the_panes_by_what_they_were_given():
-    from engine.cards import render_markdown
+    from engine.share.cards import render_markdown
     from tabs.base_vs_instruct import card_content
     from ui.source_panel import wall_card
 

@@ -10,7 +10,7 @@ import pytest
 
 from engine.generation import DecodeEngine, SamplingParams, Request
 from engine.generation.detok import IncrementalText, Prefix
-from engine.llm import token_piece
+from engine.models.llm import token_piece
 
 TEXT = ("Bonjour à tous ! Voici l'été : 12 € — 😀 naïve « citation » 漢字, x = 1\n\n"
         "def f(a, b):\n    return a + b  # fin")

@@ -14,9 +14,9 @@ import gradio as gr
 import pytest
 import torch
 
-from engine.catalog import load_catalog
-from engine.hardware import GB, detect, resolve_profile
-from engine.models import ModelManager
+from engine.models.catalog import load_catalog
+from engine.models.hardware import GB, detect, resolve_profile
+from engine.serving.manager import ModelManager
 from tests.conftest import ROOT
 
 # What torch reports for a Colab / class T4 ("GPU 0 has a total capacity of 14.75 GiB" in its
@@ -66,7 +66,7 @@ def published_configs(monkeypatch):
 
 
 def test_t4_is_detected_without_bf16_and_computes_in_fp16(simulated_t4):
-    from engine.llm import quantization_config, torch_dtype
+    from engine.models.llm import quantization_config, torch_dtype
 
     hw = simulated_t4
     assert (hw.gpu_name, hw.gpu_bytes, hw.bf16) == ("Tesla T4", T4_BYTES, False)
@@ -96,8 +96,8 @@ def test_quantization_tab_does_not_offer_bf16_on_a_t4(simulated_t4):
 def test_offloaded_components_are_not_counted_as_gpu_memory(manager):
     """With model CPU offload only one component at a time is on the GPU: the measurement after
     load counts the largest one, not the sum (FLUX on a T4 was booked at ≈ 18 GB)."""
-    from engine import imagegen
-    from engine.models import _measured_bytes
+    from engine.images import imagegen
+    from engine.serving.manager import _measured_bytes
 
     spec = manager.catalog.spec("flux_schnell")
     pipe = imagegen.load_pipeline(spec, "cpu")  # a private copy: the shared one stays as it is
@@ -111,7 +111,7 @@ def test_offloaded_components_are_not_counted_as_gpu_memory(manager):
 
 
 def graph_pool(config: dict, bucket: int) -> int:
-    """What the estimate books for a compiled step's CUDA-graph pool (engine.memory.graph_pool_bytes),
+    """What the estimate books for a compiled step's CUDA-graph pool (engine.models.memory.graph_pool_bytes),
     written out: one layer's keys and values repeated to every head in fp16, the fp32 logits, 64 MiB."""
     head_dim = config["hidden_size"] // config["num_attention_heads"]
     return 2 * bucket * config["num_attention_heads"] * head_dim * 2 + 2 * config["vocab_size"] * 4 + 64 * 2**20
@@ -120,7 +120,7 @@ def graph_pool(config: dict, bucket: int) -> int:
 def test_the_estimate_books_the_fast_path_before_loading(simulated_t4, published_configs):
     """On CUDA each LLM compiles its decode step at load time: its static caches and the graph pool
     are in the estimate the budget is checked against, not only measured after the load."""
-    from engine import memory
+    from engine.models import memory
 
     catalog = load_catalog("t4", env={})
     manager = ModelManager(catalog, simulated_t4)
@@ -206,10 +206,10 @@ def test_image_tab_ticks_the_profile_defaults(simulated_t4):
 
 
 def test_component_sizes_match_the_published_configs():
-    """The estimate's per-component table (engine/imagegen.py) is what the published configs build."""
+    """The estimate's per-component table (engine/images/imagegen.py) is what the published configs build."""
     import sys
 
-    from engine import imagegen
+    from engine.images import imagegen
 
     sys.path.insert(0, str(ROOT / "bench"))
     import images  # bench/images.py builds the real-shape pipelines

@@ -12,7 +12,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from engine import image_grid, image_png, image_preview, imagegen
+from engine.images import grid as image_grid
+from engine.images import png as image_png
+from engine.images import preview as image_preview
+from engine.images import imagegen
 from engine.errors import UserError
 from engine.quantization import live, live_runs, planner, results, warmup
 from tests.conftest import ROOT

@@ -177,7 +177,7 @@ def test_ama_is_counted_in_the_benchmark(tmp_path):
 
 
 def test_ama_duration_follows_its_chains_and_labels():
-    from engine.catalog import load_catalog
+    from engine.models.catalog import load_catalog
     from engine.gpu_tasks import BenchmarkJob, TechniqueJob, durations
 
     spec = load_catalog("zerogpu", env={}).spec("instruct_llm")

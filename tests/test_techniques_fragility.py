@@ -190,7 +190,7 @@ def test_through_gpu_tasks_progress_only_moves_forward_and_results_grow(manager)
 
 
 def test_fragility_duration_follows_the_rows():
-    from engine.catalog import load_catalog
+    from engine.models.catalog import load_catalog
     from engine.gpu_tasks import FragilityJob, durations
 
     spec = load_catalog("zerogpu", env={}).spec("instruct_llm")

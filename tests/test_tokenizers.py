@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import tokenizers as tk
-from engine.clip_bpe import VOCAB_GZ
+from engine.tokenization import tokenizers as tk
+from engine.models.clip_bpe import VOCAB_GZ
 from engine.errors import UserError
-from engine.tokenizer_backends import HubTokenizer, TiktokenTokenizer, Tokenizer
+from engine.tokenization.backends import HubTokenizer, TiktokenTokenizer, Tokenizer
 from ui.i18n import t
 from ui.token_view import DEFAULT_LABELS as LABELS
 from ui.token_view import clip_window_html, render_pieces, render_views
@@ -34,7 +34,7 @@ MISTRAL_FILES = {"mistral-v1": "tokenizer.model.v1", "mistral-v3": "mistral_inst
 def mistral_reference(key: str):
     from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
-    from engine.tiny import mistral_data_file
+    from engine.models.tiny import mistral_data_file
 
     return MistralTokenizer.from_file(str(mistral_data_file(MISTRAL_FILES[key])))
 
@@ -98,7 +98,7 @@ def test_chat_preset_spans_with_special_tokens():
 
 
 def reference_bytes_to_unicode() -> dict[int, str]:
-    """open_clip's byte → printable character map, written again here (not engine.clip_bpe's)."""
+    """open_clip's byte → printable character map, written again here (not engine.models.clip_bpe's)."""
     keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     chars, extra = {}, 0
     for b in range(256):
@@ -393,7 +393,7 @@ def test_concurrent_requests_load_a_tokenizer_once(monkeypatch):
 def test_tiktoken_encodings(monkeypatch):
     import tiktoken
 
-    from engine.tiny import mistral_data_file
+    from engine.models.tiny import mistral_data_file
 
     with pytest.raises(UserError) as err:
         TiktokenTokenizer("no_such_encoding")

@@ -21,14 +21,15 @@ from signal import SIGKILL, SIGTERM
 import pytest
 from PIL import Image
 
-from engine import gpu_tasks, imagegen
-from engine.catalog import ROLES, load_catalog
+from engine import gpu_tasks
+from engine.images import imagegen
+from engine.models.catalog import ROLES, load_catalog
 from engine.generation import SamplingParams
 from engine.gpu_tasks import durations
-from engine.hardware import GB, Hardware, detect, resolve_profile
-from engine.models import ModelManager
-from engine.stopping import BOARD, LinkedStop, StopSignal
-from engine.zerogpu import Coalesced, streamed
+from engine.models.hardware import GB, Hardware, detect, resolve_profile
+from engine.serving.manager import ModelManager
+from engine.runtime.stopping import BOARD, LinkedStop, StopSignal
+from engine.runtime.zerogpu import Coalesced, streamed
 from tests.conftest import ROOT, free_port, wait_http
 from tests.zerogpu_stub import BOOTSTRAP, FAKE_SPACES_TORCH, DeviceAPIStub, zerogpu_env
 
@@ -119,7 +120,7 @@ def test_streamed_sends_the_latest_state_keeps_order_and_closes_the_body():
 
 def test_on_zerogpu_a_call_stops_itself_before_its_duration_ends(monkeypatch):
     from engine.gpu_tasks import tasks
-    from engine.stopping import NEVER
+    from engine.runtime.stopping import NEVER
 
     monkeypatch.setenv("SPACE_ID", "u/s")
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
@@ -217,7 +218,7 @@ def test_durations_follow_the_request():
 
 
 def test_zerogpu_profile_residents_fit_the_slice_with_room_for_the_rest():
-    from engine.preload import SLICE_BYTES, plan, resident_bytes
+    from engine.models.preload import SLICE_BYTES, plan, resident_bytes
 
     hw = Hardware("x86_64", 2, 64 * GB, gpu_name="ZeroGPU (H200 slice)", gpu_bytes=70 * GB, bf16=True,
                   space_id="u/s", zerogpu=True)
@@ -232,7 +233,7 @@ def test_zerogpu_profile_residents_fit_the_slice_with_room_for_the_rest():
 def test_on_demand_downloads_take_what_from_pretrained_reads_and_skip_duplicates():
     from huggingface_hub.utils import filter_repo_objects
 
-    from engine.preload import download_patterns, prefetch
+    from engine.models.preload import download_patterns, prefetch
 
     catalog = load_catalog("zerogpu", env={})
 
@@ -252,7 +253,7 @@ def test_on_demand_downloads_take_what_from_pretrained_reads_and_skip_duplicates
 
 
 def test_on_a_zerogpu_space_a_cpu_torch_stays_on_cpu_and_nothing_compiles(monkeypatch):
-    from engine import fastpath
+    from engine.models import fastpath
 
     env = {"SPACE_ID": "u/s", "SPACES_ZERO_GPU": "true"}
     hw = detect(env)
@@ -336,7 +337,7 @@ def test_startup_reports_and_about_shows_what_is_resident(space):
 
 
 def test_compare_streams_the_same_greedy_tokens_as_off_space(space, manager):
-    from engine.compare import compare_stream
+    from engine.chat.compare import compare_stream
 
     client, stub, _ = space
     mark = len(stub.calls)
@@ -359,7 +360,7 @@ def test_compare_streams_the_same_greedy_tokens_as_off_space(space, manager):
 def test_a_source_comparison_runs_in_one_gpu_call_for_one_model(space, manager):
     """The passages are retrieved before the call; the worker gets them (pickled) and runs one model
     without then with them: one call, the same tokens as off-Space, a shorter duration requested."""
-    from engine.compare import compare_stream
+    from engine.chat.compare import compare_stream
     from engine.retrieval import make_plan, preset
 
     client, stub, _ = space
@@ -504,8 +505,8 @@ def test_an_error_in_the_worker_reaches_the_visitor_translated(space):
 def test_a_follow_up_carries_the_conversation_into_the_worker(space, manager):
     from gradio_client.exceptions import AppError
 
-    from engine.compare import compare_stream
-    from engine.conversation import parse_history
+    from engine.chat.compare import compare_stream
+    from engine.chat.conversation import parse_history
 
     client, stub, _ = space
     follow = "Donne un exemple."
@@ -535,13 +536,14 @@ ABORTED_STREAM = '''
 import dataclasses, json, sys
 sys.path.insert(0, ".")
 import spaces  # the real wrappers: a forked worker per function, reused by the next call
-from engine import generation, gpu_tasks, leases
-from engine import compare
-from engine.catalog import load_catalog
+from engine import generation, gpu_tasks
+from engine.models import leases
+from engine.chat import compare
+from engine.models.catalog import load_catalog
 from engine.errors import UserError
 from engine.generation import SamplingParams
-from engine.hardware import detect
-from engine.models import ModelManager
+from engine.models.hardware import detect
+from engine.serving.manager import ModelManager
 
 manager = ModelManager(load_catalog("tiny", env={}), detect())
 generation.set_inline(True)  # as app.py does on ZeroGPU

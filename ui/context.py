@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from engine.catalog import Catalog, ModelSpec
-from engine.hardware import Hardware
+from engine.models.catalog import Catalog, ModelSpec
+from engine.models.hardware import Hardware
 from engine.limits import Limits, limits_for
-from engine.models import ModelManager
+from engine.serving.manager import ModelManager
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from typing import Sequence
 
-from engine.conversation import Turn
+from engine.chat.conversation import Turn
 from ui.i18n import t
 
 CARD_EARLIER = 160  # characters of each earlier message or answer on a wall card

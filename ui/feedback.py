@@ -11,7 +11,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from engine.errors import UserError, as_user_error
-from engine.redact import redact
+from engine.runtime.redact import redact
 from ui.i18n import request_lang, t
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,10 @@ from typing import Any, Callable, Iterable
 
 import gradio as gr
 
-from engine import image_grid
+from engine.images import grid as image_grid
 from engine.errors import UserError
 from engine.limits import SEED_MAX, Limits
-from engine.model_policy import check_model_id
+from engine.models.policy import check_model_id
 
 Problem = tuple[str, dict]
 Bound = float | Callable[[Limits], float] | None
@@ -212,7 +212,7 @@ class Choices(Choice):
 @dataclass
 class Model(Rule):
     """A model id: the ones ``offered`` (the catalog's, a tab's presets), others only when the
-    teacher enabled custom models (``engine.model_policy``)."""
+    teacher enabled custom models (``engine.models.policy``)."""
 
     offered: Callable[[Env], Iterable[str]]
 
@@ -306,10 +306,10 @@ class CardResult(Rule):
 
 @dataclass
 class Conversation(Rule):
-    """A Base vs Instruct history: earlier turns, bounded by ``engine.conversation.parse_history``."""
+    """A Base vs Instruct history: earlier turns, bounded by ``engine.chat.conversation.parse_history``."""
 
     def check(self, value: Any, env: Env) -> Problem | None:
-        from engine.conversation import parse_history
+        from engine.chat.conversation import parse_history
 
         try:
             parse_history(value, env.limits)

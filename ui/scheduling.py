@@ -4,7 +4,7 @@ One table for the whole app (the tabs register their events; this sets where the
 that no kind of work can take every worker: a class's 30 comparisons batch together in the
 LLM group, benchmarks (each is many requests) have their own small group, a 100,000-character
 tokenization waits among CPU work without starving the LLM events, and image events are
-admitted a few at a time and then take turns for the image model (``engine/fairness.py``).
+admitted a few at a time and then take turns for the image model (``engine/runtime/fairness.py``).
 Every queued event should be listed: one that is not keeps the group its tab gave it, with a
 warning in the log (and ``tests/test_safety.py`` fails).
 """

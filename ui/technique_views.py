@@ -8,7 +8,8 @@ from collections.abc import Callable
 import gradio as gr
 import pandas as pd
 
-from engine import gpu_tasks, tempfiles
+from engine import gpu_tasks
+from engine.runtime import tempfiles
 from engine.techniques.benchmark import BenchmarkResult
 from engine.techniques.extraction import format_number
 from engine.techniques.records import Call, Run, Settings

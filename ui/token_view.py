@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from html import escape
 
-from engine.token_pieces import Encoding, Piece
+from engine.tokenization.pieces import Encoding, Piece
 from ui import fmt
 
 MAX_SHOWN = 2_000  # tokens drawn per view; counts stay exact (Chromium lays out 8,000 spans in ~0.1 s)
@@ -188,7 +188,7 @@ def limit_html(message: str) -> str:
 def clip_window_html(text: str, labels: dict[str, str] | None = None) -> str:
     """CLIP's 77-token window for an image prompt: what is beyond it is greyed (never seen).
     Tokenized as diffusers does it (special strings in the prompt read as such)."""
-    from engine import tokenizers
+    from engine.tokenization import tokenizers
 
     labels = labels or DEFAULT_LABELS
     tokenizers.check_text(text)

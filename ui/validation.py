@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import gradio as gr
 from gradio.i18n import I18nData
 
-from engine.catalog import IMAGE_ROLES, LLM_ROLES
+from engine.models.catalog import IMAGE_ROLES, LLM_ROLES
 from engine.limits import SEED_MAX, Limits
 from ui.fmt import plain
 from ui.i18n import request_lang, t

@@ -11,10 +11,10 @@ from typing import Any, Callable, Sequence
 import gradio as gr
 
 from engine import gpu_tasks
-from engine.catalog import ModelSpec
-from engine.catalog import LLM_ROLES
-from engine.llm import context_length_of
-from engine.model_policy import check_model_id, custom_models_allowed
+from engine.models.catalog import ModelSpec
+from engine.models.catalog import LLM_ROLES
+from engine.models.llm import context_length_of
+from engine.models.policy import check_model_id, custom_models_allowed
 from engine.generation import SamplingParams
 from ui.context import AppContext
 from ui.i18n import I18N, t

@@ -39,7 +39,7 @@ def localised_progress(progress: Callable, lang: str) -> Callable[[float, str], 
 
 def image_label(settings, lang: str, seconds: float | None = None) -> str:
     """An image's caption: model, steps, guidance, seed (and the time it took)."""
-    from engine.imagegen import DEFAULTS
+    from engine.images.imagegen import DEFAULTS
 
     label = t("img.label", lang, model=DEFAULTS[settings.role].title, steps=settings.steps,
               guidance=float(settings.guidance), seed=settings.seed)

@@ -54,7 +54,7 @@ def residency_markdown(ctx, lang: str) -> str:
     """About: on ZeroGPU, which models stay on the GPU and which load inside the call that needs them."""
     if not (ctx.hardware.zerogpu or ctx.catalog.profile == "zerogpu"):
         return ""
-    from engine.preload import SLICE_BYTES, plan, resident_bytes
+    from engine.models.preload import SLICE_BYTES, plan, resident_bytes
 
     rows = plan(ctx.manager, ctx.catalog)
 

@@ -23,6 +23,8 @@ The package, one concern per module: :mod:`.types` (what callers send and read),
 :mod:`.sampling`, :mod:`.kv` (the batch's KV cache), :mod:`.batch` (one model's rows),
 :mod:`.admission` (memory budget), :mod:`.turns` (round-robin between sessions), :mod:`.detok`
 (text streamed in linear time), :mod:`.loop` (the engine), :mod:`.api` (what tabs call).
+
+May import: ``engine.errors``, ``engine.limits``, ``engine.runtime``, ``engine.models``.
 """
 from engine.generation.api import engine, generate_many, set_inline, set_memory, stream, stream_many, submit_any
 from engine.generation.batch import ModelBatch

@@ -6,7 +6,7 @@ A request costs the KV cache of its prompt plus every token it may generate
 
 Where the free bytes come from, the smallest of:
 
-* a memory ledger (the app's :class:`~engine.models.ModelManager`): its budget minus the
+* a memory ledger (the app's :class:`~engine.serving.manager.ModelManager`): its budget minus the
   models loaded, the loads in progress and the caches already reserved, plus what it could
   evict (loaded models nobody uses). Batches *reserve* their cache there, so a model load sees
   the KV caches too;
@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import torch
 
-from engine import forksafe
+from engine.runtime import forksafe
 
 CUDA_MARGIN_BYTES = 512 * 2**20
 CUDA_MARGIN_FRACTION = 0.05

@@ -14,11 +14,11 @@ import threading
 import time
 from typing import Callable, Iterator, Sequence
 
-from engine import forksafe
+from engine.runtime import forksafe
 from engine.generation.admission import MemoryLedger
 from engine.generation.loop import DecodeEngine
 from engine.generation.types import Completion, Request, SamplingParams, StreamUpdate
-from engine.llm import LLMHandle, PreparedPrompt
+from engine.models.llm import LLMHandle, PreparedPrompt
 
 _engine: DecodeEngine | None = None
 _inline = False

@@ -27,7 +27,7 @@ from engine.generation.kv import SlotCache, kv_spec, sliding_window
 from engine.generation.lone import LoneRow, NotFinite
 from engine.generation.sampling import choose, has_penalty, nonfinite_rows, token_info
 from engine.generation.types import Request
-from engine.llm import LLMHandle
+from engine.models.llm import LLMHandle
 
 log = logging.getLogger(__name__)
 PREFILL_TOKENS = 4096  # padded prompt tokens prefilled in one forward (bounds the activations)

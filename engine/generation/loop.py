@@ -29,14 +29,14 @@ import time
 from collections import deque
 from typing import Hashable, Iterable, Iterator, Sequence
 
-from engine import forksafe
+from engine.runtime import forksafe
 from engine.errors import UserError
 from engine.generation.admission import KVBudget, MemoryLedger, Plan
 from engine.generation.batch import ModelBatch, NoRoom
 from engine.generation.faults import row_error
 from engine.generation.turns import Turns, current_owner
 from engine.generation.types import Request, SamplingParams
-from engine.llm import LLMHandle, PreparedPrompt
+from engine.models.llm import LLMHandle, PreparedPrompt
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 32  # rows per model batch at most, whatever the memory

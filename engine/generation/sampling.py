@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 
 from engine.generation.types import Request, TokenInfo
-from engine.llm import token_piece
+from engine.models.llm import token_piece
 
 
 def nonfinite_rows(logits: torch.Tensor) -> list[int]:

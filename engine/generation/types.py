@@ -9,9 +9,9 @@ from typing import Hashable, Sequence
 
 import torch
 
-from engine import leases
+from engine.models import leases
 from engine.generation.detok import IncrementalText, Prefix
-from engine.llm import LLMHandle, PreparedPrompt, _anchor_id
+from engine.models.llm import LLMHandle, PreparedPrompt, _anchor_id
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class StreamState:
 class Request(StreamState):
     """One sequence being generated; the engine updates it, the caller reads it.
 
-    While it is queued or decoding it holds a lease on its model (see :mod:`engine.leases`),
+    While it is queued or decoding it holds a lease on its model (see :mod:`engine.models.leases`),
     released when it finishes, whatever the reason. ``owner`` (a session) is who asked: requests
     are admitted round-robin between owners (:mod:`.turns`).
 

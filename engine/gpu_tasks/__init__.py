@@ -14,6 +14,8 @@ yields the results. The functions themselves are in :mod:`~engine.gpu_tasks.task
 going at once (one, by default); a further one is refused before anything starts, whatever the
 client (the page disables its button meanwhile; a script gets the message). The job is marked
 as the session's, so the engine gives sessions their turns round-robin.
+
+May import: every other package of ``engine`` (it is the top: what tabs call for GPU work).
 """
 from __future__ import annotations
 
@@ -27,8 +29,8 @@ from engine.gpu_tasks.jobs import (BenchmarkJob, CompareJob, Failed, FragilityJo
                                    ImagesJob, Progress,
                                    QuantizeJob, Skipped, Snapshot, TechniqueJob, TimeLimit)
 from engine.gpu_tasks.tasks import benchmark, bind, compare, fragility, images, manager, quantize, technique
-from engine.stopping import BOARD
-from engine.zerogpu import Heartbeat
+from engine.runtime.stopping import BOARD
+from engine.runtime.zerogpu import Heartbeat
 
 DURATION: dict[Callable, Callable[..., float]] = {
     compare: durations.compare, technique: durations.technique, benchmark: durations.benchmark,

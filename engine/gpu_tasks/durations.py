@@ -19,7 +19,7 @@ import math
 
 from typing import Callable
 
-from engine.catalog import PRECISIONS, ModelSpec
+from engine.models.catalog import PRECISIONS, ModelSpec
 from engine.gpu_tasks.jobs import BenchmarkJob, CompareJob, FragilityJob, ImagesJob, QuantizeJob, TechniqueJob
 
 Resident = Callable[[ModelSpec], bool]  # is this model already loaded (on ZeroGPU: placed on CUDA at start-up)?

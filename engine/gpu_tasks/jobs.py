@@ -2,7 +2,7 @@
 
 Everything here is plain data — strings, numbers, frozen records of them, PIL images — so that
 ``spaces`` can pickle it into and out of a forked ZeroGPU worker. Models are never passed: a
-job names them (:class:`~engine.catalog.ModelSpec`: a Hub id and a precision) and the task
+job names them (:class:`~engine.models.catalog.ModelSpec`: a Hub id and a precision) and the task
 looks them up in the process-wide model manager.
 """
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.catalog import ModelSpec
+from engine.models.catalog import ModelSpec
 from engine.generation import SamplingParams
-from engine.zerogpu import Coalesced
+from engine.runtime.zerogpu import Coalesced
 
 
 # ------------------------------------------------------------------------- requests
@@ -26,7 +26,7 @@ class CompareJob:
     template_on_base: bool = False
     top_probs: int = 0
     source: Any = None  # engine.retrieval.SourcePlan: the passages retrieved for the prompt (None: no source)
-    history: tuple = ()  # earlier turns of the conversation: engine.conversation.Turn records
+    history: tuple = ()  # earlier turns of the conversation: engine.chat.conversation.Turn records
     owner: str = ""  # who asked (a session): the engine admits sessions' requests round-robin
 
 
@@ -70,7 +70,7 @@ class QuantizeJob:
 @dataclass(frozen=True)
 class ImageItem:
     spec: ModelSpec
-    settings: Any  # engine.imagegen.ImageSettings (plain fields)
+    settings: Any  # engine.images.imagegen.ImageSettings (plain fields)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """The GPU work of every tab: a few module-level functions, decorated once at import.
 
 Each is a ``@spaces.GPU`` generator taking ``(job, stop, seconds)`` — a plain-data request, a
-:class:`~engine.stopping.StopToken` and the GPU duration requested for it — and yielding plain
+:class:`~engine.runtime.stopping.StopToken` and the GPU duration requested for it — and yielding plain
 data: :class:`~engine.gpu_tasks.jobs.Snapshot` (the current state of a streamed result),
 :class:`Progress`, :class:`ImageDone`, :class:`Skipped`, :class:`Failed` (the call's error as a
 translatable key: ``spaces`` would only pass a ``gr.Error`` through), :class:`TimeLimit`.
-The models are looked up inside, in the process-wide :class:`~engine.models.ModelManager`
+The models are looked up inside, in the process-wide :class:`~engine.serving.manager.ModelManager`
 given to :func:`bind` at start-up (a forked ZeroGPU worker inherits it with the models that
 were placed on CUDA before launch).
 """
@@ -20,13 +20,13 @@ from typing import Any, Callable, Iterator
 
 from engine import limits
 from engine.errors import UserError, as_user_error
-from engine.fairness import Cancelled, FairGate, WaitedTooLong
+from engine.runtime.fairness import Cancelled, FairGate, WaitedTooLong
 from engine.gpu_tasks.durations import MARGIN_S, OVERHEAD_S
 from engine.gpu_tasks.jobs import (QUEUE_KEY, BenchmarkJob, CompareJob, Failed, FragilityJob, ImageDone, ImagePreview,
                                    ImagesJob, Progress, QuantizeJob, Skipped, Snapshot, TechniqueJob, TimeLimit)
 from engine.generation.turns import set_owner
-from engine.stopping import StopSignal, StopToken
-from engine.zerogpu import Emit, gpu, on_zerogpu, streamed
+from engine.runtime.stopping import StopSignal, StopToken
+from engine.runtime.zerogpu import Emit, gpu, on_zerogpu, streamed
 
 log = logging.getLogger(__name__)
 Translate = Callable[..., str]  # (key, lang, **params) -> text
@@ -126,7 +126,7 @@ def _loading(emit: Emit, lo: float = 0.0, hi: float = 1.0) -> Callable[[float, s
 
 # ------------------------------------------------------------------------------ Base vs Instruct
 def _compare_body(job: CompareJob, signal: StopSignal, emit: Emit) -> Iterator[Any]:
-    from engine.compare import compare_stream
+    from engine.chat.compare import compare_stream
 
     for panes in compare_stream(manager(), job.base, job.instruct, job.prompt, job.params, system=job.system,
                                 template_on_base=job.template_on_base, top_probs=job.top_probs, stop=signal,
@@ -249,7 +249,7 @@ def quantize(job: QuantizeJob, stop: StopToken, seconds: float) -> Iterator[Any]
 
 # ------------------------------------------------------------------------------ Images
 def _images_body(job: ImagesJob, signal: StopSignal, emit: Emit) -> Iterator[Any]:
-    from engine import imagegen
+    from engine.images import imagegen
 
     n = len(job.items)
     for i, item in enumerate(job.items):

@@ -89,7 +89,7 @@ def structure_of(label: str, config) -> Structure:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from engine.build_lock import BUILD_LOCK
+    from engine.runtime.build_lock import BUILD_LOCK
 
     text = getattr(config, "get_text_config", lambda: config)()
     with BUILD_LOCK, torch.device("meta"):
@@ -99,7 +99,7 @@ def structure_of(label: str, config) -> Structure:
     skip = set(getattr(meta, "_keep_in_fp32_modules", None) or [])
     named = [(name, m) for name, m in meta.named_modules() if isinstance(m, torch.nn.Linear) and m is not out_emb]
     linears = tuple((name.rsplit(".", 1)[-1], m.in_features, m.out_features) for name, m in named)
-    quantized = [m for name, m in named if not any(s in name for s in skip)]  # as engine.memory.param_counts
+    quantized = [m for name, m in named if not any(s in name for s in skip)]  # as engine.models.memory.param_counts
     sizes = tuple(p.numel() for p in meta.parameters())
     heads = int(getattr(text, "num_attention_heads", 0) or 0)
     hidden = int(getattr(text, "hidden_size", 0) or 0)

@@ -35,7 +35,7 @@ def build(config, setup: ft.Setup, seed: int = 0):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from engine.build_lock import BUILD_LOCK
+    from engine.runtime.build_lock import BUILD_LOCK
 
     if setup.precision not in ("fp32", "bf16"):
         raise ValueError("only fp32 and bf16 bases train on CPU")

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from engine.catalog import PRECISIONS, ModelSpec
+from engine.models.catalog import PRECISIONS, ModelSpec
 from engine.errors import UserError, as_user_error
-from engine.memory import free_memory
+from engine.models.memory import free_memory
 from engine.quantization.measure import Stopped, agreement, model_bytes, perplexity, run_greedy
 from engine.quantization.results import Row
 from engine.quantization.variants import (VARIANTS, ProgressFn, check_variant_fits, in_place_bytes, load_in_place,

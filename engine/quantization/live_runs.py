@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from engine import forksafe, limits
-from engine.catalog import PRECISIONS, ModelSpec
+from engine import limits
+from engine.runtime import forksafe
+from engine.models.catalog import PRECISIONS, ModelSpec
 from engine.errors import UserError
 from engine.quantization import live
 from engine.quantization.variants import compute_precision, estimate_variant_bytes, ordered

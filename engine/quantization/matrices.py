@@ -71,7 +71,7 @@ def crop(values: np.ndarray, max_weights: int = MAX_WEIGHTS) -> np.ndarray:
 
 def _checkpoint_dir(model_id: str) -> Path | None:
     if model_id.startswith("tiny/"):
-        from engine.tiny import tiny_path
+        from engine.models.tiny import tiny_path
 
         return tiny_path(model_id)
     local = Path(model_id).expanduser()

@@ -7,7 +7,7 @@ import math
 import threading
 from typing import Callable, Sequence
 
-from engine.stopping import LinkedStop
+from engine.runtime.stopping import LinkedStop
 
 # bitsandbytes logs this at every int8 matmul on CPU (fp32 activations): it says nothing new
 logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)

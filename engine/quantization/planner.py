@@ -1,6 +1,6 @@
 """Part 2 — how much memory a model needs at each precision, and which machines it fits.
 
-Parameter counts come from the model's config through ``engine.memory.param_counts`` (linear
+Parameter counts come from the model's config through ``engine.models.memory.param_counts`` (linear
 layers that get quantized vs embeddings, ``lm_head`` and norms that stay in 16-bit). The same
 functions give the estimate the live comparison checks before loading a variant.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from engine import memory
+from engine.models import memory
 from engine.errors import UserError, as_user_error
 
 GB = 1e9
@@ -94,7 +94,7 @@ def resolve_config(model: str):
 
     try:
         if model.startswith("tiny/"):
-            from engine.tiny import tiny_path
+            from engine.models.tiny import tiny_path
 
             return model, AutoConfig.from_pretrained(str(tiny_path(model)))
         return model, AutoConfig.from_pretrained(model)

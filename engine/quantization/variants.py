@@ -1,9 +1,9 @@
 """The precisions part 3 compares, whether each can run here, what it needs, and how the ones the
 model manager does not know are loaded.
 
-bitsandbytes and plain dtypes go through the app's :class:`~engine.models.ModelManager`.
+bitsandbytes and plain dtypes go through the app's :class:`~engine.serving.manager.ModelManager`.
 optimum-quanto and HQQ are not precisions the manager knows, so they are loaded here: the
-model at its compute dtype through :func:`engine.llm.load_causal_lm`, then its linear layers
+model at its compute dtype through :func:`engine.models.llm.load_causal_lm`, then its linear layers
 (every one but ``lm_head``, like bitsandbytes) replaced in place.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from engine.catalog import PRECISIONS, ModelSpec
+from engine.models.catalog import PRECISIONS, ModelSpec
 from engine.errors import UserError
 from engine.quantization import planner
 from engine.quantization.measure import model_bytes
@@ -86,7 +86,7 @@ def compute_precision(device: str, bf16_ok: bool) -> str:
 
 def estimate_variant_bytes(manager, spec: ModelSpec, variant: str) -> int:
     """The planner's estimate (weights + runtime overhead) of a variant on the manager's device."""
-    from engine import memory
+    from engine.models import memory
 
     if variant in PRECISIONS:
         return manager.estimate_bytes(spec.with_precision(variant))
@@ -147,8 +147,8 @@ def load_in_place(spec: ModelSpec, variant: str, device: str, bf16_ok: bool, pro
     """A quanto/HQQ variant: ``load_causal_lm`` at the compute dtype, its linears quantized, then
     the fast path prepared on the quantized layers (compiling first would recompile on the
     first decode, i.e. on a student's click)."""
-    from engine.fastpath import prepare
-    from engine.llm import load_causal_lm
+    from engine.models.fastpath import prepare
+    from engine.models.llm import load_causal_lm
 
     started = time.perf_counter()
     base_spec = spec.with_precision(compute_precision(device, bf16_ok))

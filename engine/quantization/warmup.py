@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from engine import forksafe
+from engine.runtime import forksafe
 
 try:
     import fcntl

@@ -2,7 +2,7 @@
 
 :func:`make_plan` checks the source, retrieves the passages for the question (on the CPU, before
 any GPU work) and returns a :class:`SourcePlan`: plain data that travels with the GPU job and
-tells :mod:`engine.compare` which pane gets which prompt.
+tells :mod:`engine.chat.compare` which pane gets which prompt.
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 optional Hub backup (backup.py), HTML sanitizing of stored results (sanitize.py).
 
 :class:`Sharing` is what the UI holds: one store, one wall, and the rate limit on creating links.
+
+May import: ``engine.errors``, ``engine.limits``.
 """
 from __future__ import annotations
 

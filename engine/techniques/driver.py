@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Iterator, Sequence
 
-from engine import leases
+from engine.models import leases
 from engine.techniques.extraction import NONE
 from engine.techniques.generator import Generation, Generator
 from engine.techniques.records import Ask, Call, Flow, Outcome, Run, Settings

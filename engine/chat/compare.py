@@ -1,6 +1,6 @@
 """Base vs instruct: the same prompt to two models, both decoded in one loop.
 
-A follow-up carries the earlier turns (``history``, :mod:`engine.conversation`): the instruct
+A follow-up carries the earlier turns (``history``, :mod:`engine.chat.conversation`): the instruct
 model gets the whole conversation through its chat template, the base model as one plain text,
 and the context check counts all of it. A role that cannot be loaded (an inference server down
 at first use, a model not in the cache) costs only its own pane: the other one still streams.
@@ -15,14 +15,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from engine import conversation
-from engine.catalog import ModelSpec
-from engine.conversation import Turn
+from engine.chat import conversation
+from engine.models.catalog import ModelSpec
+from engine.chat.conversation import Turn
 from engine.errors import UserError
 from engine.generation import SamplingParams, StreamUpdate, stream_many
 from engine.limits import current as current_limits
-from engine.llm import LLMHandle, PreparedPrompt
-from engine.models import ModelManager
+from engine.models.llm import LLMHandle, PreparedPrompt
+from engine.serving.manager import ModelManager
 
 if TYPE_CHECKING:  # the retrieval package (bm25s) is imported by whoever makes a plan
     from engine.retrieval import Passage, SourcePlan
@@ -56,7 +56,7 @@ class PaneState:
 def prepare_pane(handle: LLMHandle, side: str, prompt: str, history: Sequence[Turn], system: str,
                  chat: bool, source: SourcePlan | None = None) -> PreparedPrompt:
     """What one pane's model receives: its conversation through its chat template (``chat``), else
-    as one plain text (:func:`engine.conversation.transcript`). A source's passages go with the
+    as one plain text (:func:`engine.chat.conversation.transcript`). A source's passages go with the
     new message: inside its user turn, or as a document just before it."""
     if chat:
         message = source.chat(prompt) if source is not None else prompt
@@ -89,7 +89,7 @@ def compare_stream(manager: ModelManager, base_spec: ModelSpec, instruct_spec: M
                    history: Sequence[Turn] = (),
                    source: SourcePlan | None = None) -> Iterator[tuple[PaneState, PaneState]]:
     """Both panes' states after each step of the shared decoding loop (the same objects, updated).
-    ``history``: the conversation's earlier turns (:func:`engine.conversation.parse_history`)."""
+    ``history``: the conversation's earlier turns (:func:`engine.chat.conversation.parse_history`)."""
     if not prompt or not prompt.strip():
         raise UserError("bvi.err.empty_follow_up" if history else "err.empty_prompt")
     limits = current_limits()

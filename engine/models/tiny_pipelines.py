@@ -23,7 +23,7 @@ def _clip_text_config():
 def _clip_tokenizer(folder: Path):
     from transformers import CLIPTokenizer
 
-    from engine.clip_bpe import write_clip_tokenizer
+    from engine.models.clip_bpe import write_clip_tokenizer
 
     write_clip_tokenizer(folder)
     return CLIPTokenizer.from_pretrained(folder)
@@ -59,7 +59,7 @@ def build_tiny_flux(folder: Path) -> None:
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import AutoTokenizer, CLIPTextModel, T5Config, T5EncoderModel
 
-    from engine.tiny_files import write_mistral_v1_tokenizer
+    from engine.models.tiny_files import write_mistral_v1_tokenizer
 
     torch.manual_seed(0)
     transformer = FluxTransformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1,

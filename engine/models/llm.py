@@ -5,8 +5,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from engine.build_lock import BUILD_LOCK
-from engine.catalog import ModelSpec
+from engine.runtime.build_lock import BUILD_LOCK
+from engine.models.catalog import ModelSpec
 from engine.errors import UserError
 
 ProgressFn = Callable[[float, str], None]
@@ -145,7 +145,7 @@ def torch_dtype(precision: str, device: str):
     # quantized: the dtype of the unquantized modules and of the matmul compute (fp16 where
     # bf16 would only be emulated, e.g. a T4)
     if device == "cuda":
-        from engine.hardware import cuda_bf16
+        from engine.models.hardware import cuda_bf16
 
         return torch.bfloat16 if cuda_bf16() else torch.float16
     return torch.float32
@@ -173,7 +173,7 @@ def context_length_of(spec: ModelSpec) -> int | None:
         return None
     try:
         if spec.is_tiny:
-            from engine.tiny import tiny_mistral_config
+            from engine.models.tiny import tiny_mistral_config
 
             config = tiny_mistral_config()
         else:
@@ -188,7 +188,7 @@ def context_length_of(spec: ModelSpec) -> int | None:
 
 def model_source(spec: ModelSpec) -> str:
     if spec.is_tiny:
-        from engine.tiny import tiny_path
+        from engine.models.tiny import tiny_path
 
         return str(tiny_path(spec.id))
     return spec.id
@@ -223,7 +223,7 @@ def load_causal_lm(spec: ModelSpec, device: str, progress: ProgressFn | None = N
                        load_seconds=time.perf_counter() - started,
                        footprint_bytes=int(model.get_memory_footprint()))
     if fast_path:
-        from engine.fastpath import prepare
+        from engine.models.fastpath import prepare
 
         prepare(handle, (lambda f, d: progress(0.9 + 0.1 * f, d)) if progress else None)
     if progress:

@@ -13,6 +13,6 @@ from __future__ import annotations
 
 import threading
 
-from engine import forksafe
+from engine.runtime import forksafe
 
 BUILD_LOCK = forksafe.RenewedLock(threading.RLock)  # made again in a forked ZeroGPU worker

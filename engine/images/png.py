@@ -10,9 +10,9 @@ from pathlib import Path
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from engine.catalog import IMAGE_ROLES
+from engine.models.catalog import IMAGE_ROLES
 from engine.errors import UserError
-from engine.imagegen import ImageResult, ImageSettings
+from engine.images.imagegen import ImageResult, ImageSettings
 from engine.limits import current as current_limits
 
 METADATA_KEY = "genai-class-demo"

@@ -31,7 +31,7 @@ class ModelSpec:
     gated: bool = False
     endpoint: str | None = None  # OpenAI-compatible server (…/v1) instead of a local model
     endpoint_model: str | None = None  # the model's name on that server (default: id)
-    fast_path_buckets: tuple[int, ...] | None = None  # static-cache lengths of the fast path (default: engine.fastpath.BUCKETS)
+    fast_path_buckets: tuple[int, ...] | None = None  # static-cache lengths of the fast path (default: engine.models.fastpath.BUCKETS)
 
     @property
     def is_tiny(self) -> bool:

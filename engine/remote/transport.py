@@ -16,7 +16,7 @@ from typing import Iterator
 import httpx
 
 from engine.errors import UserError
-from engine.redact import remote_text
+from engine.runtime.redact import remote_text
 
 ERROR_BODY_BYTES = 64 * 1024
 

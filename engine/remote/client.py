@@ -8,7 +8,7 @@ put in a spec, a message or a log line; messages name the URL without its creden
 
 Every request is bounded (``engine/limits.py``): an overall deadline, Stop effective within a
 fraction of a second even while the server sends nothing, a cap per streamed line and per
-answer (``engine/remote_io.py``).
+answer (``engine/remote/transport.py``).
 """
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ from typing import Sequence
 
 import httpx
 
-from engine.catalog import ModelSpec
+from engine.models.catalog import ModelSpec
 from engine.errors import UserError
 from engine.generation.types import Completion, SamplingParams, StreamState, StreamUpdate, TokenInfo
 from engine.limits import current as current_limits
-from engine.llm import PreparedPrompt
-from engine.redact import redact_url, remote_text
-from engine.remote_io import Deadline, error_detail, iter_lines, parse_json, read_capped
+from engine.models.llm import PreparedPrompt
+from engine.runtime.redact import redact_url, remote_text
+from engine.remote.transport import Deadline, error_detail, iter_lines, parse_json, read_capped
 
 # read: the longest silence tolerated between two bytes; the whole request has its own deadline
 TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
@@ -438,7 +438,7 @@ def load_remote(spec: ModelSpec) -> RemoteLLM:
     try:
         from transformers import AutoTokenizer
 
-        from engine.llm import model_source
+        from engine.models.llm import model_source
 
         tokenizer = AutoTokenizer.from_pretrained(model_source(spec), local_files_only=not spec.is_tiny)
     except Exception:  # noqa: BLE001 - no local tokenizer: the server's template is described instead

@@ -2,7 +2,7 @@
 
 Each model runs with the defaults of its model card; controls that have no effect on a model
 are reported with the reason. An image's settings travel in its PNG metadata
-(:mod:`engine.image_png`); grids and parameter sweeps are in :mod:`engine.image_grid`.
+(:mod:`engine.images.png`); grids and parameter sweeps are in :mod:`engine.images.grid`.
 """
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from typing import Callable, Iterator
 
 from PIL import Image
 
-from engine import leases
-from engine.build_lock import BUILD_LOCK
-from engine.catalog import ModelSpec
+from engine.models import leases
+from engine.runtime.build_lock import BUILD_LOCK
+from engine.models.catalog import ModelSpec
 from engine.errors import as_user_error
-from engine.image_preview import latent_preview, preview_steps
-from engine.stopping import LinkedStop
+from engine.images.preview import latent_preview, preview_steps
+from engine.runtime.stopping import LinkedStop
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def _dtype(precision: str):
 
 def load_pipeline(spec: ModelSpec, device: str, progress: Callable[[float, str], None] | None = None):
     """``from_pretrained`` for the role's pipeline (Hub id or a tiny local one)."""
-    from engine.llm import model_source
+    from engine.models.llm import model_source
 
     source = model_source(spec)
     dtype = _dtype(spec.precision)

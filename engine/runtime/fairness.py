@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from engine import forksafe
+from engine.runtime import forksafe
 from engine.errors import UserError
 
 

@@ -8,7 +8,7 @@ their files can be fetched (or are in tiktoken's cache).
 This module holds the registry (:func:`get`, loaded once per key, least recently used dropped) and
 the operations on text: encoding with character spans (:func:`encode_all`, :func:`head_encoding`),
 decoding ids, presets, the language-cost table and FLUX's T5 count. The tokenizer classes are in
-:mod:`engine.tokenizer_backends`; pieces and their character spans in :mod:`engine.token_pieces`.
+:mod:`engine.tokenization.backends`; pieces and their character spans in :mod:`engine.tokenization.pieces`.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from engine.errors import UserError
-from engine.token_pieces import Encoding
-from engine.tokenizer_backends import ClipTokenizer, HubTokenizer, MistralTokenizer, TiktokenTokenizer, Tokenizer
+from engine.tokenization.pieces import Encoding
+from engine.tokenization.backends import ClipTokenizer, HubTokenizer, MistralTokenizer, TiktokenTokenizer, Tokenizer
 
 MAX_CHARS = 100_000
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "presets"
@@ -220,8 +220,8 @@ def chat_preset_text() -> str:
 
     from transformers import AutoTokenizer
 
-    from engine.chat_templates import MISTRAL_V1
-    from engine.tiny import write_mistral_v1_tokenizer
+    from engine.models.chat_templates import MISTRAL_V1
+    from engine.models.tiny import write_mistral_v1_tokenizer
 
     messages = next(p for p in presets() if p["id"] == "chat")[CHAT_MESSAGES]
     with tempfile.TemporaryDirectory(prefix="mistral-v1-chat-") as folder:

@@ -1,12 +1,12 @@
 """What is already in the local Hugging Face cache (checked without touching the network)."""
 from __future__ import annotations
 
-from engine.catalog import ModelSpec
+from engine.models.catalog import ModelSpec
 
 
 def is_cached(spec: ModelSpec) -> bool:
     if spec.is_tiny:
-        from engine.tiny import tiny_root
+        from engine.models.tiny import tiny_root
 
         return (tiny_root() / spec.id.removeprefix("tiny/") / ".complete").exists()
     from huggingface_hub import try_to_load_from_cache

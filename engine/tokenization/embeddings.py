@@ -28,7 +28,7 @@ MAX_WORD_CHARS = 100
 def source(model_id: str) -> str:
     """What ``from_pretrained`` is given for ``model_id`` (a tiny id's local folder, else the id)."""
     if model_id.startswith("tiny/"):
-        from engine.tiny import tiny_path
+        from engine.models.tiny import tiny_path
 
         return str(tiny_path(model_id))
     return model_id

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from engine.build_lock import BUILD_LOCK
-from engine.tiny_files import mistral_data_file, tiny_root, write_mistral_v1_tokenizer
+from engine.runtime.build_lock import BUILD_LOCK
+from engine.models.tiny_files import mistral_data_file, tiny_root, write_mistral_v1_tokenizer
 
 TINY_PREFIX = "tiny/"
 __all__ = ["TINY_PREFIX", "is_tiny", "mistral_data_file", "tiny_path", "tiny_root", "write_mistral_v1_tokenizer"]
@@ -40,7 +40,7 @@ def build_tiny_mistral(folder: Path, instruct: bool) -> None:
     import torch
     from transformers import MistralForCausalLM
 
-    from engine.chat_templates import MISTRAL_V1
+    from engine.models.chat_templates import MISTRAL_V1
 
     torch.manual_seed(1 if instruct else 0)
     model = MistralForCausalLM(tiny_mistral_config())
@@ -52,7 +52,7 @@ def build_tiny_mistral(folder: Path, instruct: bool) -> None:
 
 def _build_diffusion(kind: str):
     def build(folder: Path) -> None:
-        from engine import tiny_pipelines
+        from engine.models import tiny_pipelines
 
         getattr(tiny_pipelines, f"build_tiny_{kind}")(folder)
     return build
@@ -73,7 +73,7 @@ def _refresh_chat_template(model_id: str, folder: Path) -> None:
         return
     import json
 
-    from engine.chat_templates import MISTRAL_V1
+    from engine.models.chat_templates import MISTRAL_V1
 
     config = folder / "tokenizer_config.json"
     if json.loads(config.read_text()).get("chat_template") == MISTRAL_V1:
@@ -111,7 +111,7 @@ def tiny_path(model_id: str) -> Path:
             tmp = folder.with_name(folder.name + ".partial")
             if tmp.exists():
                 shutil.rmtree(tmp)
-            with BUILD_LOCK:  # the builders construct models (engine/build_lock.py)
+            with BUILD_LOCK:  # the builders construct models (engine/runtime/build_lock.py)
                 builders[model_id](tmp)
             tmp.rename(folder)
             done.touch()

@@ -2,7 +2,7 @@
 
 Mistral's SentencePiece v1, v3 and Tekken files bundled with ``mistral-common`` (encoded by
 ``mistral-common`` itself), CLIP's BPE (SDXL, FLUX), any Hugging Face tokenizer through
-``AutoTokenizer``, and tiktoken's OpenAI encodings. :mod:`engine.tokenizers` picks and caches them.
+``AutoTokenizer``, and tiktoken's OpenAI encodings. :mod:`engine.tokenization.tokenizers` picks and caches them.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import re
 import warnings
 
 from engine.errors import UserError, as_user_error
-from engine.token_pieces import Encoding, Piece, align, group_partials
+from engine.tokenization.pieces import Encoding, Piece, align, group_partials
 
 SPECIAL_STRINGS = ("<s>", "</s>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]")
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
@@ -71,7 +71,7 @@ class Tokenizer:
 
 # ------------------------------------------------------------------ mistral-common
 def _mistral_file(name: str) -> str:
-    from engine.tiny import mistral_data_file
+    from engine.models.tiny import mistral_data_file
 
     return str(mistral_data_file(name))
 
@@ -192,7 +192,7 @@ class ClipTokenizer(_HFTokenizer):
     framing = 2
 
     def __init__(self) -> None:
-        from engine.clip_bpe import CLIP_MAX_TOKENS, bytes_to_unicode, clip_tokenizer
+        from engine.models.clip_bpe import CLIP_MAX_TOKENS, bytes_to_unicode, clip_tokenizer
 
         self.key, self.label = "clip", CLIP_LABEL
         self.inner = clip_tokenizer(model_max_length=10**9)
@@ -227,7 +227,7 @@ class HubTokenizer(_HFTokenizer):
         self.byte_level = "ByteLevel" in decoder
         self.wordpiece = "WordPiece" in decoder
         if self.byte_level:
-            from engine.clip_bpe import bytes_to_unicode
+            from engine.models.clip_bpe import bytes_to_unicode
 
             self.byte_decoder = {v: k for k, v in bytes_to_unicode().items()}
 

@@ -26,7 +26,7 @@ same in a running app (a test hook: the compiled step raises on its first or sec
 returns other logits), to see the fallback end to end, on a GPU too.
 
 The static caches belong to the model (they are prepared with it, and their bytes are booked
-with it by the model cache, in the estimate made before loading: :func:`engine.memory.fast_path_bytes`),
+with it by the model cache, in the estimate made before loading: :func:`engine.models.memory.fast_path_bytes`),
 but a decoder is *leased* to one engine batch at a time (``acquire``/``release``): two engines
 decoding the same model (the app's and the quantization tab's private one) never write into the
 same static cache.
@@ -49,7 +49,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from engine import forksafe
+from engine.runtime import forksafe
 
 log = logging.getLogger(__name__)
 BUCKETS = (1024, 4096)
@@ -73,7 +73,7 @@ def mode(device: str, zerogpu: bool = False) -> str:
     Never "compile" on ZeroGPU (``zerogpu``, or a Space's environment): it does not support
     ``torch.compile`` (each call runs in a short-lived forked worker, and the models are loaded
     before any GPU exists)."""
-    from engine.zerogpu import on_zerogpu
+    from engine.runtime.zerogpu import on_zerogpu
 
     forced = os.environ.get("GENAI_FAST_PATH", "").lower()
     if zerogpu or on_zerogpu():

@@ -59,7 +59,7 @@ def clip_tokenizer(model_max_length: int = CLIP_MAX_TOKENS):
     lies beyond the 77-token window without truncation warnings."""
     from transformers import CLIPTokenizer
 
-    from engine.tiny_files import tiny_root
+    from engine.models.tiny_files import tiny_root
 
     folder = Path(os.environ.get("GENAI_CLIP_DIR") or tiny_root().parent / "clip-tokenizer")
     if not (folder / "merges.txt").exists():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.build_lock import BUILD_LOCK
+from engine.runtime.build_lock import BUILD_LOCK
 
 # Bytes per quantized weight, block scales included:
 #  int8 (LLM.int8): 1 byte + one fp32 scale per output row (negligible, added per row below)

@@ -1,6 +1,6 @@
 """The model cache: lazy, thread-safe loading with a memory budget and LRU eviction.
 
-Models in use are never evicted (see :mod:`engine.leases`): a request decoding on a model, an
+Models in use are never evicted (see :mod:`engine.models.leases`): a request decoding on a model, an
 image being generated, a caller inside ``using(spec)``. A load reserves its estimate under the
 lock before it starts, so two users loading different models cannot both pass the budget
 check; when nothing can be evicted the load waits (bounded) for a model to be released, and
@@ -19,10 +19,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from engine import forksafe, leases, memory
-from engine.catalog import Catalog, ModelSpec
+from engine.runtime import forksafe
+from engine.models import leases
+from engine.models import memory
+from engine.models.catalog import Catalog, ModelSpec
 from engine.errors import UserError, as_user_error
-from engine.hardware import Hardware
+from engine.models.hardware import Hardware
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[float, str], None]
@@ -88,7 +90,7 @@ class ModelManager:
         if spec.kind == "causal_lm":
             weights = self._causal_lm_weights(spec)
         else:
-            from engine.imagegen import estimate_pipeline_bytes
+            from engine.images.imagegen import estimate_pipeline_bytes
 
             weights = estimate_pipeline_bytes(spec)
         total = weights + memory.load_overhead(weights, self.device) + self.fast_path_estimate(spec)
@@ -98,8 +100,8 @@ class ModelManager:
     def fast_path_estimate(self, spec: ModelSpec) -> int:
         """The static caches (and, compiled, the CUDA-graph pool) the fast path allocates when this
         model loads: booked before loading, like the weights (0 where there is no fast path)."""
-        from engine import fastpath
-        from engine.llm import torch_dtype
+        from engine.models import fastpath
+        from engine.models.llm import torch_dtype
 
         how = fastpath.mode(self.device, zerogpu=self.hardware.zerogpu)
         if spec.kind != "causal_lm" or how == "off":
@@ -112,7 +114,7 @@ class ModelManager:
     def _config(self, spec: ModelSpec):
         from transformers import AutoConfig
 
-        from engine.llm import model_source
+        from engine.models.llm import model_source
 
         try:
             return AutoConfig.from_pretrained(model_source(spec))
@@ -124,7 +126,7 @@ class ModelManager:
         return self._causal_lm_weights(spec)
 
     def _causal_lm_weights(self, spec: ModelSpec) -> int:
-        from engine.llm import torch_dtype
+        from engine.models.llm import torch_dtype
 
         if spec.params_b and not spec.is_tiny:
             counts = memory.ParamCounts(quantizable=int(spec.params_b * 1e9 * 0.97), other=int(spec.params_b * 1e9 * 0.03))
@@ -152,15 +154,15 @@ class ModelManager:
 
     def _loader(self, spec: ModelSpec, progress: ProgressFn | None) -> Callable[[], Any]:
         if spec.kind == "causal_lm":
-            from engine.llm import load_causal_lm
+            from engine.models.llm import load_causal_lm
 
             return lambda: load_causal_lm(spec, self.device, progress)
-        from engine.imagegen import load_pipeline
+        from engine.images.imagegen import load_pipeline
 
         return lambda: load_pipeline(spec, self.device, progress)
 
     def _remote(self, spec: ModelSpec):
-        from engine.remote import load_remote
+        from engine.remote.client import load_remote
 
         with self._lock:
             entry = self._entries.get(spec.key + "@remote")
@@ -484,7 +486,7 @@ def _measured_bytes(obj: Any) -> int:
     if model is not None and hasattr(model, "get_memory_footprint"):
         return int(model.get_memory_footprint())
     if hasattr(obj, "components"):  # a diffusers pipeline: what sits on the GPU, not what is offloaded
-        from engine.imagegen import gpu_resident_bytes
+        from engine.images.imagegen import gpu_resident_bytes
 
         return gpu_resident_bytes(obj)
     return 0

@@ -11,7 +11,7 @@ manager can tell a caller that waits on memory only it is pinning itself.
 
 A forked child (a ZeroGPU worker) starts with no leases and a fresh lock: the parent's leases
 belong to the parent's threads and requests, which the child does not have, and would keep their
-models from ever being evicted there (see :mod:`engine.forksafe`).
+models from ever being evicted there (see :mod:`engine.runtime.forksafe`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Hashable, Iterator
 
-from engine import forksafe
+from engine.runtime import forksafe
 
 _lock = threading.Lock()
 _holds: dict[int, Counter] = {}  # id(obj) -> owner -> count (the holder keeps obj alive)

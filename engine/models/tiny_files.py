@@ -1,6 +1,6 @@
 """Where tiny checkpoints live, and the tokenizer files they share.
 
-Kept apart from :mod:`engine.tiny` (which builds the checkpoints) so that the builders of the
+Kept apart from :mod:`engine.models.tiny` (which builds the checkpoints) so that the builders of the
 image pipelines and of CLIP's tokenizer can use them without importing each other in a circle.
 """
 from __future__ import annotations

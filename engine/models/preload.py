@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from engine.catalog import ROLES, Catalog, ModelSpec
+from engine.models.catalog import ROLES, Catalog, ModelSpec
 
 log = logging.getLogger(__name__)
 SLICE_BYTES = 70e9  # what one ZeroGPU call gets: half an H200 (MIG 3g.71gb)
@@ -30,7 +30,7 @@ class Residency:
 
 def plan(manager, catalog: Catalog) -> list[Residency]:
     """Every role: resident (a resident role's model, shared or not) or loaded on demand."""
-    from engine.hub_cache import offline_estimate_bytes
+    from engine.models.hub_cache import offline_estimate_bytes
 
     resident_keys = {catalog.spec(role).key for role in catalog.resident}
     return [Residency(role, catalog.spec(role), catalog.spec(role).key in resident_keys,

@@ -34,7 +34,7 @@ def model_roots() -> list[Path]:
     """Folders a local model path may point into when custom models are allowed."""
     from huggingface_hub import constants
 
-    from engine.tiny import tiny_root
+    from engine.models.tiny import tiny_root
 
     return [Path(constants.HF_HUB_CACHE).resolve(), tiny_root().resolve()]
 

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Hashable
 
-from engine import forksafe
+from engine.runtime import forksafe
 from engine.errors import UserError
 
 log = logging.getLogger(__name__)

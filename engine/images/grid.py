@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from engine.errors import UserError
-from engine.imagegen import ImageSettings
+from engine.images.imagegen import ImageSettings
 
 
 # ------------------------------------------------------------------ grids

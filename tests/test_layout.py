@@ -1,0 +1,104 @@
+"""The house rules of ``engine/`` (issue #26): packages by concern, each importing only what its
+docstring's "May import:" line names, no cycles, nothing of the UI; and the tabs' shape."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE = ROOT / "engine"
+BASICS = {"engine.errors", "engine.limits"}  # the only modules outside a package
+UI = ("gradio", "ui", "tabs", "app")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in ENGINE.rglob("*.py")}
+
+
+def imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside a function (a lazy import is still a
+    dependency)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                found.add(full if full in MODULES else node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def package(module: str) -> str:
+    """``engine.models.llm`` → ``engine.models``; a basic module is its own package."""
+    return module if module in BASICS or module == "engine" else ".".join(module.split(".")[:2])
+
+
+def allowed(pkg: str) -> set[str] | None:
+    """The packages ``pkg``'s docstring lets it import (None: any, for the top)."""
+    doc = ast.get_docstring(ast.parse((ENGINE / pkg.split(".")[1] / "__init__.py").read_text())) or ""
+    line = re.search(r"May import:(.*?)(?:\n\n|$)", doc, re.S)
+    assert line, f"{pkg}/__init__.py does not say what it may import"
+    if "every other package" in line.group(1):
+        return None
+    return set(re.findall(r"``(engine\.\w+)``", line.group(1)))
+
+
+def test_engine_is_packages_and_a_few_basics():
+    loose = {m for m, p in MODULES.items() if p.parent == ENGINE and m != "engine"}
+    assert loose == BASICS
+    for init in ENGINE.glob("*/__init__.py"):
+        assert ast.get_docstring(ast.parse(init.read_text())), f"{init.parent.name} says nothing of what it owns"
+
+
+def test_each_package_imports_only_what_it_declares():
+    wrong = []
+    for module, path in MODULES.items():
+        pkg = package(module)
+        if pkg in BASICS or pkg == "engine":
+            rules = BASICS - {pkg}
+        else:
+            rules = allowed(pkg)
+        for target in imports(path):
+            if target.split(".")[0] in UI:
+                wrong.append(f"{module} imports the UI ({target})")
+            if not target.startswith("engine.") or package(target) == pkg or rules is None:
+                continue
+            if package(target) not in rules:
+                wrong.append(f"{module} -> {target}")
+    assert wrong == []
+
+
+def test_no_import_cycles_between_modules():
+    graph = {m: {t for t in imports(p) if t in MODULES and t != m} for m, p in MODULES.items()}
+    # a package's __init__ re-exports its modules: an edge into a package's own __init__ from inside it is not a cycle
+    for m in graph:
+        graph[m] = {t for t in graph[m] if not (m.startswith(t + ".") and t == package(m))}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert cycles == []
+
+
+def test_the_rules_catch_an_upward_import(tmp_path):
+    """The check itself can fail: models may not import serving."""
+    rules = allowed("engine.models")
+    assert "engine.serving" not in rules and "engine.runtime" in rules
+    assert allowed("engine.gpu_tasks") is None
