@@ -103,3 +103,22 @@ def call(base_url: str, api_name: str, data: list, *, session_hash: str | None =
     finally:
         if own:
             client.close()
+
+
+_SIGNATURES: dict[tuple[str, str], list[tuple[str, object]]] = {}
+
+
+def named_args(base_url: str, api_name: str, **values: object) -> list:
+    """The data list for ``api_name`` of the app at ``base_url``: ``values`` by parameter name, every
+    other parameter at its default, in the order that app's API takes them (read from its
+    ``/gradio_api/info``; so one script can drive two revisions whose signatures differ)."""
+    key = (base_url, api_name)
+    if key not in _SIGNATURES:
+        info = httpx.get(base_url.rstrip("/") + "/gradio_api/info", timeout=60).json()
+        params = info["named_endpoints"]["/" + api_name.lstrip("/")]["parameters"]
+        _SIGNATURES[key] = [(p["parameter_name"], p.get("parameter_default")) for p in params]
+    unknown = set(values) - {name for name, _ in _SIGNATURES[key]}
+    if unknown:
+        raise KeyError(f"{api_name} takes no {sorted(unknown)}")
+    return [values.get(name, default) for name, default in _SIGNATURES[key]]
+

@@ -36,7 +36,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api_client import Answer, call  # noqa: E402
+from api_client import Answer, call, named_args  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,8 +66,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def compare_args(prompt: str, tokens: int) -> list:
-    return [prompt, "", "", "", False, False, tokens, 0.7, 0.95, 50, 1.0, True, 1]
+def compare_args(url: str, prompt: str, tokens: int) -> list:
+    """A greedy comparison, in the argument order of the app at ``url`` (this tree's and the
+    baseline's signatures differ)."""
+    return named_args(url, "compare", prompt=prompt, max_new_tokens=tokens, greedy=True, seed=1)
 
 
 def tokens_generated(url: str) -> int:
@@ -87,7 +89,7 @@ def at_once(url: str, sends: list[tuple[float, str]], tokens: int, clicks: int =
 
     def one(i: int, delay: float, prompt: str) -> None:
         time.sleep(delay)
-        answers[i] = call(url, "compare", compare_args(prompt, tokens), session_hash=uuid.uuid4().hex[:11],
+        answers[i] = call(url, "compare", compare_args(url, prompt, tokens), session_hash=uuid.uuid4().hex[:11],
                           timeout=1200)
 
     clicker = Client(url, verbose=False) if clicks else None  # connected before anyone starts
@@ -96,7 +98,7 @@ def at_once(url: str, sends: list[tuple[float, str]], tokens: int, clicks: int =
     for th in threads:
         th.start()
     for i in range(clicks):
-        jobs.append(clicker.submit(*compare_args(f"Je clique ({i + 1}) !", tokens), api_name="/compare"))
+        jobs.append(clicker.submit(*compare_args(url, f"Je clique ({i + 1}) !", tokens), api_name="/compare"))
         time.sleep(gap)
     outcomes = []
     for job in jobs:
@@ -111,8 +113,8 @@ def at_once(url: str, sends: list[tuple[float, str]], tokens: int, clicks: int =
 
 def scenario(url: str, args: argparse.Namespace) -> dict:
     students = [f"Élève {i} : pourquoi le ciel est-il bleu ?" for i in range(args.students)]
-    call(url, "compare", compare_args("Bonjour", 4), timeout=600)  # the models are loaded before any timing
-    alone = [call(url, "compare", compare_args(p, args.tokens), timeout=1200).done_s for p in students]
+    call(url, "compare", compare_args(url, "Bonjour", 4), timeout=600)  # the models are loaded before any timing
+    alone = [call(url, "compare", compare_args(url, p, args.tokens), timeout=1200).done_s for p in students]
     once, _ = at_once(url, [(0.05, p) for p in students], args.tokens, clicks=1)
     before = tokens_generated(url)
     spam, clicks = at_once(url, [(args.clicks * args.gap, p) for p in students], args.tokens, clicks=args.clicks,

@@ -92,8 +92,8 @@ def measure(root: Path, lengths: list[int], window: int) -> dict:
         t1 = time.perf_counter()
         for pane, r in zip(state["panes"], state["reqs"]):
             pane.update = r.update()
-        extra = (state["rendered"],) if keeps_renders else ()
-        _outputs(state["panes"], state["probs"], "fr", meta, params, *extra)
+        extra = {"rendered": state["rendered"]} if keeps_renders else {}
+        _outputs(state["panes"], state["probs"], "fr", meta, params, **extra)
         t2 = time.perf_counter()
         state["pos"] += 1
         return (t1 - t0) / len(state["reqs"]), t2 - t1

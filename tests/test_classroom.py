@@ -450,7 +450,8 @@ def test_no_image_without_alt_text(browser, app_url, client):
         open_tab(page, "image_prompting")
         page.fill("#img-prompt textarea", "un renard roux dans la neige")
         page.click("#img-run")
-        page.wait_for_function("document.querySelectorAll('#img-grid img').length >= 1", timeout=LONG)
+        # the alt text is set by the event that follows the run (tabs/image_prompting.py: describe_grid)
+        page.wait_for_function("(document.querySelector('#img-grid img') || {}).alt", timeout=LONG)
         alt = page.get_attribute("#img-grid img", "alt")
         assert "renard roux" in alt and "SDXL Turbo" in alt and "42" in alt
         page.click("#share-generate_images-send")

@@ -167,11 +167,12 @@ def on_run(trigger: Callable, fn: Callable, *, action: str, buttons: Buttons, in
 def busy_while_running(fn: Callable, action: str, buttons: Buttons, n_outputs: int) -> Callable:
     """``fn`` (an event handler, a generator or not) with the states of ``buttons`` first in each
     update: busy while it runs, back as they were in its last one (its last outputs again)."""
-    busy = tuple(gr.Button(interactive=False, value=I18N("run.busy")) if key else gr.Button(interactive=False)
-                 for _, key in buttons)
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
+        # made here, in the handler: a gr.Button made while the page is built would be a new button on it
+        busy = tuple(gr.Button(interactive=False, value=I18N("run.busy")) if key else gr.Button(interactive=False)
+                     for _, key in buttons)
         result = fn(*args, **kwargs)
         items = result if inspect.isgenerator(result) else iter([result])
         last = None
