@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from engine.quantization import live, matrices, planner, results, weights
-from engine.quantization.measure import model_bytes
+from engine.models.memory import model_bytes
 from engine.quantization.variants import PACKAGES
 
 PROMPT = "Explain in two sentences why fewer bits per weight save memory."
