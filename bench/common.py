@@ -35,8 +35,9 @@ def device_name(dev: str) -> str:
 
 
 def mistral_config(shape: str, max_positions: int | None = None):
-    """``7b``: Mistral-7B's published config (bench/configs/); ``small``: a ~90 M model for CPU
-    figures; ``tiny``: the test checkpoints' shapes (engine/models/tiny.py), for smoke runs.
+    """``7b``: Mistral-7B's published config (bench/configs/); ``small``: a 44.0 M-parameter model
+    for CPU figures (32.8 M of them the embeddings and ``lm_head``); ``tiny``: the test checkpoints'
+    shapes (engine/models/tiny.py), for smoke runs.
 
     ``max_positions`` lowers ``max_position_embeddings`` (no weight depends on it in Mistral):
     the fast path prepares one static cache per bucket that fits, so fewer buckets compile sooner."""
