@@ -1,5 +1,6 @@
 """Shared pieces of the benchmarks: random-weight Mistral models, the measured memory bandwidth,
-one timing helper (the bytes a decode step reads: ``engine.models.arch.decode_read_bytes``).
+the one timing helper (:func:`timed`) and the one plain ``generate()`` baseline. The bytes a decode
+step reads are ``engine.models.memory.decode_read_bytes``.
 
 Weight values do not change speed, so random weights built from Mistral's config stand in for
 the real checkpoints: 7B shapes on a GPU, small shapes on CPU, tiny ones for smoke runs.
