@@ -1,5 +1,6 @@
-"""Shared pieces of the benchmarks: random-weight Mistral models, the bytes a decode step reads,
-the measured memory bandwidth.
+"""Shared pieces of the benchmarks: random-weight Mistral models, the measured memory bandwidth,
+the one timing helper (:func:`timed`) and the one plain ``generate()`` baseline. The bytes a decode
+step reads are ``engine.models.memory.decode_read_bytes``.
 
 Weight values do not change speed, so random weights built from Mistral's config stand in for
 the real checkpoints: 7B shapes on a GPU, small shapes on CPU, tiny ones for smoke runs.
@@ -11,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -34,8 +36,9 @@ def device_name(dev: str) -> str:
 
 
 def mistral_config(shape: str, max_positions: int | None = None):
-    """``7b``: Mistral-7B's published config (bench/configs/); ``small``: a ~90 M model for CPU
-    figures; ``tiny``: the test checkpoints' shapes (engine/models/tiny.py), for smoke runs.
+    """``7b``: Mistral-7B's published config (bench/configs/); ``small``: a 44.0 M-parameter model
+    for CPU figures (32.8 M of them the embeddings and ``lm_head``); ``tiny``: the test checkpoints'
+    shapes (engine/models/tiny.py), for smoke runs.
 
     ``max_positions`` lowers ``max_position_embeddings`` (no weight depends on it in Mistral):
     the fast path prepares one static cache per bucket that fits, so fewer buckets compile sooner."""
@@ -100,50 +103,19 @@ def random_handle(name: str, shape: str, dtype: torch.dtype, dev: str, seed: int
                        footprint_bytes=int(model.get_memory_footprint()))
 
 
-def kv_bytes_per_token(model) -> int:
-    """Bytes of keys and values one token adds to the cache: 2 × layers × KV heads × head dim × dtype."""
-    cfg = model.config
-    heads = cfg.num_attention_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-    itemsize = model.get_input_embeddings().weight.element_size()  # the compute dtype, quantized models too
-    return 2 * cfg.num_hidden_layers * kv_heads * head_dim * itemsize
-
-
-def decode_read_bytes(model, context_tokens: float) -> int:
-    """Bytes one decode step of one sequence must read from memory: every weight used per token
-    at its stored size (quantized layers: packed codes + scales) but only one row of the
-    input-embedding table (a gather), plus the keys and values of ``context_tokens`` tokens.
-
-    A step can never take less than this ÷ the memory bandwidth: that is the limit figures compare to."""
-    from engine.quantization.measure import model_bytes, tensor_bytes
-
-    weights = model_bytes(model)
-    table = model.get_input_embeddings().weight
-    output = model.get_output_embeddings()
-    if output is None or output.weight is not table:  # a tied lm_head reads the whole table anyway
-        weights -= tensor_bytes(table) - table.shape[-1] * table.element_size()
-    return int(weights + kv_bytes_per_token(model) * context_tokens)
-
-
 def measure_bandwidth(dev: str, n_bytes: int = 1 << 30) -> float:
     """Memory bandwidth measured here: bytes per second of a large device-to-device copy (each
     byte is read once and written once, both counted), best of three rounds."""
     n_bytes = n_bytes if dev == "cuda" else n_bytes // 4
     src = torch.empty(n_bytes // 4, dtype=torch.float32, device=dev)
     dst = torch.empty_like(src)
-    for _ in range(2):
-        dst.copy_(src)
-    sync(dev)
     reps = 10 if dev == "cuda" else 3
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
+
+    def copies() -> None:
         for _ in range(reps):
             dst.copy_(src)
-        sync(dev)
-        best = min(best, (time.perf_counter() - start) / reps)
-    del src, dst
+
+    best = timed(copies, dev, repeats=3, warmup=1) / reps
     return 2 * n_bytes / best
 
 
@@ -152,13 +124,35 @@ def sync(dev: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, dev: str) -> float:
-    """Seconds ``fn()`` takes, the device's queued work included."""
-    sync(dev)
-    start = time.perf_counter()
-    fn()
-    sync(dev)
-    return time.perf_counter() - start
+def timed(fn: Callable[[], object], dev: str = "cpu", repeats: int = 1, *, warmup: int = 0,
+          reset: Callable[[], object] | None = None, pick: Callable[[list[float]], float] = min,
+          clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds ``fn()`` takes, the device's queued work included (``dev="cuda"``: the GPU is waited for).
+
+    The benchmarks' one timing helper. ``repeats`` timed runs after ``warmup`` untimed ones,
+    ``reset()`` run untimed before each; ``pick`` gives the figure (``min``: the best run,
+    ``statistics.median``). ``clock=time.process_time`` counts this process's CPU time instead of
+    wall time: other jobs on a shared CPU do not inflate it."""
+    times = []
+    for run in range(warmup + repeats):
+        if reset is not None:
+            reset()
+        sync(dev)
+        start = clock()
+        fn()
+        sync(dev)
+        if run >= warmup:
+            times.append(clock() - start)
+    return pick(times)
+
+
+def plain_generate(handle, ids: list[int], n: int) -> list[int]:
+    """transformers' own ``generate()``, greedy, exactly ``n`` new tokens after ``ids``: the
+    baseline the engine is compared to. Returns the new tokens."""
+    x = torch.tensor([ids], device=handle.model.device)
+    out = handle.model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n, min_new_tokens=n,
+                                do_sample=False, pad_token_id=0, eos_token_id=None)
+    return out[0, len(ids):].tolist()
 
 
 def stop_process(proc) -> None:

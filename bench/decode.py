@@ -25,18 +25,18 @@ import gc
 import os
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from common import (SHAPES, build_checkpoint, decode_read_bytes, device, device_name, measure_bandwidth,
-                    mistral_config, prompt_ids, sync)
+from common import (SHAPES, build_checkpoint, device, device_name, measure_bandwidth, mistral_config,
+                    plain_generate, prompt_ids, timed)
 
 from engine.models.catalog import ModelSpec
 from engine.generation import DecodeEngine, SamplingParams
 from engine.models.llm import LLMHandle, load_causal_lm
+from engine.models.memory import decode_read_bytes
 
 
 @dataclass
@@ -54,29 +54,25 @@ class Timing:
         return (n - 1) / max(self.seconds - self.ttft_s, 1e-9)
 
 
-def plain_generate(handle: LLMHandle, ids: list[int], n: int) -> Timing:
-    x = torch.tensor([ids], device=handle.model.device)
-    kwargs = dict(attention_mask=torch.ones_like(x), do_sample=False, pad_token_id=0, eos_token_id=None)
-    sync(handle.device)
-    start = time.perf_counter()
-    handle.model.generate(x, max_new_tokens=1, min_new_tokens=1, **kwargs)
-    sync(handle.device)
-    ttft = time.perf_counter() - start
-    start = time.perf_counter()
-    out = handle.model.generate(x, max_new_tokens=n, min_new_tokens=n, **kwargs)
-    sync(handle.device)
-    return Timing(time.perf_counter() - start, ttft, out[0, len(ids):].tolist())
+def plain_run(handle: LLMHandle, ids: list[int], n: int) -> Timing:
+    """``plain_generate`` timed: once for its first token alone (TTFT), once for ``n`` tokens."""
+    ttft = timed(lambda: plain_generate(handle, ids, 1), handle.device)
+    tokens: list[list[int]] = []
+    seconds = timed(lambda: tokens.append(plain_generate(handle, ids, n)), handle.device)
+    return Timing(seconds, ttft, tokens[0])
 
 
 def engine_run(eng: DecodeEngine, handles: list[LLMHandle], ids: list[int], n: int) -> list[Timing]:
     """Submit one greedy request per handle at once; wall time until the last one is done."""
     params = SamplingParams(max_new_tokens=n, greedy=True)
-    start = time.perf_counter()
-    reqs = [eng.submit(h, ids, params, eos_ids=set()) for h in handles]
-    for _ in eng.wait(reqs):
-        pass
-    sync(handles[0].device)
-    wall = time.perf_counter() - start
+    reqs: list = []
+
+    def run() -> None:
+        reqs.extend(eng.submit(h, ids, params, eos_ids=set()) for h in handles)
+        for _ in eng.wait(reqs):
+            pass
+
+    wall = timed(run, handles[0].device)
     updates = [r.update() for r in reqs]
     for u in updates:
         if u.error is not None:
@@ -110,7 +106,7 @@ def bench_precision(folder: Path, precision: str, dev: str, ids: list[int], n: i
     eng = DecodeEngine(background=True)
     engine_run(eng, [one], ids, 8)  # warm the engine's own kernels (not the fast path's: done at load)
     plain_generate(one, ids, 8)
-    plain = plain_generate(one, ids, n)
+    plain = plain_run(one, ids, n)
     fast_single = engine_run(eng, [one], ids, n)[0]
     one.extra.pop("fast_path", None)
     dynamic_single = engine_run(eng, [one], ids, n)[0]

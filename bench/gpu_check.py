@@ -45,8 +45,8 @@ from pathlib import Path
 
 import torch
 
-from common import (decode_read_bytes, device, measure_bandwidth, pct, peak_bytes, prompt_ids, random_handle,
-                    reset_peak, save_checkpoint, timed)
+from common import (device, measure_bandwidth, pct, peak_bytes, plain_generate, prompt_ids, random_handle, reset_peak,
+                    save_checkpoint, timed)
 from gpu_report import (Report, Row, Settings, compiled_graphs, exit_status, fast_path_state, print_figures,
                         print_table, release_memory)
 
@@ -160,6 +160,7 @@ def run_llm(s: Settings, rows: dict[str, Row]) -> None:
     from techniques import BenchGenerator, cot_messages, time_ama, time_fragility
 
     from engine.generation import DecodeEngine, SamplingParams
+    from engine.models.memory import decode_read_bytes
 
     r = list(rows.values())
     bandwidth = measure_bandwidth(s.dev)
@@ -209,12 +210,11 @@ def run_llm(s: Settings, rows: dict[str, Row]) -> None:
         follow = max(t.ttft_s for t in engine_run(eng, [base, instr], conversation, 8))
         first = max(t.ttft_s for t in engine_run(eng, [base, instr], ids, 8))
         r[9].measured, r[9].ok = f"{follow:.3f} s (first turn, {len(ids)} tokens: {first:.3f} s)", follow < 1.0
-        best_of_one = lambda fn, _repeats: timed(fn, s.dev)  # noqa: E731 - one timed run per column
-        _, app, loop = time_ama(base, eng, 3, SamplingParams(max_new_tokens=min(n, 64), greedy=True), 1, best_of_one)
+        _, app, loop = time_ama(base, eng, 3, SamplingParams(max_new_tokens=min(n, 64), greedy=True), 1)
         r[10].measured = f"{loop / app:.2f}× ({app:.2f} s vs {loop:.2f} s)"
         variants, problems, tokens = FRAGILITY
         rows_run, app, loop = time_fragility(base, eng, variants, problems,
-                                             SamplingParams(max_new_tokens=tokens, greedy=True), 1, best_of_one)
+                                             SamplingParams(max_new_tokens=tokens, greedy=True), 1)
         r[11].measured = f"{loop / app:.2f}× ({rows_run} rows: {app:.2f} s vs {loop:.2f} s)"
     finally:
         eng.close()
@@ -283,7 +283,7 @@ def run_invariance(s: Settings, rows: dict[str, Row], report: Report) -> None:
 
 # ------------------------------------------------------------------------------------------ NF4
 def run_nf4(s: Settings, rows: dict[str, Row]) -> None:
-    from decode import engine_run, free, load, plain_generate
+    from decode import engine_run, free, load, plain_run
 
     from engine.generation import DecodeEngine
 
@@ -294,7 +294,7 @@ def run_nf4(s: Settings, rows: dict[str, Row]) -> None:
     try:
         engine_run(eng, [handle], ids, 8)
         plain_generate(handle, ids, 8)
-        plain = plain_generate(handle, ids, n)
+        plain = plain_run(handle, ids, n)
         fast = engine_run(eng, [handle], ids, n)[0]
     finally:
         eng.close()

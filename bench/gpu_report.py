@@ -178,11 +178,11 @@ def fast_path_state(handle) -> str:
     fallback = f" (compiled step not used: {fast.fallback})" if getattr(fast, "fallback", None) else ""
     pool = ""
     if fast.compiled and fast.decoders and fast.decoders[0].device.type == "cuda":
+        from engine.models.arch import compute_bytes
         from engine.models.memory import graph_pool_bytes
 
         model = handle.model
-        itemsize = model.get_input_embeddings().weight.element_size()
-        booked = graph_pool_bytes(model.config, itemsize, max(d.bucket for d in fast.decoders))
+        booked = graph_pool_bytes(model.config, compute_bytes(model), max(d.bucket for d in fast.decoders))
         pool = f", graph pool {fast.pool_bytes / 1e9:.2f} GB (estimate {booked / 1e9:.2f})"
     return f"{kind}{fallback}, {fast.warmup_seconds:.1f} s{pool}"
 

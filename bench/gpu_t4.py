@@ -172,13 +172,13 @@ class Watch:
 def smoke_budget(manager, catalog, variants: list[str], s: Settings) -> int:
     """On CPU, a budget as tight as a T4's for these models: both LLMs, the quantization run's
     largest precision and the students' KV caches fit; the image only once the LLMs are free."""
-    from engine.models import memory
+    from engine.models import arch
     from engine.quantization.live_runs import peak_bytes as quant_peak
 
     base = catalog.spec("base_llm")
     llms = sum(manager.estimate_bytes(catalog.spec(r)) for r in ("base_llm", "instruct_llm"))
     quant = quant_peak(manager, catalog.spec("quant_subject"), variants)
-    per_token = memory.kv_bytes_per_token(manager._config(base), 4)
+    per_token = arch.kv_bytes_per_token(manager._config(base), 4)
     rows = 2 * s.t4_students * 2  # both panes of every student, room for the cache's geometric growth
     slack = (T4_SLACK * (llms + quant)) // (1 - T4_SLACK)  # the share a T4 keeps free beside them
     return llms + quant + rows * (s.prompt + s.tokens + 64) * per_token + int(slack)

@@ -24,12 +24,13 @@ import time
 
 import torch
 
-from common import device, mistral_config, random_handle, sync
+from common import device, mistral_config, random_handle, timed
 
 from engine.generation.batch import ModelBatch
 from engine.generation.admission import KVBudget
 from engine.generation.kv import KVSpec, SlotCache
 from engine.generation.types import Request, SamplingParams
+from engine.models.arch import attention
 
 
 # --------------------------------------------------------------- the engine before (9717832)
@@ -69,26 +70,16 @@ def old_leave(layers, mask, history, leaving: int):
 
 
 # ------------------------------------------------------------------------------ timing
-def timed(fn, dev: str, repeats: int, reset=None) -> float:
-    """Median seconds of ``fn()`` (``reset()`` runs untimed between repeats): wall time on a GPU;
-    on CPU the process's CPU time (one thread), which other jobs on the machine do not inflate."""
+def median_time(fn, dev: str, repeats: int, reset=None) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up (the allocator's), ``reset()``
+    untimed before each: wall time on a GPU; on CPU the process's CPU time (one thread), which
+    other jobs on the machine do not inflate."""
     clock = time.perf_counter if dev == "cuda" else time.process_time
-    times = []
-    for _ in range(repeats + 1):
-        if reset:
-            reset()
-        sync(dev)
-        start = clock()
-        fn()
-        sync(dev)
-        times.append(clock() - start)
-    return statistics.median(times[1:])  # the first run warms the allocator up
+    return timed(fn, dev, repeats, warmup=1, reset=reset, pick=statistics.median, clock=clock)
 
 
 def kv_shape(shape: str, dtype: torch.dtype, dev: str) -> KVSpec:
-    cfg = mistral_config(shape)
-    return KVSpec(layers=cfg.num_hidden_layers, kv_heads=cfg.num_key_value_heads,
-                  head_dim=cfg.hidden_size // cfg.num_attention_heads, dtype=dtype, device=torch.device(dev))
+    return KVSpec(attention(mistral_config(shape)), dtype=dtype, device=torch.device(dev))
 
 
 def time_before(spec: KVSpec, rows: int, length: int, prompt: int, dev: str, repeats: int, new_layers) -> tuple:
@@ -102,9 +93,9 @@ def time_before(spec: KVSpec, rows: int, length: int, prompt: int, dev: str, rep
     history = torch.ones((rows, length), dtype=torch.long, device=dev)
     new_mask = torch.ones((1, prompt), dtype=torch.long, device=dev)
     new_history = torch.ones((1, prompt + 1), dtype=torch.long, device=dev)
-    join = timed(lambda: old_join(layers, mask, history, new_layers, new_mask, new_history), dev, repeats)
+    join = median_time(lambda: old_join(layers, mask, history, new_layers, new_mask, new_history), dev, repeats)
     joined = old_join(layers, mask, history, new_layers, new_mask, new_history)  # rows + 1 rows, as after
-    leave = timed(lambda: old_leave(*joined, rows // 2), dev, repeats)
+    leave = median_time(lambda: old_leave(*joined, rows // 2), dev, repeats)
     return join, leave
 
 
@@ -130,14 +121,14 @@ def case(handle, spec: KVSpec, rows: int, length: int, prompt: int, dev: str, re
         batch.slots[rows] = None
         batch.cache.written[rows] = length
 
-    new_in = timed(lambda: batch._place(newcomer, prefilled, prompt, 7), dev, repeats, reset=free_last)
+    new_in = median_time(lambda: batch._place(newcomer, prefilled, prompt, 7), dev, repeats, reset=free_last)
     leaver = requests[rows // 2]
 
     def finish_one() -> None:
         batch.slots[rows // 2] = leaver
         leaver.reason = "length"
 
-    new_out = timed(batch.drop_finished, dev, repeats, reset=finish_one)
+    new_out = median_time(batch.drop_finished, dev, repeats, reset=finish_one)
     return {"rows": rows, "length": length, "cache_mb": rows * length * spec.bytes_per_token / 2**20,
             "old_in": old_in, "new_in": new_in, "old_out": old_out, "new_out": new_out}
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def sizes(manager) -> dict:
-    """The structures that could grow with tokens or sessions (absent ones are skipped)."""
+    """The structures that could grow with tokens or sessions."""
     from engine.models import leases
     from engine.generation import engine
     from engine.runtime.stopping import BOARD
@@ -42,10 +42,7 @@ def sizes(manager) -> dict:
            "engine batches": len(eng._batches), "stop board keys": len(BOARD._running),
            "leases": sum(sum(c.values()) for c in leases._holds.values()),
            "model cache reservations": len(manager._reserved)}
-    if hasattr(eng, "turns"):
-        out["turns: owners remembered"] = eng.turns.owners()
-    if hasattr(manager, "events"):
-        out["model cache event log"] = len(manager.events)
+    out["turns: owners remembered"] = eng.turns.owners()
     return out
 
 

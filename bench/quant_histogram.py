@@ -13,12 +13,8 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import timed  # also puts the project on sys.path
 
 
 def baseline_figure(x, dequantized, level_values, labels, bins: int = 160):
@@ -47,14 +43,16 @@ def baseline_figure(x, dequantized, level_values, labels, bins: int = 160):
 
 
 def one_move(draw, matrix, method: str, bits: int) -> float:
+    """Seconds of one slider move: the analysis, then the figure drawn and encoded as the page gets it."""
     from engine.quantization import weights
 
-    began = time.perf_counter()
-    a = weights.analyze(matrix, method, bits, 64)
-    fig = draw(matrix.values, a.quantized.dequantized, a.levels, {"title": f"{method} {bits}"})
-    with io.BytesIO() as out:
-        fig.savefig(out, format="webp")  # gr.Plot's default format for matplotlib figures
-    return time.perf_counter() - began
+    def move() -> None:
+        a = weights.analyze(matrix, method, bits, 64)
+        fig = draw(matrix.values, a.quantized.dequantized, a.levels, {"title": f"{method} {bits}"})
+        with io.BytesIO() as out:
+            fig.savefig(out, format="webp")  # gr.Plot's default format for matplotlib figures
+
+    return timed(move)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Memory and decode speed per precision, and their ratio to full precision.
 
-    python bench/quantization.py                 # CPU: a small random-weight Mistral (~83 M parameters)
+    python bench/quantization.py                 # CPU: a small random-weight Mistral (86.9 M parameters)
     python bench/quantization.py --shape 7b      # GPU: random weights in Mistral-7B's shapes
     python bench/quantization.py --shape tiny    # the test checkpoints' shapes (seconds)
 

@@ -20,11 +20,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import timed  # also puts the project on sys.path
 
 
 def big_source(chars: int) -> str:
@@ -47,13 +44,9 @@ def time_source(text: str, questions: list[str], repeats: int) -> tuple[int, flo
     cold, warm = [], []
     for r in range(repeats):
         index_mod._cache.clear()
-        began = time.perf_counter()
-        index_mod.index_for(text, "en").search(questions[r % len(questions)], 3)
-        cold.append(time.perf_counter() - began)
+        cold.append(timed(lambda: index_mod.index_for(text, "en").search(questions[r % len(questions)], 3)))
         for q in questions:
-            began = time.perf_counter()
-            index_mod.index_for(text, "en").search(q, 3)
-            warm.append(time.perf_counter() - began)
+            warm.append(timed(lambda: index_mod.index_for(text, "en").search(q, 3)))
     return len(index_mod.index_for(text, "en").chunks), statistics.median(cold) * 1e3, statistics.median(warm) * 1e3
 
 

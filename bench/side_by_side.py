@@ -10,20 +10,14 @@ token, one row of the input embeddings, the KV cache so far) ÷ the copy bandwid
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
-from common import SHAPES, decode_read_bytes, device, device_name, measure_bandwidth, prompt_ids, random_handle, sync
+from common import SHAPES, device, device_name, measure_bandwidth, plain_generate, prompt_ids, random_handle, timed
 
 from engine.generation import DecodeEngine, SamplingParams, stream_many
 from engine.models.llm import PreparedPrompt
-
-
-def plain_generate(handle, ids: list[int], tokens: int) -> None:
-    x = torch.tensor([ids], device=handle.model.device)
-    handle.model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=tokens, min_new_tokens=tokens,
-                          do_sample=False, pad_token_id=0)
+from engine.models.memory import decode_read_bytes
 
 
 def main() -> None:
@@ -46,19 +40,17 @@ def main() -> None:
     warm = DecodeEngine(background=True)
     list(stream_many([(base, prompt), (instr, prompt)], SamplingParams(max_new_tokens=8, greedy=True), eng=warm))
     warm.close()
-    sync(dev)
 
-    start = time.perf_counter()
-    for h in (base, instr):
-        plain_generate(h, ids, args.tokens)
-    sync(dev)
-    sequential = time.perf_counter() - start
+    def sequentially() -> None:
+        for h in (base, instr):
+            plain_generate(h, ids, args.tokens)
+
+    sequential = timed(sequentially, dev)
 
     eng = DecodeEngine(background=True)
-    start = time.perf_counter()
-    last = list(stream_many([(base, prompt), (instr, prompt)], params, eng=eng))[-1]
-    sync(dev)
-    side = time.perf_counter() - start
+    updates: list = []
+    side = timed(lambda: updates.extend(stream_many([(base, prompt), (instr, prompt)], params, eng=eng)), dev)
+    last = updates[-1]
     eng.close()
     assert all(u.n_tokens == args.tokens for u in last), [u.n_tokens for u in last]
 

@@ -18,13 +18,11 @@ exactly ``--tokens`` tokens. Every column is run; none is computed from another.
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import replace
-from typing import Callable
 
 import torch
 
-from common import SHAPES, device, device_name, random_handle, sync
+from common import SHAPES, device, device_name, random_handle, timed
 
 from engine.generation import DecodeEngine, SamplingParams, generate_many
 from engine.models.llm import LLMHandle
@@ -71,45 +69,35 @@ def cot_messages() -> list[dict]:
     return messages
 
 
-def timed(fn) -> float:
-    sync(device())
-    start = time.perf_counter()
-    fn()
-    sync(device())
-    return time.perf_counter() - start
-
-
-def best(fn, repeats: int) -> float:
-    return min(timed(fn) for _ in range(repeats))
-
-
 def ama_run(generator: EngineGenerator, chains: int, params: SamplingParams):
     task = task_sets.get_task("arith-20", "en")
     return list(run_technique("ask_me_anything", task, generator, Settings(n_chains=chains, params=params)))[-1]
 
 
-def time_ama(handle: LLMHandle, eng: DecodeEngine, chains: int, params: SamplingParams, repeats: int,
-             timed_best: Callable) -> tuple[float, float, float]:
-    """(one call alone, the app's run: 2 batched calls, the same 2N calls one by one), in seconds."""
+def time_ama(handle: LLMHandle, eng: DecodeEngine, chains: int, params: SamplingParams,
+             repeats: int) -> tuple[float, float, float]:
+    """(one call alone, the app's run: 2 batched calls, the same 2N calls one by one), in seconds
+    (each the best of ``repeats`` runs)."""
     batched, single = EngineGenerator(handle, engine=eng), OneByOne(handle, engine=eng)
     run = ama_run(batched, chains, params)  # also the warm-up
     assert len(run.calls) == 2 * chains and run.batches == 2, (len(run.calls), run.batches)
     assert all(c.n_tokens == params.max_new_tokens for c in run.calls)
-    one = timed_best(lambda: batched.generate([run.calls[0].messages], params), repeats)
-    app = timed_best(lambda: ama_run(batched, chains, params), repeats)
-    loop = timed_best(lambda: ama_run(single, chains, params), repeats)
+    one = timed(lambda: batched.generate([run.calls[0].messages], params), handle.device, repeats)
+    app = timed(lambda: ama_run(batched, chains, params), handle.device, repeats)
+    loop = timed(lambda: ama_run(single, chains, params), handle.device, repeats)
     return one, app, loop
 
 
 def time_fragility(handle: LLMHandle, eng: DecodeEngine, variants: int, problems: int, params: SamplingParams,
-                   repeats: int, timed_best: Callable) -> tuple[int, float, float]:
-    """(rows, the app's run: batches of whole problems, the same rows one by one), in seconds."""
+                   repeats: int) -> tuple[int, float, float]:
+    """(rows, the app's run: batches of whole problems, the same rows one by one), in seconds (each
+    the best of ``repeats`` runs)."""
     tasks = task_sets.benchmark_tasks("en", ["number"], problems)
     settings = FragilitySettings(variants=variants, params=params)
     result = run_all(EngineGenerator(handle, engine=eng), tasks, settings)  # also the warm-up
     assert len(result.rows) == variants * len(tasks) and all(r.n_tokens == params.max_new_tokens for r in result.rows)
-    app = timed_best(lambda: run_all(EngineGenerator(handle, engine=eng), tasks, settings), repeats)
-    loop = timed_best(lambda: run_all(OneByOne(handle, engine=eng), tasks, settings), repeats)
+    app = timed(lambda: run_all(EngineGenerator(handle, engine=eng), tasks, settings), handle.device, repeats)
+    loop = timed(lambda: run_all(OneByOne(handle, engine=eng), tasks, settings), handle.device, repeats)
     return len(result.rows), app, loop
 
 
@@ -134,7 +122,7 @@ def main() -> None:
     params = SamplingParams(max_new_tokens=tokens, temperature=0.8, top_p=0.95, top_k=50, seed=1)
     gen.generate(messages, SamplingParams(max_new_tokens=8, temperature=0.8), max(args.samples))  # warm-up
 
-    one = best(lambda: gen.generate(messages, params, 1), args.repeats)
+    one = timed(lambda: gen.generate(messages, params, 1), dev, args.repeats)
     print(f"device: {device_name(dev)}  shape: {shape}  dtype: {str(dtype).replace('torch.', '')}")
     print(f"prompt: few-shot CoT (3 examples), {prompt_tokens} tokens · {tokens} new tokens per path · T=0.8")
     print(f"one sample: {one:.2f} s")
@@ -144,8 +132,8 @@ def main() -> None:
         outs = gen.generate(messages, params, n)
         assert len(outs) == n and all(o.n_tokens == tokens for o in outs), [o.n_tokens for o in outs]
         assert n == 1 or len({o.text for o in outs}) == n, "the samples should differ"
-        batched = best(lambda n=n: gen.generate(messages, params, n), args.repeats)
-        sequential = best(lambda n=n: gen.separately(messages, params, n), args.repeats)
+        batched = timed(lambda n=n: gen.generate(messages, params, n), dev, args.repeats)
+        sequential = timed(lambda n=n: gen.separately(messages, params, n), dev, args.repeats)
         print(f"{n:>3} {batched:>12.2f} {batched / one:>11.2f}× {sequential:>24.2f} {sequential / one:>11.2f}×"
               f" {n * tokens / batched:>14.1f}")
     print("every column is run: the batch (one generate_many call), N one-sample calls in a row, one sample alone")
@@ -155,11 +143,11 @@ def main() -> None:
     print(f"{'N':>3} {'calls':>6} {'one call (s)':>13} {'app: 2 batched calls (s)':>25} {'vs 1 call':>10} "
           f"{'2N calls one by one (s)':>24} {'vs 1 call':>10} {'one by one ÷ app':>17}")
     for n in args.chains:
-        one, app, loop = time_ama(handle, gen.eng, n, greedy, args.repeats, best)
+        one, app, loop = time_ama(handle, gen.eng, n, greedy, args.repeats)
         print(f"{n:>3} {2 * n:>6} {one:>13.2f} {app:>25.2f} {app / one:>9.2f}× {loop:>24.2f} {loop / one:>9.2f}× "
               f"{loop / app:>16.2f}×")
     problems = args.problems or (10 if dev == "cuda" else 4)
-    rows, app, loop = time_fragility(handle, gen.eng, args.variants, problems, greedy, args.repeats, best)
+    rows, app, loop = time_fragility(handle, gen.eng, args.variants, problems, greedy, args.repeats)
     print(f"\nprompt fragility: {args.variants} variants × {rows // args.variants} problems = {rows} rows · "
           f"{tokens} new tokens per row · greedy")
     print(f"{'':>30} {'seconds':>9} {'rows/s':>8}")

@@ -14,10 +14,9 @@ Not named ``tokenizers.py``: run as a script from ``bench/``, that name would sh
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-import common  # noqa: F401 - puts the project on sys.path
+from common import timed  # also puts the project on sys.path
 
 from engine.tokenization import tokenizers as tk
 from ui.token_view import DEFAULT_LABELS, MAX_SHOWN, render_view
@@ -34,13 +33,9 @@ def forget_bytes() -> None:
 
 
 def best(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        forget_bytes()
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+    """Seconds of the best of ``repeat`` runs of ``fn()``, each as cold as a new text, and what it returned."""
+    out: list = []
+    return timed(lambda: out.append(fn()), repeats=repeat, reset=forget_bytes), out[-1]
 
 
 def per_tokenizer(text: str, keys: list[str], repeat: int) -> float:

@@ -6,6 +6,7 @@ from engine.generation import DecodeEngine, SamplingParams
 from engine.models.hardware import detect
 from engine.serving.manager import ModelManager
 from tests.conftest import greedy_reference
+from tests.test_fast_path_fallback import about
 
 
 def test_fast_path_matches_generate(fast_handle):
@@ -34,8 +35,10 @@ def test_leaving_the_fast_path_when_a_second_request_joins(fast_handle):
 
 def test_about_reports_the_fast_path(fast_handle):
     _, manager = fast_handle
-    status = manager.status()[0]["fast_path"]
-    assert "static cache" in status and "prepared at load" in status
+    assert manager.status()[0]["decoding"]["kind"] == "static"
+    english, french = about(manager, "en"), about(manager, "fr")
+    assert "static cache, eager, buckets" in english and "prepared at load" in english
+    assert "cache statique, exécution directe" in french
 
 
 def test_compiled_decode_step_matches_generate(tiny_llms, monkeypatch):

@@ -108,7 +108,7 @@ def test_a_failing_compiled_step_falls_back_to_the_eager_static_path(tiny_llms, 
     served(handle)  # the same tokens as plain generate(), on the eager static cache
     assert len(calls) == done  # the compiled step is never called again
     state = manager.status()[0]
-    assert state["decoding"]["fallback_stage"] == stage and "compiled step not used" in state["fast_path"]
+    assert state["decoding"]["fallback_stage"] == stage
     english, french = about(manager, "en"), about(manager, "fr")
     words = {"compile": ("compiling it failed", "la compilation a échoué"),
              "capture": ("capturing its CUDA graph failed", "la capture du graphe CUDA a échoué"),

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from engine.quantization import live, matrices, planner, results, weights
-from engine.quantization.measure import model_bytes
+from engine.models.memory import model_bytes
 from engine.quantization.variants import PACKAGES
 
 PROMPT = "Explain in two sentences why fewer bits per weight save memory."
@@ -96,6 +96,19 @@ def test_gguf_round_trip_matches_gguf_package(tiny_layer, fmt, bpw, steps):
     assert err.mean() < step.mean() * 0.3
 
 
+def q6_k_reference(rows: np.ndarray) -> np.ndarray:
+    """What ``weights.q6_k_quantize`` encodes, computed without packing (to test the byte layout)."""
+    blocks = weights.q6_k_quantize(rows)
+    n = blocks.shape[0]
+    scales = blocks[:, 192:208].view(np.int8).astype(np.float32)
+    d = blocks[:, 208:210].copy().view(np.float16).astype(np.float32)
+    groups = np.asarray(rows, dtype=np.float32).reshape(n, 16, 16)
+    step = (d * scales)[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(step != 0, np.clip(np.round(groups / step), -32, 31), 0)
+    return (q * step).reshape(n, 256).astype(np.float32)
+
+
 def test_q6_k_bytes_decode_with_gguf():
     from gguf import GGMLQuantizationType, quants
 
@@ -103,7 +116,7 @@ def test_q6_k_bytes_decode_with_gguf():
     blocks = weights.q6_k_quantize(x)
     assert blocks.shape == (x.shape[0], 210)
     decoded = quants.dequantize(blocks, GGMLQuantizationType.Q6_K)
-    np.testing.assert_array_equal(decoded, weights.q6_k_reference(x))
+    np.testing.assert_array_equal(decoded, q6_k_reference(x))
     assert weights.measure(x, weights.quantize(x, "Q6_K")).snr_db > 30
 
 

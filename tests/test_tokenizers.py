@@ -222,10 +222,12 @@ def test_decode_out_of_range_and_bad_input():
 
 
 def test_empty_text_and_the_limit():
-    assert tk.encode_all("", ["mistral-v1", "clip"])[0].n_tokens == 0
-    assert len(tk.encode_all("a" * tk.MAX_CHARS, ["tekken"])) == 1
+    assert tk.get("mistral-v1").encoding("").n_tokens == 0
+    assert tk.get("clip").encoding("").n_tokens == 2  # CLIP's start and end tokens only
+    tk.check_text("a" * tk.MAX_CHARS)
+    assert tk.get("tekken").encoding("a" * tk.MAX_CHARS).n_tokens > 0
     with pytest.raises(UserError) as err:
-        tk.encode_all("a" * (tk.MAX_CHARS + 1), ["mistral-v1"])
+        tk.check_text("a" * (tk.MAX_CHARS + 1))
     assert err.value.key == "tok.err.too_long"
     message = t(err.value.key, "en", **err.value.params)
     assert message == "The text has 100,001 characters; the limit is 100,000. Shorten it."
@@ -243,12 +245,12 @@ def visible_text(out: str) -> str:
 def test_user_text_is_escaped_and_shown_as_text():
     evil = '<script>alert(1)</script><img src=x onerror="alert(2)"> & "quotes"\n\t<b>gras</b>'
     for key in tk.DEFAULT_SET:
-        out = render_views(tk.encode_all(evil, [key]), LABELS)
+        out = render_views([tk.get(key).encoding(evil)], LABELS)
         pieces = re.sub(r'<div class="tokstats"[^>]*>.*?</div>', "", out)
         assert "<script" not in pieces and "<img" not in pieces and "<b>" not in pieces
         if key != "clip":  # CLIP lower-cases and drops whitespace: its pieces are not the text
             assert visible_text(out).lstrip(" ") == evil, key
-    ids_view = render_views(tk.encode_all('"><img src=x>', ["tekken"]), LABELS, show_ids=True)  # titles inline
+    ids_view = render_views([tk.get("tekken").encoding('"><img src=x>')], LABELS, show_ids=True)  # titles inline
     titles = re.findall(r'title="([^"]*)"', ids_view)
     assert titles and all("<" not in x and '"' not in x for x in titles)
 

@@ -30,8 +30,9 @@ class AppContext:
 
     @property
     def llm_concurrency(self) -> int:
-        """How many LLM events the queue lets through at once: enough to fill an engine batch
-        (the engine batches them; on ZeroGPU each call has its own GPU slice)."""
+        """``GENAI_LLM_CONCURRENCY``, else an engine batch (``MAX_BATCH``): the most LLM events the
+        queue lets through at once (``ui/scheduling.py`` takes the lower of this and the profile's
+        ``llm_events``; the engine batches them; on ZeroGPU each call has its own GPU slice)."""
         import os
 
         from engine.generation import MAX_BATCH

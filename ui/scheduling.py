@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 LimitOf = Callable[[Limits, Any], int | None]
 
 GROUPS: dict[str, tuple[LimitOf, tuple[str, ...]]] = {
-    # the engine batches these; the limit is what fills one batch (GENAI_LLM_CONCURRENCY still wins)
+    # the engine batches these; the limit is what fills one batch: the profile's llm_events or
+    # GENAI_LLM_CONCURRENCY, whichever is lower (the variable can lower the limit, not raise it)
     "gpu-causal_lm": (lambda L, ctx: min(L.llm_events, ctx.llm_concurrency),
                       ("compare", "follow_up", "run_technique")),
     "gpu-causal_lm-bench": (lambda L, ctx: L.benchmark_events, ("benchmark_techniques", "fragility_experiment")),

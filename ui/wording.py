@@ -3,7 +3,6 @@ tokenizer names. The engine reports codes and numbers; the words live in ``ui/st
 from __future__ import annotations
 
 import re
-from typing import Callable
 
 from ui.i18n import t, tables
 
@@ -32,11 +31,6 @@ def progress_stage(desc: str, lang: str) -> str:
     return head + sep + stage
 
 
-def localised_progress(progress: Callable, lang: str) -> Callable[[float, str], None]:
-    """An engine ``progress(frac, desc)`` callback feeding a ``gr.Progress`` in ``lang``."""
-    return lambda frac, desc: progress(frac, desc=progress_stage(desc, lang))
-
-
 def image_label(settings, lang: str, seconds: float | None = None) -> str:
     """An image's caption: model, steps, guidance, seed (and the time it took)."""
     from engine.images.imagegen import DEFAULTS
@@ -50,13 +44,3 @@ def tokenizer_label(key: str, lang: str, default: str, vocab_size: int = 0) -> s
     """The offline tokenizers' names in ``lang``; other tokenizers keep their own name."""
     name = f"tok.label.{key}"
     return t(name, lang, n=vocab_size) if name in tables()["en"] else default
-
-
-LIVE_COLUMNS = ("precision", "method", "bits", "status", "memory_mb", "hf_footprint_mb", "memory_ratio", "load_s",
-                "ttft_s", "tokens", "seconds", "tok_per_s", "speed_ratio", "ppl_en", "ppl_fr", "agreement_pct",
-                "first_divergence", "note", "output")
-
-
-def live_columns(lang: str) -> dict[str, str]:
-    """The live quantization comparison's CSV column names → the table's headers in ``lang``."""
-    return {c: t(f"ui.live.{c}", lang) for c in LIVE_COLUMNS}

@@ -78,10 +78,6 @@ class ModelBatch:
     def __len__(self) -> int:
         return len(self.rows)
 
-    @property
-    def allocated_bytes(self) -> int:
-        return self.cache.nbytes if self.cache is not None else 0
-
     def longest_need(self) -> int:
         return max((r.need_tokens for r in self.rows), default=0)
 

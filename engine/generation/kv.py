@@ -20,43 +20,46 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.models import arch
+
 
 @dataclass(frozen=True)
 class KVSpec:
-    layers: int
-    kv_heads: int
-    head_dim: int
+    shape: arch.Attention
     dtype: torch.dtype
     device: torch.device
 
     @property
+    def layers(self) -> int:
+        return self.shape.layers
+
+    @property
+    def kv_heads(self) -> int:
+        return self.shape.kv_heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.shape.head_dim
+
+    @property
     def bytes_per_token(self) -> int:
-        """2 (keys and values) × layers × KV heads × head size × bytes per element."""
-        return 2 * self.layers * self.kv_heads * self.head_dim * self.dtype.itemsize
+        return self.shape.kv_bytes_per_token(self.dtype.itemsize)
 
 
 def kv_spec(model) -> KVSpec:
-    cfg = model.config
-    cfg = getattr(cfg, "text_config", None) or cfg
-    heads = int(cfg.num_attention_heads)
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
     embed = model.get_input_embeddings().weight  # hidden states, hence keys and values, have its dtype
-    return KVSpec(layers=int(cfg.num_hidden_layers), kv_heads=int(kv_heads), head_dim=int(head_dim),
-                  dtype=embed.dtype, device=embed.device)
+    return KVSpec(arch.attention(model.config), dtype=embed.dtype, device=embed.device)
 
 
 def sliding_window(config) -> int | None:
-    """The attention window every layer uses, or None (full attention)."""
-    cfg = getattr(config, "text_config", None) or config
-    window = getattr(cfg, "sliding_window", None)
-    types = set(getattr(cfg, "layer_types", None) or [])
-    if types == {"full_attention"} or not window or getattr(cfg, "use_sliding_window", True) is False:
-        return None
-    if types and types != {"sliding_attention"}:
+    """The attention window every layer uses, or None (full attention). The batch cache masks one
+    window for all its layers: a model mixing kinds of layers
+    (:attr:`engine.models.arch.Attention.mixed`) is refused."""
+    shape = arch.attention(config)
+    if shape.mixed:
         raise NotImplementedError("models mixing sliding-window and full-attention layers are not supported "
                                   "by the batch cache")
-    return int(window)
+    return shape.window or None
 
 
 class SlotCache:

@@ -1,4 +1,6 @@
-"""Memory estimates made *before* loading: parameters × bytes per weight + overhead.
+"""Memory estimates made *before* loading (parameters × bytes per weight + overhead) and measures
+of a loaded model (:func:`model_bytes`, quantization state included; :func:`decode_read_bytes`,
+what one decode step reads).
 
 bitsandbytes quantizes the ``nn.Linear`` layers of the decoder blocks; embeddings, norms and
 ``lm_head`` stay in the compute dtype. On small models those dominate, so the two groups are
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.models import arch
 from engine.runtime.build_lock import BUILD_LOCK
 
 # Bytes per quantized weight, block scales included:
@@ -64,10 +67,6 @@ def param_counts(config) -> ParamCounts:
     return ParamCounts(quantizable=quantizable, other=other, linear_rows=rows)
 
 
-def dtype_bytes(precision: str) -> int:
-    return 4 if precision == "fp32" else 2
-
-
 def weight_bytes(counts: ParamCounts, precision: str, compute_bytes: int | None = None) -> int:
     """Bytes of the weights at ``precision`` (unquantized modules kept at ``compute_bytes``)."""
     if precision not in BYTES_PER_WEIGHT:
@@ -81,14 +80,6 @@ def weight_bytes(counts: ParamCounts, precision: str, compute_bytes: int | None 
     return int(q + counts.other * compute)
 
 
-def kv_bytes_per_token(config, dtype_bytes: int) -> int:
-    """Keys and values one position adds to a cache: 2 × layers × KV heads × head size × bytes."""
-    heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    return 2 * config.num_hidden_layers * kv_heads * head_dim * dtype_bytes
-
-
 GRAPH_POOL_MARGIN = 64 * 2**20  # the caching allocator's segments around a graph's buffers
 
 
@@ -98,9 +89,9 @@ def graph_pool_bytes(config, dtype_bytes: int, bucket: int) -> int:
     every attention head (transformers' sdpa path repeats them when a mask is passed, as the
     static cache does), the step's logits, the allocator's segments; the graphs of all buckets
     share one pool (one replay thread), so the largest bucket counts."""
-    heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return 2 * bucket * heads * head_dim * dtype_bytes + 2 * config.vocab_size * 4 + GRAPH_POOL_MARGIN
+    shape = arch.attention(config)
+    vocab = arch.text_config(config).vocab_size
+    return 2 * bucket * shape.heads * shape.head_dim * dtype_bytes + 2 * vocab * 4 + GRAPH_POOL_MARGIN
 
 
 def fast_path_bytes(config, dtype_bytes: int, buckets: tuple[int, ...], compiled: bool) -> int:
@@ -108,8 +99,65 @@ def fast_path_bytes(config, dtype_bytes: int, buckets: tuple[int, ...], compiled
     positions in all) and, compiled, the graph pool."""
     if not buckets:
         return 0
-    caches = sum(buckets) * kv_bytes_per_token(config, dtype_bytes)
+    caches = sum(buckets) * arch.kv_bytes_per_token(config, dtype_bytes)
     return caches + (graph_pool_bytes(config, dtype_bytes, max(buckets)) if compiled else 0)
+
+
+def tensor_bytes(t) -> int:
+    """Real storage of a tensor; quanto's packed tensors are walked down to their inner buffers."""
+    flatten = getattr(t, "__tensor_flatten__", None)
+    if flatten is not None and type(t).__name__ not in ("Parameter", "Tensor"):
+        try:
+            names, _ = flatten()
+            return sum(tensor_bytes(getattr(t, n)) for n in names)
+        except Exception:  # noqa: BLE001 - a subclass that does not flatten like quanto's
+            pass
+    return int(t.nelement() * t.element_size())
+
+
+def model_bytes(model) -> int:
+    """Parameters + buffers + the quantization state bitsandbytes and HQQ keep outside them."""
+    import torch
+
+    seen: set[int] = set()
+    total = 0
+
+    def add(t) -> None:
+        nonlocal total
+        if isinstance(t, torch.Tensor) and id(t) not in seen:
+            seen.add(id(t))
+            total += tensor_bytes(t)
+
+    for p in model.parameters():
+        add(p)
+        state = getattr(p, "quant_state", None)  # bitsandbytes 4-bit
+        if state is not None:
+            add(state.absmax)
+            if getattr(state, "state2", None) is not None:
+                add(state.state2.absmax)
+        add(getattr(p, "SCB", None))  # bitsandbytes int8 row scales
+    for b in model.buffers():
+        add(b)
+    for module in model.modules():
+        meta = getattr(module, "meta", None)  # HQQ keeps scale and zero here
+        if isinstance(meta, dict):
+            for v in meta.values():
+                add(v)
+    return total
+
+
+def decode_read_bytes(model, context_tokens: float) -> int:
+    """Bytes one decode step of one sequence must read from memory: every weight used per token at
+    its stored size (quantized layers: packed codes + scales) but only one row of the
+    input-embedding table (a gather), plus the keys and values of ``context_tokens`` tokens.
+
+    A step can never take less than this ÷ the memory bandwidth: the limit benchmarks compare to."""
+    weights = model_bytes(model)
+    table = model.get_input_embeddings().weight
+    output = model.get_output_embeddings()
+    if output is None or output.weight is not table:  # a tied lm_head reads the whole table anyway
+        weights -= tensor_bytes(table) - table.shape[-1] * table.element_size()
+    return int(weights + arch.attention(model.config).kv_cache_bytes(context_tokens, arch.compute_bytes(model)))
 
 
 def load_overhead(weights: int, device: str) -> int:

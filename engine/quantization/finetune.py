@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from engine.errors import UserError
+from engine.models import arch
 from engine.quantization import planner
 
 GB = 1e9
@@ -91,7 +92,7 @@ def structure_of(label: str, config) -> Structure:
 
     from engine.runtime.build_lock import BUILD_LOCK
 
-    text = getattr(config, "get_text_config", lambda: config)()
+    text = arch.text_config(config)
     with BUILD_LOCK, torch.device("meta"):
         meta = AutoModelForCausalLM.from_config(config)
     meta.tie_weights()
@@ -107,9 +108,9 @@ def structure_of(label: str, config) -> Structure:
     layers = int(getattr(text, "num_hidden_layers", 0) or 0)
     if not (heads and hidden and intermediate and layers):
         raise UserError("ft.err_architecture", model=label)
+    shape = arch.attention(text)
     return Structure(label=label, layers=layers, hidden=hidden, intermediate=intermediate, heads=heads,
-                     kv_heads=int(getattr(text, "num_key_value_heads", None) or heads),
-                     head_dim=int(getattr(text, "head_dim", None) or hidden // heads), vocab=int(text.vocab_size),
+                     kv_heads=shape.kv_heads, head_dim=shape.head_dim, vocab=int(text.vocab_size),
                      max_context=int(getattr(text, "max_position_embeddings", 0) or 0), params=sum(sizes),
                      param_sizes=sizes, quantizable=sum(m.weight.numel() for m in quantized),
                      linear_rows=sum(m.weight.shape[0] for m in quantized),

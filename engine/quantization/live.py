@@ -18,8 +18,8 @@ from typing import Callable, Iterator, Sequence
 
 from engine.models.catalog import PRECISIONS, ModelSpec
 from engine.errors import UserError, as_user_error
-from engine.models.memory import free_memory
-from engine.quantization.measure import Stopped, agreement, model_bytes, perplexity, run_greedy
+from engine.models.memory import free_memory, model_bytes
+from engine.quantization.measure import Stopped, agreement, perplexity, run_greedy
 from engine.quantization.results import Row
 from engine.quantization.variants import (VARIANTS, ProgressFn, check_variant_fits, in_place_bytes, load_in_place,
                                           ordered, unavailable_reason)

@@ -1,5 +1,5 @@
-"""What part 3 measures on a loaded model: its real memory (quantization state included), the
-perplexity of a passage, one greedy generation timed on its own, and how far two outputs agree."""
+"""What part 3 measures on a loaded model: the perplexity of a passage, one greedy generation timed
+on its own, and how far two outputs agree (its real memory: :func:`engine.models.memory.model_bytes`)."""
 from __future__ import annotations
 
 import logging
@@ -11,49 +11,6 @@ from engine.runtime.stopping import LinkedStop
 
 # bitsandbytes logs this at every int8 matmul on CPU (fp32 activations): it says nothing new
 logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
-
-
-def tensor_bytes(t) -> int:
-    """Real storage of a tensor; quanto's packed tensors are walked down to their inner buffers."""
-    flatten = getattr(t, "__tensor_flatten__", None)
-    if flatten is not None and type(t).__name__ not in ("Parameter", "Tensor"):
-        try:
-            names, _ = flatten()
-            return sum(tensor_bytes(getattr(t, n)) for n in names)
-        except Exception:  # noqa: BLE001 - a subclass that does not flatten like quanto's
-            pass
-    return int(t.nelement() * t.element_size())
-
-
-def model_bytes(model) -> int:
-    """Parameters + buffers + the quantization state bitsandbytes and HQQ keep outside them."""
-    import torch
-
-    seen: set[int] = set()
-    total = 0
-
-    def add(t) -> None:
-        nonlocal total
-        if isinstance(t, torch.Tensor) and id(t) not in seen:
-            seen.add(id(t))
-            total += tensor_bytes(t)
-
-    for p in model.parameters():
-        add(p)
-        state = getattr(p, "quant_state", None)  # bitsandbytes 4-bit
-        if state is not None:
-            add(state.absmax)
-            if getattr(state, "state2", None) is not None:
-                add(state.state2.absmax)
-        add(getattr(p, "SCB", None))  # bitsandbytes int8 row scales
-    for b in model.buffers():
-        add(b)
-    for module in model.modules():
-        meta = getattr(module, "meta", None)  # HQQ keeps scale and zero here
-        if isinstance(meta, dict):
-            for v in meta.values():
-                add(v)
-    return total
 
 
 def perplexity(handle, text: str) -> float:

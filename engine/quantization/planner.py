@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from engine.models import memory
+from engine.models import arch, memory
 from engine.errors import UserError, as_user_error
 
 GB = 1e9
@@ -109,40 +109,26 @@ def resolve_config(model: str):
 
 @lru_cache(maxsize=32)
 def counts_for(model: str) -> tuple[str, memory.ParamCounts, dict]:
-    """(label, parameter counts, attention shapes) of a model, counted on the meta device."""
+    """(label, parameter counts, {"attention": its shapes and sliding window, "max_context"}) of a
+    model, counted on the meta device."""
     label, config = resolve_config(model)
-    text = getattr(config, "get_text_config", lambda: config)()
+    text = arch.text_config(config)
     try:
         counts = memory.param_counts(config)
     except Exception as exc:  # noqa: BLE001 - not a causal LM (an image model, an encoder…)
         raise UserError("quant.err_not_causal_lm", model=model, kind=type(config).__name__) from exc
-    heads = int(getattr(text, "num_attention_heads", 0) or 0)
     shapes = {
-        "layers": int(getattr(text, "num_hidden_layers", 0) or 0),
-        "kv_heads": int(getattr(text, "num_key_value_heads", None) or heads),
-        "head_dim": int(getattr(text, "head_dim", None) or (text.hidden_size // max(heads, 1))),
+        "attention": arch.attention(text),
         "max_context": int(getattr(text, "max_position_embeddings", 0) or 0),
-        "sliding_window": kv_window(text),
     }
     return label, counts, shapes
 
 
-def kv_window(config) -> int:
-    """Tokens of keys/values a cache keeps per layer when every layer uses sliding-window
-    attention (transformers' ``DynamicSlidingWindowLayer``: Mistral-7B-v0.1 keeps 4,096), else 0."""
-    window = int(getattr(config, "sliding_window", None) or 0)
-    if not window or getattr(config, "use_sliding_window", True) is False:
-        return 0
-    layer_types = getattr(config, "layer_types", None)
-    if layer_types and any(kind != "sliding_attention" for kind in layer_types):
-        return 0  # mixed full / sliding layers: the full layers grow with the context
-    return window
-
-
 def context_limits(model: str) -> tuple[int, int]:
-    """(maximum context in tokens from the model's config — 0 if it does not say —, sliding window or 0)."""
+    """(maximum context in tokens from the model's config — 0 if it does not say —, the sliding
+    window when every layer slides, else 0)."""
     _, _, shapes = counts_for(model)
-    return shapes["max_context"], shapes["sliding_window"]
+    return shapes["max_context"], shapes["attention"].every_layer_window
 
 
 # -------------------------------------------------------------------------- bytes
@@ -182,16 +168,6 @@ def weights_bytes(counts: memory.ParamCounts, fmt: str, compute_bytes: int = 2) 
         return memory.weight_bytes(counts, fmt, compute_bytes=compute_bytes)
     per = quantized_bytes_per_weight(fmt, compute_bytes)
     return int(counts.quantizable * per + counts.other * compute_bytes)
-
-
-def kv_cache_bytes(shapes: dict, context_length: int, batch_size: int, bytes_per_value: int = 2) -> int:
-    """Keys and values of every layer for ``batch_size`` sequences of ``context_length`` tokens
-    (at most the sliding window's tokens when every layer slides)."""
-    per_token = 2 * shapes["layers"] * shapes["kv_heads"] * shapes["head_dim"] * bytes_per_value
-    tokens = max(0, context_length)
-    if shapes.get("sliding_window"):
-        tokens = min(tokens, shapes["sliding_window"])
-    return int(per_token * tokens * max(1, batch_size))
 
 
 # --------------------------------------------------------------------------- plan
@@ -237,7 +213,7 @@ def plan(model: str = "mistral-7b", context_length: int = 4096, batch_size: int 
     for fmt in formats:
         compute = 4 if fmt == "fp32" else 2
         weights = weights_bytes(counts, fmt, compute)
-        kv = kv_cache_bytes(shapes, context_length, batch_size, compute)
+        kv = shapes["attention"].kv_cache_bytes(context_length, compute, rows=batch_size)
         fits = {}
         for dev in DEVICES:
             overhead = memory.load_overhead(weights, dev.kind)
@@ -251,4 +227,4 @@ def plan(model: str = "mistral-7b", context_length: int = 4096, batch_size: int 
         ))
     return Plan(model=model, label=label, params_b=counts.total / 1e9, quantizable_b=counts.quantizable / 1e9,
                 context_length=context_length, batch_size=batch_size, max_context=shapes["max_context"], rows=rows,
-                sliding_window=shapes["sliding_window"])
+                sliding_window=shapes["attention"].every_layer_window)

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 from engine.models.catalog import PRECISIONS, ModelSpec
 from engine.errors import UserError
 from engine.quantization import planner
-from engine.quantization.measure import model_bytes
+from engine.models.memory import model_bytes
 
 ProgressFn = Callable[[float, str], None]
 

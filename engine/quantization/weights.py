@@ -159,19 +159,6 @@ def q6_k_quantize(rows: np.ndarray) -> np.ndarray:
     return np.concatenate([ql, qh.reshape(n, 64), scales.view(np.uint8), d.reshape(n, 1).view(np.uint8)], axis=1)
 
 
-def q6_k_reference(rows: np.ndarray) -> np.ndarray:
-    """What :func:`q6_k_quantize` encodes, computed without packing (to test the byte layout)."""
-    blocks = q6_k_quantize(rows)
-    n = blocks.shape[0]
-    scales = blocks[:, 192:208].view(np.int8).astype(np.float32)
-    d = blocks[:, 208:210].copy().view(np.float16).astype(np.float32)
-    groups = np.asarray(rows, dtype=np.float32).reshape(n, 16, 16)
-    step = (d * scales)[..., None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.where(step != 0, np.clip(np.round(groups / step), -32, 31), 0)
-    return (q * step).reshape(n, 256).astype(np.float32)
-
-
 def gguf_quantize(flat: np.ndarray, fmt: str) -> tuple[np.ndarray, np.ndarray]:
     """(bytes, dequantized) for a GGUF format, through the ``gguf`` package."""
     from gguf import GGMLQuantizationType, quants

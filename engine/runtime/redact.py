@@ -77,14 +77,6 @@ def remote_text(body: str | bytes, limit: int = 200) -> str:
 
 
 # ------------------------------------------------------------------ logs
-class RedactingFilter(logging.Filter):
-    """Rewrites a record's message (and formatted traceback) with secrets removed."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        redact_record(record)
-        return True
-
-
 def redact_record(record: logging.LogRecord) -> None:
     if getattr(record, "_genai_redacted", False):
         return

@@ -417,7 +417,7 @@ class ModelManager:
                 {"model": e.spec.id, "precision": e.spec.precision, "role": e.spec.role,
                  "gb": round(e.bytes / 1e9, 3), "weights_gb": round(e.weights / 1e9, 3),
                  "load_seconds": round(e.load_seconds, 2), "in_use": leases.count(e.obj),
-                 "fast_path": _fast_path_status(e.obj), "decoding": decoding_state(e.obj)}
+                 "decoding": decoding_state(e.obj)}
                 for e in self._entries.values()
             ]
 
@@ -449,20 +449,6 @@ def decoding_state(obj: Any) -> dict:
     if extra.get("fast_path_error"):
         return {"kind": "failed", "error": extra["fast_path_error"]}
     return {"kind": "plain" if hasattr(obj, "model") else ""}
-
-
-def _fast_path_status(obj: Any) -> str:
-    extra = getattr(obj, "extra", None) or {}
-    fast = extra.get("fast_path")
-    if fast is not None:
-        kind = "compiled decode step (CUDA graphs)" if fast.compiled else "static cache, eager"
-        buckets = "/".join(str(d.bucket) for d in fast.decoders)
-        fallback = getattr(fast, "fallback", None)
-        why = f" (compiled step not used: {fallback})" if fallback else ""
-        return f"{kind}{why}, buckets {buckets} tokens, prepared at load in {fast.warmup_seconds:.1f} s"
-    if extra.get("fast_path_error"):
-        return "plain decoding (fast path failed: " + extra["fast_path_error"] + ")"
-    return "plain decoding" if hasattr(obj, "model") else ""
 
 
 def has_token() -> bool:

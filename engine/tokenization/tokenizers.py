@@ -6,9 +6,10 @@ With the Hub: any tokenizer by id (cached after the first load); tiktoken encodi
 their files can be fetched (or are in tiktoken's cache).
 
 This module holds the registry (:func:`get`, loaded once per key, least recently used dropped) and
-the operations on text: encoding with character spans (:func:`encode_all`, :func:`head_encoding`),
-decoding ids, presets, the language-cost table and FLUX's T5 count. The tokenizer classes are in
-:mod:`engine.tokenization.backends`; pieces and their character spans in :mod:`engine.tokenization.pieces`.
+the operations on text: the length limit (:func:`check_text`), encoding with character spans
+(:func:`head_encoding`), decoding ids, presets, the language-cost table and FLUX's T5 count. The
+tokenizer classes are in :mod:`engine.tokenization.backends`; pieces and their character spans in
+:mod:`engine.tokenization.pieces`.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from engine.tokenization.pieces import Encoding
 from engine.tokenization.backends import ClipTokenizer, HubTokenizer, MistralTokenizer, TiktokenTokenizer, Tokenizer
 
 MAX_CHARS = 100_000
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "presets"
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "assets" / "presets"
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
@@ -145,11 +146,6 @@ def head_encoding(tok: Tokenizer, text: str, parse_special: bool = False, pieces
             break
         chars = min(len(text), chars * 2)
     return Encoding(tok.key, tok.label, text, ids, head.pieces[:min(same, pieces)], tok.vocab_size)
-
-
-def encode_all(text: str, keys: list[str], parse_special: bool = False) -> list[Encoding]:
-    check_text(text)
-    return [get(k).encoding(text, parse_special) for k in keys]
 
 
 # ------------------------------------------------------------------ decode
