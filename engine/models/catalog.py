@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-CATALOG_PATH = Path(__file__).resolve().parent.parent / "assets" / "catalog.toml"
+CATALOG_PATH = Path(__file__).resolve().parents[2] / "assets" / "catalog.toml"
 PROFILES = ("cpu", "t4", "gpu", "zerogpu", "tiny")
 LLM_ROLES = ("base_llm", "instruct_llm", "quant_subject")
 IMAGE_ROLES = ("sdxl_turbo", "sdxl_base", "flux_schnell", "flux_dev")

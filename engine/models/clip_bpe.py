@@ -9,7 +9,7 @@ import uuid
 from functools import lru_cache
 from pathlib import Path
 
-VOCAB_GZ = Path(__file__).resolve().parent.parent / "assets" / "clip" / "bpe_simple_vocab_16e6.txt.gz"
+VOCAB_GZ = Path(__file__).resolve().parents[2] / "assets" / "clip" / "bpe_simple_vocab_16e6.txt.gz"
 CLIP_MAX_TOKENS = 77  # including <|startoftext|> and <|endoftext|>
 N_MERGES = 49152 - 256 - 2  # lines 1 … 48894 of the file
 

@@ -25,7 +25,7 @@ from engine.tokenization.pieces import Encoding
 from engine.tokenization.backends import ClipTokenizer, HubTokenizer, MistralTokenizer, TiktokenTokenizer, Tokenizer
 
 MAX_CHARS = 100_000
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "presets"
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "assets" / "presets"
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
