@@ -19,7 +19,7 @@ from ui.share_codec import carries_html
 from ui.token_view import FIRST_SHOWN, MAX_SHOWN, clip_window_html, limit_html, number, render_views
 from ui.token_view import translated_labels as view_labels
 from ui.wording import tokenizer_label
-from tabs.tokenizers_embeddings import build_embeddings
+from tabs import tokenizers_embeddings
 
 TIKTOKEN_CHOICES = [("tiktoken cl100k (GPT-4)", "tiktoken:cl100k_base"),
                     ("tiktoken o200k (GPT-4o)", "tiktoken:o200k_base")]
@@ -306,8 +306,8 @@ def wire(view: View, ctx: AppContext) -> None:
                        concurrency_limit=None).then(refresh, **live)
     ctx.on_language(lambda lang, *values: localised_views(lang, *values), inputs=inputs, outputs=outputs)
     view.views.change(None, inputs=view.views, js="(html) => window.genaiTokenizer.show(html)", api_name=False)
-    view.lang_run.click(language_cost, inputs=[view.selection, view.hub_ids], outputs=[view.lang_table, view.lang_chart],
-                        api_name="language_cost", concurrency_limit=None)
+    view.lang_run.click(language_cost, inputs=[view.selection, view.hub_ids],
+                        outputs=[view.lang_table, view.lang_chart], api_name="language_cost", concurrency_limit=None)
     view.decode_run.click(decode_ids, inputs=[view.ids_box, view.selection, view.hub_ids], outputs=view.decoded,
                           api_name="decode_ids", concurrency_limit=None)
     view.ids_box.submit(decode_ids, inputs=[view.ids_box, view.selection, view.hub_ids], outputs=view.decoded,
@@ -321,4 +321,4 @@ def build(ctx: AppContext) -> None:
     wire(layout(ctx), ctx)
     # after the tokenize row: a link to "?tab=tokenizers" opens the tab's first action, tokenize
     with gr.Accordion(I18N("emb.title"), open=False, elem_id="tok-embed") as embed_section:
-        build_embeddings(ctx, embed_section)
+        tokenizers_embeddings.build(ctx, embed_section)
