@@ -12,10 +12,12 @@ them all (``tabs/tokenizers.py`` is a short example):
    ``_layout_<part>()`` functions whose components it gathers into the ``View``.
 3. **Handlers**: one named module-level function per event. A handler that needs the app (its
    catalog, manager or limits, a default that depends on the profile, the class wall) is made by a
-   small factory, ``make_<handler>(ctx)`` (or of what it needs: ``make_join_room(reg)``), which
-   returns it. Gradio reads a handler's name (``ui/validation.py``'s rules and ``ui/scheduling.py``'s
-   queue groups are keyed on it) and its parameters, defaults and docstring (the API's): moving a
-   handler keeps all four.
+   small factory named after it, ``<handler>_for(ctx)`` (or of what it needs:
+   ``join_room_for(wall, store)``), which returns it; a factory returns a few handlers only where
+   they share what it made (``about_for``, ``wall_api_for``). Gradio reads a handler's name
+   (``ui/validation.py``'s rules and ``ui/scheduling.py``'s queue groups are keyed on it) and its
+   parameters, defaults and docstring (the API's): moving a handler keeps all four. A one-line
+   ``lambda`` in ``wire`` is fine where an event only shows or hides something.
 4. **Wiring**: ``wire(view, ctx)`` connects each event to its handler, then the share row
    (``ui.share.share_row``, built after the event it shares, under the tab's components). The order
    of the events is part of the behaviour (several handlers on one trigger run in that order).

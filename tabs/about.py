@@ -120,7 +120,7 @@ def layout(ctx: AppContext) -> View:
 
 
 # =============================================================================== handlers
-def make_about(ctx: AppContext):
+def about_for(ctx: AppContext):
     """The page in a language (the language switch's hook), and for a request (the tab's events)."""
     def about(lang: str) -> tuple[str, pd.DataFrame]:
         return overview_markdown(ctx, lang), roles_table(ctx, lang)
@@ -133,7 +133,7 @@ def make_about(ctx: AppContext):
 
 # =============================================================================== wiring
 def wire(view: View, ctx: AppContext, tab: gr.Tab | None = None) -> None:
-    about, refresh_about = make_about(ctx)
+    about, refresh_about = about_for(ctx)
     view.refresh.click(refresh_about, outputs=[view.overview, view.table], api_name="about", concurrency_limit=None)
     if tab is not None:
         tab.select(refresh_about, outputs=[view.overview, view.table], api_name=False, concurrency_limit=None)

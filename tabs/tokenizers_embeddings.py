@@ -110,7 +110,7 @@ def layout(ctx: AppContext) -> View:
 
 
 # =============================================================================== handlers
-def make_embedding_view(ctx: AppContext):
+def embedding_view_for(ctx: AppContext):
     choices = model_choices(ctx)
 
     @guard
@@ -136,7 +136,7 @@ def make_embedding_view(ctx: AppContext):
 
 # =============================================================================== wiring
 def wire(view: View, ctx: AppContext, section: gr.Accordion) -> None:
-    embedding_view = make_embedding_view(ctx)
+    embedding_view = embedding_view_for(ctx)
     inputs = [view.model, view.query, view.other, view.k]
     outputs = [view.banner, view.vector, view.table, view.similarity]
     view.run.click(embedding_view, inputs=inputs, outputs=outputs, api_name="embedding_view", concurrency_limit=None)

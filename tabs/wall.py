@@ -175,21 +175,21 @@ def _layout_teacher_controls() -> dict:
 
 # =============================================================================== handlers
 # Each is made from the app's class wall and result store (``reg.sharing``: ui/share.py).
-def make_restore_hook(wall, store):
+def restore_hook_for(wall, store):
     def restore_hook(room: str, teacher: str, lang: str, show: bool) -> list:
         return [teacher or gr.skip(), gr.Timer(active=bool(show and room))] + render(wall, store, room, teacher, lang)
 
     return restore_hook
 
 
-def make_refresh(wall, store):
+def refresh_for(wall, store):
     def refresh(room: str, key: str, seen_key: str, request: gr.Request):
         return render(wall, store, room, key, request_lang(request), seen_key)
 
     return refresh
 
 
-def make_join_room(wall, store):
+def join_room_for(wall, store):
     @guard
     def join_room(room: str, name: str, key: str, state: dict | None, request: gr.Request = None):
         lang = request_lang(request)
@@ -203,7 +203,7 @@ def make_join_room(wall, store):
     return join_room
 
 
-def make_open_room(wall, store):
+def open_room_for(wall, store):
     @guard
     def open_room(title: str, state: dict | None, request: gr.Request = None):
         lang = request_lang(request)
@@ -217,7 +217,7 @@ def make_open_room(wall, store):
     return open_room
 
 
-def make_toggle_hidden(wall, store):
+def toggle_hidden_for(wall, store):
     @guard
     def toggle_hidden(room: str, key: str, num, request: gr.Request = None):
         current = pick(wall, room, key, num)
@@ -227,7 +227,7 @@ def make_toggle_hidden(wall, store):
     return toggle_hidden
 
 
-def make_toggle_pinned(wall, store):
+def toggle_pinned_for(wall, store):
     @guard
     def toggle_pinned(room: str, key: str, num, request: gr.Request = None):
         current = pick(wall, room, key, num)
@@ -237,7 +237,7 @@ def make_toggle_pinned(wall, store):
     return toggle_pinned
 
 
-def make_close_room(wall, store):
+def close_room_for(wall, store):
     @guard
     def close_room(room: str, key: str, request: gr.Request = None):
         wall.close(room, key)
@@ -246,7 +246,7 @@ def make_close_room(wall, store):
     return close_room
 
 
-def make_reopen_room(wall, store):
+def reopen_room_for(wall, store):
     @guard
     def reopen_room(room: str, key: str, request: gr.Request = None):
         wall.reopen(room, key)
@@ -255,7 +255,7 @@ def make_reopen_room(wall, store):
     return reopen_room
 
 
-def make_compare_entries(wall, store):
+def compare_entries_for(wall, store):
     @guard
     def compare_entries(room: str, key: str, a, b, request: gr.Request = None) -> str:
         lang = request_lang(request)
@@ -264,7 +264,7 @@ def make_compare_entries(wall, store):
     return compare_entries
 
 
-def make_wall_export(reg):
+def wall_export_for(reg):
     wall = reg.sharing.wall
 
     @guard
@@ -283,7 +283,7 @@ def make_wall_export(reg):
     return wall_export
 
 
-def make_on_tab(wall, store, tab: gr.Tab):
+def on_tab_for(wall, store, tab: gr.Tab):
     def on_tab(room: str, key: str, evt: gr.SelectData, request: gr.Request):
         shown = (getattr(evt, "_data", None) or {}).get("id") == tab.id
         updates = render(wall, store, room, key, request_lang(request)) if shown else [gr.skip()] * len(SCREEN)
@@ -292,7 +292,7 @@ def make_on_tab(wall, store, tab: gr.Tab):
     return on_tab
 
 
-def make_wall_api(reg) -> list[tuple]:
+def wall_api_for(reg) -> list[tuple]:
     """``/wall_open_room``, ``/wall_post``, ``/wall``, ``/wall_hide``, ``/wall_pin``, ``/wall_close``,
     ``/wall_reopen``: (function, API name) pairs."""
     wall = reg.sharing.wall
@@ -352,15 +352,15 @@ def wire(view: View, ctx: AppContext, tab: gr.Tab | None = None) -> None:
     reg = registry(ctx)
     wall, store = reg.sharing.wall, reg.sharing.store
     screen = view.screen
-    reg.wall_hook = (make_restore_hook(wall, store), [view.key_box, view.timer] + screen)
-    join_room, refresh = make_join_room(wall, store), make_refresh(wall, store)
+    reg.wall_hook = (restore_hook_for(wall, store), [view.key_box, view.timer] + screen)
+    join_room, refresh = join_room_for(wall, store), refresh_for(wall, store)
     teacher_args = dict(api_name=False, concurrency_limit=None)
     room_key = [view.room_box, view.key_box]
     view.join.click(join_room, inputs=[view.room_box, view.name_box, view.key_box, reg.browser],
                     outputs=[view.room_box, view.join_status, reg.browser, view.timer] + screen, **teacher_args)
     view.room_box.submit(join_room, inputs=[view.room_box, view.name_box, view.key_box, reg.browser],
                          outputs=[view.room_box, view.join_status, reg.browser, view.timer] + screen, **teacher_args)
-    view.open_btn.click(make_open_room(wall, store), inputs=[view.title_box, reg.browser],
+    view.open_btn.click(open_room_for(wall, store), inputs=[view.title_box, reg.browser],
                         outputs=[view.room_box, view.key_box, view.join_status, reg.browser, view.timer,
                                  view.teacher_panel] + screen, **teacher_args
                         ).success(None, inputs=room_key, outputs=[view.teacher_link, view.student_link],
@@ -371,23 +371,23 @@ def wire(view: View, ctx: AppContext, tab: gr.Tab | None = None) -> None:
                     show_progress="hidden")
     view.key_box.change(refresh, inputs=room_key + [view.seen], outputs=screen, api_name=False,
                         concurrency_limit=None, show_progress="hidden")
-    view.hide.click(make_toggle_hidden(wall, store), inputs=room_key + [view.entry], outputs=screen, **teacher_args)
-    view.pin.click(make_toggle_pinned(wall, store), inputs=room_key + [view.entry], outputs=screen, **teacher_args)
+    view.hide.click(toggle_hidden_for(wall, store), inputs=room_key + [view.entry], outputs=screen, **teacher_args)
+    view.pin.click(toggle_pinned_for(wall, store), inputs=room_key + [view.entry], outputs=screen, **teacher_args)
     # closing asks first (a second button, beside a question); the teacher can reopen
     view.close.click(lambda: gr.Row(visible=True), outputs=view.confirm, api_name=False, queue=False)
     view.close_no.click(lambda: gr.Row(visible=False), outputs=view.confirm, api_name=False, queue=False)
-    view.close_yes.click(make_close_room(wall, store), inputs=room_key, outputs=[view.confirm] + screen, **teacher_args)
-    view.reopen.click(make_reopen_room(wall, store), inputs=room_key, outputs=screen, **teacher_args)
-    view.export.click(make_wall_export(reg), inputs=room_key + [view.base_url], outputs=view.export_file,
+    view.close_yes.click(close_room_for(wall, store), inputs=room_key, outputs=[view.confirm] + screen, **teacher_args)
+    view.reopen.click(reopen_room_for(wall, store), inputs=room_key, outputs=screen, **teacher_args)
+    view.export.click(wall_export_for(reg), inputs=room_key + [view.base_url], outputs=view.export_file,
                       js=BASE_URL_JS, api_name="wall_export", concurrency_limit=None
                       ).success(lambda: gr.File(visible=True), outputs=view.export_file, api_name=False, queue=False)
-    view.compare_btn.click(make_compare_entries(wall, store), inputs=room_key + [view.left, view.right],
+    view.compare_btn.click(compare_entries_for(wall, store), inputs=room_key + [view.left, view.right],
                            outputs=view.compare_out, **teacher_args)
     view.fullscreen.click(None, js=FULLSCREEN_JS)
     if tab is not None and isinstance(tab.parent, gr.Tabs):
-        tab.parent.select(make_on_tab(wall, store, tab), inputs=room_key, outputs=[view.timer] + screen, api_name=False,
+        tab.parent.select(on_tab_for(wall, store, tab), inputs=room_key, outputs=[view.timer] + screen, api_name=False,
                           concurrency_limit=None, show_progress="hidden")
-    for fn, name in make_wall_api(reg):
+    for fn, name in wall_api_for(reg):
         gr.api(fn, api_name=name)
 
 
