@@ -16,6 +16,7 @@ from ui.i18n import I18N, request_lang, t, tables
 from ui.zerogpu import residency_markdown
 
 
+# =============================================================================== helpers
 def roles_table(ctx: AppContext, lang: str = "en") -> pd.DataFrame:
     rows = []
     for role in ROLES:

@@ -39,6 +39,7 @@ from ui.widgets import (RunRow, SamplingControls, model_picker, new_tokens_bound
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets" / "base_vs_instruct.json"
 
 
+# =============================================================================== helpers
 def load_presets() -> list[dict]:
     return json.loads(PRESETS_PATH.read_text(encoding="utf-8"))["presets"]
 

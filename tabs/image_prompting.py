@@ -28,6 +28,7 @@ from ui.widgets import on_run
 EXERCISE = json.loads((Path(__file__).resolve().parent.parent / "assets" / "image_exercise.json").read_text("utf-8"))["steps"]
 
 
+# =============================================================================== helpers
 def exercise_step(step_id: str) -> dict:
     step = next((x for x in EXERCISE if x["id"] == step_id), None)
     if step is None:

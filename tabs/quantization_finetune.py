@@ -21,6 +21,7 @@ DEFAULTS = {"method": "qlora", "precision": "nf4", "optimizer": "adamw", "batch_
             "checkpointing": False, "rank": 16, "targets": list(ft.DEFAULT_TARGETS)}
 
 
+# =============================================================================== helpers
 def _n(value: float, lang: str) -> str:
     """A parameter count, short: 7.24 B / 7,24 Md, 6.82 M."""
     for suffix, scale in (("B" if lang != "fr" else "Md", 1e9), ("M", 1e6), ("k", 1e3)):

@@ -28,6 +28,7 @@ TABLE_COLUMNS = [c for c in COLUMNS if c != "output"]  # outputs are in the card
 LIVE_EVENTS = 16  # comparisons let into the handler at once: the memory gate decides which run, the rest see their place
 
 
+# =============================================================================== helpers
 def column_name(column: str, lang: str) -> str:
     return t(f"ux.quant.col_{column}", lang)
 

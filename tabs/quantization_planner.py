@@ -18,6 +18,7 @@ from ui.i18n import I18N, request_lang, t
 from ui.share import share_row
 
 
+# =============================================================================== helpers
 def device_label(dev: planner.DeviceInfo, lang: str) -> str:
     """"T4 16 GB" / "T4 16 Go", "Laptop 16 GB RAM" / "Portable 16 Go de RAM"."""
     if dev.kind == "cpu":

@@ -21,6 +21,7 @@ DEFAULT_METHOD = "blockwise"  # the bits slider acts on it (1 → 8 bits is a te
 TRANSLATED_NAMES = ("absmax", "zeropoint", "blockwise", "int8-rowwise", "nf4-dq", "TQ2_0")
 
 
+# =============================================================================== helpers
 def method_choices() -> list[tuple]:
     return [(I18N(f"quant.name_{key}") if key in TRANSLATED_NAMES else info.label, key)
             for key, info in weights.METHODS.items()]

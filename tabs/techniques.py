@@ -35,7 +35,7 @@ SETTING_FIELDS = ("k_examples", "shuffle", "shuffle_seed", "n_samples", "sample_
                   "depth", "n_chains")
 
 
-# =============================================================================== inputs
+# =============================================================================== helpers
 def problem_choices(lang: str) -> list[tuple[str, str]]:
     out = []
     for task in task_sets.all_tasks(lang):

@@ -25,6 +25,7 @@ from ui.widgets import RunRow, run_row
 DEFAULT_LANG = "fr"
 
 
+# =============================================================================== helpers
 def settings_for(k_variants: float, k_examples: float, perturbations: list[str] | None, seed: float,
                  max_new_tokens: float) -> FragilitySettings:
     chosen = tuple(PERTURBATIONS if perturbations is None else perturbations)

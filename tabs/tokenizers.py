@@ -28,6 +28,7 @@ DEFAULT_TEXT = ("Le tokeniseur découpe « anticonstitutionnellement » en morce
                 "The cat sat on the mat.")
 
 
+# =============================================================================== helpers
 def selected_keys(tokenizers: list[str] | None, hub_ids: str = "") -> list[str]:
     keys = list(tk.DEFAULT_SET if tokenizers is None else tokenizers)
     keys += [h.strip() for h in re.split(r"[,\n]", hub_ids or "") if h.strip()]

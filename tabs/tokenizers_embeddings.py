@@ -20,6 +20,7 @@ from ui.share import share_row
 DEFAULT_QUERY, DEFAULT_OTHER = "chat", "chien"
 
 
+# =============================================================================== helpers
 def model_choices(ctx: AppContext) -> list[str]:
     cat = ctx.catalog
     ids = [cat.spec(r).id for r in ("base_llm", "instruct_llm", "quant_subject")]
