@@ -134,3 +134,17 @@ def test_the_length_check_sees_nested_functions():
     source = f"def build():\n    def handler():\n{body}\n    return handler\n"
     assert [(name, length) for name, _, length in long_functions(source)] == [("build", 83), ("handler", 81)]
     assert long_functions(source, 83) == []
+
+
+def test_every_tab_module_has_the_same_parts():
+    """tabs/__init__.py, "How a tab is written": a View, its layout, the wiring and build, in that order."""
+    wrong = []
+    for path in sorted(TABS.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text())
+        order = [node.name for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef))
+                 and node.name in ("View", "layout", "wire", "build")]
+        if order != ["View", "layout", "wire", "build"]:
+            wrong.append(f"tabs/{path.name}: {order}")
+    assert wrong == []
