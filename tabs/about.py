@@ -1,6 +1,8 @@
 """About this machine: hardware, profile, models per role, cache and loaded models."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 import pandas as pd
 
@@ -14,6 +16,7 @@ from ui.i18n import I18N, request_lang, t, tables
 from ui.zerogpu import residency_markdown
 
 
+# =============================================================================== helpers
 def roles_table(ctx: AppContext, lang: str = "en") -> pd.DataFrame:
     rows = []
     for role in ROLES:
@@ -101,19 +104,42 @@ def overview_markdown(ctx: AppContext, lang: str = "en") -> str:
     )
 
 
-def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
+# =============================================================================== layout
+@dataclass
+class View:
+    overview: gr.Markdown
+    table: gr.Dataframe
+    refresh: gr.Button
+
+
+def layout(ctx: AppContext) -> View:
     overview = gr.Markdown(overview_markdown(ctx), elem_id="about-overview")
     table = gr.Dataframe(roles_table(ctx), label=I18N("about.roles"), interactive=False, wrap=True,
                          elem_id="about-roles")
     refresh = gr.Button(I18N("about.refresh"), size="sm")
+    return View(overview, table, refresh)
 
+
+# =============================================================================== handlers
+def about_for(ctx: AppContext):
+    """The page in a language (the language switch's hook), and for a request (the tab's events)."""
     def about(lang: str) -> tuple[str, pd.DataFrame]:
         return overview_markdown(ctx, lang), roles_table(ctx, lang)
 
     def refresh_about(request: gr.Request):
         return about(request_lang(request))
 
-    refresh.click(refresh_about, outputs=[overview, table], api_name="about", concurrency_limit=None)
+    return about, refresh_about
+
+
+# =============================================================================== wiring
+def wire(view: View, ctx: AppContext, tab: gr.Tab | None = None) -> None:
+    about, refresh_about = about_for(ctx)
+    view.refresh.click(refresh_about, outputs=[view.overview, view.table], api_name="about", concurrency_limit=None)
     if tab is not None:
-        tab.select(refresh_about, outputs=[overview, table], api_name=False, concurrency_limit=None)
-    ctx.on_language(about, outputs=[overview, table])
+        tab.select(refresh_about, outputs=[view.overview, view.table], api_name=False, concurrency_limit=None)
+    ctx.on_language(about, outputs=[view.overview, view.table])
+
+
+def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
+    wire(layout(ctx), ctx, tab)

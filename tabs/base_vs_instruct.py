@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -32,12 +33,13 @@ from ui.i18n import I18N, forced_lang, request_lang, t
 from ui.queue_status import queue_text
 from ui.share import share_row
 from ui.token_probs import Rendered, legend_html, render_output
-from ui.widgets import (model_picker, new_tokens_bound, preset_label, run_row, sampling_controls, sampling_summary,
-                        spec_for, to_params)
+from ui.widgets import (RunRow, SamplingControls, model_picker, new_tokens_bound, preset_label, run_row,
+                        sampling_controls, sampling_summary, spec_for, to_params)
 
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets" / "base_vs_instruct.json"
 
 
+# =============================================================================== helpers
 def load_presets() -> list[dict]:
     return json.loads(PRESETS_PATH.read_text(encoding="utf-8"))["presets"]
 
@@ -178,212 +180,6 @@ def wall_card(inputs: dict) -> dict:
             for label, name in source_panel.wall_card(inputs).items()}
 
 
-def build(ctx: AppContext) -> None:
-    tiny = ctx.catalog.profile == "tiny"
-    gr.Markdown(I18N("bvi.intro"), elem_classes="tab-intro")
-    with gr.Row(equal_height=True):
-        with gr.Column(scale=4):
-            prompt = gr.Textbox("", lines=2, max_lines=12, label=I18N("bvi.prompt"),
-                                placeholder=I18N("bvi.prompt_placeholder"), elem_id="bvi-prompt",
-                                elem_classes="main-prompt")
-        with gr.Column(scale=2, min_width=240):
-            preset = gr.Dropdown(choices=preset_choices(forced_lang() or "en"), value=None, label=I18N("bvi.preset"),
-                                 elem_id="bvi-preset")
-            show_probs = gr.Checkbox(False, label=I18N("bvi.probs"), elem_id="bvi-probs")
-    row = run_row("bvi.generate", "bvi")
-    src = source_panel.build()
-    with gr.Row(equal_height=False, elem_classes="secondary-controls"):
-        with gr.Column(min_width=300):
-            with gr.Accordion(I18N("bvi.options"), open=False, elem_id="bvi-options"):
-                base_model = model_picker(ctx, "base_llm", "bvi.base_model")
-                instruct_model = model_picker(ctx, "instruct_llm", "bvi.instruct_model")
-                system = gr.Textbox("", lines=1, label=I18N("bvi.system"), elem_id="bvi-system",
-                                    placeholder=I18N("bvi.system_placeholder"), info=I18N("bvi.system_info"))
-                template_on_base = gr.Checkbox(False, label=I18N("bvi.template_on_base"),
-                                               info=I18N("bvi.template_on_base_info"))
-        with gr.Column(min_width=300):
-            bound = new_tokens_bound(ctx, [ctx.catalog.spec("base_llm"), ctx.catalog.spec("instruct_llm")])
-            sampling = sampling_controls(max_new_tokens=48 if tiny else 256, maximum=bound)
-    panes_out: list = []
-    passages_out: list = []
-    with gr.Row(equal_height=False, elem_id="bvi-panes"):
-        for side, title_key in (("base", "bvi.base_title"), ("instruct", "bvi.instruct_title")):
-            with gr.Column(elem_classes="bvi-pane", min_width=300):
-                header = gr.Markdown(I18N(title_key + "_md"), elem_id=f"bvi-{side}-header")
-                with gr.Accordion(I18N("bvi.sees"), open=False, elem_id=f"bvi-{side}-sees-acc"):
-                    sees = gr.Code(language=None, interactive=False, lines=3, elem_id=f"bvi-{side}-sees",
-                                   show_label=False, wrap_lines=True)
-                    sees_info = gr.Markdown(elem_id=f"bvi-{side}-sees-info")
-                output = gr.HTML(elem_id=f"bvi-{side}-output", elem_classes="bvi-output model-output",
-                                 label=I18N("bvi.output"))
-                stats = gr.Markdown(elem_id=f"bvi-{side}-stats", elem_classes="bvi-stats")
-                panes_out += [header, sees, sees_info, output, stats]
-                passages_out.append(source_panel.pane_block(side))
-    with gr.Column(elem_id="bvi-followup", elem_classes="bvi-followup"):
-        convo_info = gr.Markdown(elem_id="bvi-conversation-info")
-        with gr.Row(equal_height=True):
-            follow_box = gr.Textbox("", lines=1, max_lines=6, label=I18N("bvi.follow_up"),
-                                    placeholder=I18N("bvi.follow_up_placeholder"), info=I18N("bvi.follow_up_info"),
-                                    elem_id="bvi-follow-up", elem_classes="main-prompt", scale=5)
-            new_convo = gr.Button(I18N("bvi.new_conversation"), variant="secondary", elem_id="bvi-new-conversation",
-                                  scale=1, min_width=190)
-        follow_row = run_row("bvi.follow_send", "bvi-followup", new_sample=False)
-    # the earlier turns of the message in the prompt box: empty, except after opening a link to a
-    # conversation (then "Generate both" / "Run again" replays its last turn); part of /compare's API
-    history = codec.json_input(gr.JSON(None, visible=False, elem_id="bvi-history"),
-                               check=lambda value: as_json(parse_history(value)) or None)
-    legend = gr.HTML(legend_html(forced_lang() or "en"), elem_id="bvi-legend", elem_classes="bvi-legend")
-    with gr.Accordion(I18N("bvi.card"), open=False):
-        card_btn = gr.Button(I18N("bvi.card"), elem_id="bvi-card-btn")
-        with gr.Row():
-            card_png = gr.File(label=I18N("bvi.card_png"), elem_id="bvi-card-png")
-            card_md = gr.Code(language="markdown", label=I18N("bvi.card_md"), elem_id="bvi-card-md")
-    with gr.Accordion(I18N("bvi.raw"), open=False):
-        raw = gr.JSON(elem_id="bvi-raw", show_label=False)
-
-    # a new prompt (typed or picked) starts a new conversation on the next "Generate both"
-    preset.change(lambda text: (text, None), inputs=preset, outputs=[prompt, history], api_name=False, queue=False)
-    prompt.input(None, inputs=prompt, outputs=history, js="(text) => [[]]", api_name=False, queue=False)  # in the page
-
-    def unchanged() -> tuple:
-        """Every output as it is (a generator that yields nothing would blank them)."""
-        return (gr.skip(),) * (len(panes_out) + len(passages_out) + 4)
-
-    def run_turn(prompt: str, history: tuple[Turn, ...], system_prompt: str, base_model: str, instruct_model: str,
-                 template_on_base: bool, show_probabilities: bool, params: SamplingParams, plan, request, progress):
-        """Stream one turn: (pane outputs, raw result) after each step; once more at the end."""
-        lang = request_lang(request)
-        if plan is not None and not plan.matched:
-            warn("src.no_match", request)
-        meta = {"prompt": prompt, "sampling": dataclasses.asdict(params), "system_prompt": system_prompt or "",
-                "template_on_base": bool(template_on_base), **source_panel.meta(plan)}
-        job = gpu_tasks.CompareJob(spec_for(ctx, "base_llm", base_model), spec_for(ctx, "instruct_llm", instruct_model),
-                                   prompt, params, system=system_prompt or "", template_on_base=bool(template_on_base),
-                                   top_probs=5 if show_probabilities else 0, history=history, source=plan)
-        rendered = (Rendered(), Rendered())  # each pane's output so far: an update renders only what is new
-        for panes in gpu_tasks.call(gpu_tasks.compare, job, zerogpu.stop_key(request, "compare"),
-                                    on_progress=zerogpu.progress_to(progress, lang),
-                                    on_notice=zerogpu.warn_notice(lang)):
-            yield _outputs(panes, bool(show_probabilities), lang, meta, params, history, plan, rendered)
-
-    def token_bound(base_model: str, instruct_model: str, max_new_tokens: float):
-        """Another model picked: "Max new tokens" offers what both models can take, no more."""
-        limit = new_tokens_bound(ctx, [spec_for(ctx, "base_llm", base_model), spec_for(ctx, "instruct_llm", instruct_model)])
-        return gr.Slider(maximum=limit, value=min(int(max_new_tokens or 1), limit))
-
-    for picker in (base_model, instruct_model):
-        picker.change(guard(token_bound), inputs=[base_model, instruct_model, sampling.max_new_tokens],
-                      outputs=sampling.max_new_tokens, api_name=False, queue=False)
-
-    @guard
-    def compare(prompt: str, system_prompt: str = "", base_model: str = "", instruct_model: str = "",
-                template_on_base: bool = False, show_probabilities: bool = False,
-                max_new_tokens: float = 128, temperature: float = 0.7, top_p: float = 0.95,
-                top_k: float = 50, repetition_penalty: float = 1.0, greedy: bool = False,
-                seed: float = 42, history: list | None = None, source: str = "", source_mode: str = "off",
-                source_model: str = "instruct", passages: float = 3, request: gr.Request = None,
-                progress=gr.Progress()):
-        """Both models answer ``prompt``; with ``history`` (earlier turns, each ``{"user", "base",
-        "instruct"}``: a result's ``conversation``), as the next turn of that conversation; with a
-        ``source`` (``source_mode`` ``both`` or ``with_without``), given the ``passages`` best
-        passages of it."""
-        lang = request_lang(request)
-        turns = parse_history(history)
-        if not (prompt or "").strip():
-            if turns:
-                raise UserError("bvi.err.empty_follow_up")
-            warn("err.empty_prompt", request)
-            yield unchanged()
-            return
-        params = to_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, greedy, seed)
-        plan = source_panel.plan(source, source_mode, source_model, passages, prompt, lang)
-        info = t("bvi.conversation_info", lang, turn=len(turns) + 1)
-        for panes, result in run_turn(prompt, turns, system_prompt, base_model, instruct_model, template_on_base,
-                                      show_probabilities, params, plan, request, progress):
-            yield (*panes, gr.skip(), info, gr.skip(), result)
-
-    @guard
-    def follow_up(message: str, system_prompt: str = "", base_model: str = "", instruct_model: str = "",
-                  template_on_base: bool = False, show_probabilities: bool = False,
-                  max_new_tokens: float = 128, temperature: float = 0.7, top_p: float = 0.95,
-                  top_k: float = 50, repetition_penalty: float = 1.0, greedy: bool = False,
-                  seed: float = 42, source: str = "", source_mode: str = "off", source_model: str = "instruct",
-                  passages: float = 3, result: dict | None = None, request: gr.Request = None,
-                  progress=gr.Progress()):
-        """The next turn of the conversation on screen (the raw result holds it). What stops it before
-        it starts (an empty box, no conversation, other settings, a conversation past the context) is
-        a warning: the conversation stays on screen as it was, the box keeps its text."""
-        lang = request_lang(request)
-        first = True
-        try:
-            if not (message or "").strip():
-                raise UserError("bvi.err.empty_follow_up")
-            conversation = conversation_of(result)
-            if not conversation:
-                raise UserError("bvi.err.no_conversation")
-            turns = parse_history(conversation)
-            plan = source_panel.plan(source, source_mode, source_model, passages, message, lang)
-            base_id, instruct_id = spec_for(ctx, "base_llm", base_model).id, spec_for(ctx, "instruct_llm",
-                                                                                      instruct_model).id
-            if not _same_setup(result, *source_panel.pane_models(plan, base_id, instruct_id), system_prompt,
-                               template_on_base, source_panel.meta(plan)):
-                raise UserError("bvi.err.settings_changed")
-            params = to_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, greedy, seed)
-            info = t("bvi.conversation_info", lang, turn=len(turns) + 1)
-            for panes, result in run_turn(message, turns, system_prompt, base_model, instruct_model,
-                                          template_on_base, show_probabilities, params, plan, request, progress):
-                # the box empties (and a link's replayed turns are forgotten) once the turn has started
-                yield (*panes, "" if first else gr.skip(), info, None if first else gr.skip(), result)
-                first = False
-        except UserError as err:
-            if not first:
-                raise
-            warn(err.key, request, **err.params)
-            yield unchanged()
-
-    def stop_generation(request: gr.Request):
-        zerogpu.stop(request, "compare")
-
-    def new_conversation():
-        panes = [gr.skip(), "", "", "", ""] * 2  # headers stay; inputs, outputs, stats and passages are cleared
-        return (*panes, "", "", "", "", None, None)
-
-    @guard
-    def comparison_card(result: dict | None, request: gr.Request = None):
-        lang = request_lang(request)
-        if not result or "base" not in result:
-            warn("bvi.no_result", request)
-            return None, ""
-        card = card_content(result, lang)
-        path = tempfiles.new_dir("card") / "base-vs-instruct.png"
-        render_png(card, path)
-        return str(path), render_markdown(card)
-
-    settings = [system, base_model, instruct_model, template_on_base, show_probs] + sampling.inputs
-    inputs = [prompt] + settings + [history] + src.inputs
-    outputs = panes_out + passages_out + [follow_box, convo_info, history, raw]
-    queue = {"concurrency_id": ctx.concurrency_id("causal_lm"), "concurrency_limit": ctx.llm_concurrency}
-    row.wire(compare, action="compare", inputs=inputs, outputs=outputs, api_name="compare", seed=sampling.seed,
-             enter=prompt, **queue)
-    follow_row.wire(follow_up, action="compare", inputs=[follow_box] + settings + src.inputs + [raw],
-                    outputs=outputs, api_name=False, enter=follow_box, **queue)
-    source_panel.wire(src, prompt, compare, queue, inputs, outputs, ctx)
-    row.stop.click(stop_generation, api_name="stop_compare", queue=False)
-    follow_row.stop.click(stop_generation, api_name=False, queue=False)
-    new_convo.click(new_conversation, outputs=outputs, api_name=False, queue=False)
-    card_btn.click(comparison_card, inputs=raw, outputs=[card_png, card_md], api_name="comparison_card")
-    share_row(ctx, "base_vs_instruct", api="compare",
-              outputs=dict(zip([f"{side}_{part}" for side in ("base", "instruct")
-                                for part in ("header", "sees", "sees_info", "output", "stats")]
-                               + ["base_passages", "instruct_passages", "conversation_info", "raw"],
-                               panes_out + passages_out + [convo_info, raw])),
-              card=wall_card, title=card_title, recorded=recorded_inputs,
-              on_restore=(source_panel.on_restore, [src.accordion]), empty="bvi.no_result",
-              settle=False)  # no event here reacts to restored values: a follow-up sent at once is kept
-    ctx.on_language(lambda lang: (gr.Dropdown(choices=preset_choices(lang)), legend_html(lang)),
-                    outputs=[preset, legend])
-
-
 def _same_setup(result: dict, base_id: str, instruct_id: str, system: str, template_on_base: bool,
                 source_meta: dict) -> bool:
     """Whether the conversation in ``result`` was held with these pane models, system prompt, option
@@ -428,3 +224,288 @@ def card_content(result: dict, lang: str = "en") -> CardContent:
 def card_labels(lang: str) -> dict[str, str]:
     labels = {k: t(f"card.{k}", lang) for k in ("title", "prompt", "sees", "output", "date_format")}
     return {**labels, "earlier": t("bvi.card_earlier", lang)}
+
+
+# =============================================================================== layout
+SIDES = (("base", "bvi.base_title"), ("instruct", "bvi.instruct_title"))
+PANE_PARTS = ("header", "sees", "sees_info", "output", "stats")  # each pane's outputs, in this order
+# every output of a turn: both panes' parts, both panes' passages, the follow-up box, the conversation's
+# line, the history and the raw result
+N_OUTPUTS = len(SIDES) * (len(PANE_PARTS) + 1) + 4
+
+
+@dataclass
+class View:
+    prompt: gr.Textbox
+    preset: gr.Dropdown
+    show_probs: gr.Checkbox
+    row: RunRow
+    src: source_panel.SourcePanel
+    base_model: gr.Dropdown
+    instruct_model: gr.Dropdown
+    system: gr.Textbox
+    template_on_base: gr.Checkbox
+    sampling: SamplingControls
+    panes_out: list        # each pane's PANE_PARTS, base then instruct
+    passages_out: list     # the passages each pane was given
+    convo_info: gr.Markdown
+    follow_box: gr.Textbox
+    new_convo: gr.Button
+    follow_row: RunRow
+    history: gr.JSON
+    legend: gr.HTML
+    card_btn: gr.Button
+    card_png: gr.File
+    card_md: gr.Code
+    raw: gr.JSON
+
+
+def layout(ctx: AppContext) -> View:
+    tiny = ctx.catalog.profile == "tiny"
+    gr.Markdown(I18N("bvi.intro"), elem_classes="tab-intro")
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=4):
+            prompt = gr.Textbox("", lines=2, max_lines=12, label=I18N("bvi.prompt"),
+                                placeholder=I18N("bvi.prompt_placeholder"), elem_id="bvi-prompt",
+                                elem_classes="main-prompt")
+        with gr.Column(scale=2, min_width=240):
+            preset = gr.Dropdown(choices=preset_choices(forced_lang() or "en"), value=None, label=I18N("bvi.preset"),
+                                 elem_id="bvi-preset")
+            show_probs = gr.Checkbox(False, label=I18N("bvi.probs"), elem_id="bvi-probs")
+    row = run_row("bvi.generate", "bvi")
+    src = source_panel.build()
+    with gr.Row(equal_height=False, elem_classes="secondary-controls"):
+        with gr.Column(min_width=300):
+            with gr.Accordion(I18N("bvi.options"), open=False, elem_id="bvi-options"):
+                base_model = model_picker(ctx, "base_llm", "bvi.base_model")
+                instruct_model = model_picker(ctx, "instruct_llm", "bvi.instruct_model")
+                system = gr.Textbox("", lines=1, label=I18N("bvi.system"), elem_id="bvi-system",
+                                    placeholder=I18N("bvi.system_placeholder"), info=I18N("bvi.system_info"))
+                template_on_base = gr.Checkbox(False, label=I18N("bvi.template_on_base"),
+                                               info=I18N("bvi.template_on_base_info"))
+        with gr.Column(min_width=300):
+            bound = new_tokens_bound(ctx, [ctx.catalog.spec("base_llm"), ctx.catalog.spec("instruct_llm")])
+            sampling = sampling_controls(max_new_tokens=48 if tiny else 256, maximum=bound)
+    panes_out, passages_out = _layout_panes()
+    follow = _layout_follow_up()
+    # the earlier turns of the message in the prompt box: empty, except after opening a link to a
+    # conversation (then "Generate both" / "Run again" replays its last turn); part of /compare's API
+    history = codec.json_input(gr.JSON(None, visible=False, elem_id="bvi-history"),
+                               check=lambda value: as_json(parse_history(value)) or None)
+    legend = gr.HTML(legend_html(forced_lang() or "en"), elem_id="bvi-legend", elem_classes="bvi-legend")
+    with gr.Accordion(I18N("bvi.card"), open=False):
+        card_btn = gr.Button(I18N("bvi.card"), elem_id="bvi-card-btn")
+        with gr.Row():
+            card_png = gr.File(label=I18N("bvi.card_png"), elem_id="bvi-card-png")
+            card_md = gr.Code(language="markdown", label=I18N("bvi.card_md"), elem_id="bvi-card-md")
+    with gr.Accordion(I18N("bvi.raw"), open=False):
+        raw = gr.JSON(elem_id="bvi-raw", show_label=False)
+    return View(prompt, preset, show_probs, row, src, base_model, instruct_model, system, template_on_base, sampling,
+                panes_out, passages_out, **follow, history=history, legend=legend, card_btn=card_btn,
+                card_png=card_png, card_md=card_md, raw=raw)
+
+
+def _layout_panes() -> tuple[list, list]:
+    """The two panes side by side: each one's header, what its model sees, its output, its stats and
+    the passages it was given."""
+    panes_out: list = []
+    passages_out: list = []
+    with gr.Row(equal_height=False, elem_id="bvi-panes"):
+        for side, title_key in SIDES:
+            with gr.Column(elem_classes="bvi-pane", min_width=300):
+                header = gr.Markdown(I18N(title_key + "_md"), elem_id=f"bvi-{side}-header")
+                with gr.Accordion(I18N("bvi.sees"), open=False, elem_id=f"bvi-{side}-sees-acc"):
+                    sees = gr.Code(language=None, interactive=False, lines=3, elem_id=f"bvi-{side}-sees",
+                                   show_label=False, wrap_lines=True)
+                    sees_info = gr.Markdown(elem_id=f"bvi-{side}-sees-info")
+                output = gr.HTML(elem_id=f"bvi-{side}-output", elem_classes="bvi-output model-output",
+                                 label=I18N("bvi.output"))
+                stats = gr.Markdown(elem_id=f"bvi-{side}-stats", elem_classes="bvi-stats")
+                panes_out += [header, sees, sees_info, output, stats]
+                passages_out.append(source_panel.pane_block(side))
+    return panes_out, passages_out
+
+
+def _layout_follow_up() -> dict:
+    """Under the panes: the conversation's line, the follow-up box, New conversation, its run row."""
+    with gr.Column(elem_id="bvi-followup", elem_classes="bvi-followup"):
+        convo_info = gr.Markdown(elem_id="bvi-conversation-info")
+        with gr.Row(equal_height=True):
+            follow_box = gr.Textbox("", lines=1, max_lines=6, label=I18N("bvi.follow_up"),
+                                    placeholder=I18N("bvi.follow_up_placeholder"), info=I18N("bvi.follow_up_info"),
+                                    elem_id="bvi-follow-up", elem_classes="main-prompt", scale=5)
+            new_convo = gr.Button(I18N("bvi.new_conversation"), variant="secondary", elem_id="bvi-new-conversation",
+                                  scale=1, min_width=190)
+        follow_row = run_row("bvi.follow_send", "bvi-followup", new_sample=False)
+    return dict(convo_info=convo_info, follow_box=follow_box, new_convo=new_convo, follow_row=follow_row)
+
+
+# =============================================================================== handlers
+def unchanged() -> tuple:
+    """Every output as it is (a generator that yields nothing would blank them)."""
+    return (gr.skip(),) * N_OUTPUTS
+
+
+def run_turn(ctx: AppContext, prompt: str, history: tuple[Turn, ...], system_prompt: str, base_model: str,
+             instruct_model: str, template_on_base: bool, show_probabilities: bool, params: SamplingParams, plan,
+             request, progress):
+    """Stream one turn: (pane outputs, raw result) after each step; once more at the end."""
+    lang = request_lang(request)
+    if plan is not None and not plan.matched:
+        warn("src.no_match", request)
+    meta = {"prompt": prompt, "sampling": dataclasses.asdict(params), "system_prompt": system_prompt or "",
+            "template_on_base": bool(template_on_base), **source_panel.meta(plan)}
+    job = gpu_tasks.CompareJob(spec_for(ctx, "base_llm", base_model), spec_for(ctx, "instruct_llm", instruct_model),
+                               prompt, params, system=system_prompt or "", template_on_base=bool(template_on_base),
+                               top_probs=5 if show_probabilities else 0, history=history, source=plan)
+    rendered = (Rendered(), Rendered())  # each pane's output so far: an update renders only what is new
+    for panes in gpu_tasks.call(gpu_tasks.compare, job, zerogpu.stop_key(request, "compare"),
+                                on_progress=zerogpu.progress_to(progress, lang),
+                                on_notice=zerogpu.warn_notice(lang)):
+        yield _outputs(panes, bool(show_probabilities), lang, meta, params, history, plan, rendered)
+
+
+def token_bound_for(ctx: AppContext):
+    def token_bound(base_model: str, instruct_model: str, max_new_tokens: float):
+        """Another model picked: "Max new tokens" offers what both models can take, no more."""
+        limit = new_tokens_bound(ctx, [spec_for(ctx, "base_llm", base_model), spec_for(ctx, "instruct_llm", instruct_model)])
+        return gr.Slider(maximum=limit, value=min(int(max_new_tokens or 1), limit))
+
+    return token_bound
+
+
+def compare_for(ctx: AppContext):
+    @guard
+    def compare(prompt: str, system_prompt: str = "", base_model: str = "", instruct_model: str = "",
+                template_on_base: bool = False, show_probabilities: bool = False,
+                max_new_tokens: float = 128, temperature: float = 0.7, top_p: float = 0.95,
+                top_k: float = 50, repetition_penalty: float = 1.0, greedy: bool = False,
+                seed: float = 42, history: list | None = None, source: str = "", source_mode: str = "off",
+                source_model: str = "instruct", passages: float = 3, request: gr.Request = None,
+                progress=gr.Progress()):
+        """Both models answer ``prompt``; with ``history`` (earlier turns, each ``{"user", "base",
+        "instruct"}``: a result's ``conversation``), as the next turn of that conversation; with a
+        ``source`` (``source_mode`` ``both`` or ``with_without``), given the ``passages`` best
+        passages of it."""
+        lang = request_lang(request)
+        turns = parse_history(history)
+        if not (prompt or "").strip():
+            if turns:
+                raise UserError("bvi.err.empty_follow_up")
+            warn("err.empty_prompt", request)
+            yield unchanged()
+            return
+        params = to_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, greedy, seed)
+        plan = source_panel.plan(source, source_mode, source_model, passages, prompt, lang)
+        info = t("bvi.conversation_info", lang, turn=len(turns) + 1)
+        for panes, result in run_turn(ctx, prompt, turns, system_prompt, base_model, instruct_model, template_on_base,
+                                      show_probabilities, params, plan, request, progress):
+            yield (*panes, gr.skip(), info, gr.skip(), result)
+
+    return compare
+
+
+def follow_up_for(ctx: AppContext):
+    @guard
+    def follow_up(message: str, system_prompt: str = "", base_model: str = "", instruct_model: str = "",
+                  template_on_base: bool = False, show_probabilities: bool = False,
+                  max_new_tokens: float = 128, temperature: float = 0.7, top_p: float = 0.95,
+                  top_k: float = 50, repetition_penalty: float = 1.0, greedy: bool = False,
+                  seed: float = 42, source: str = "", source_mode: str = "off", source_model: str = "instruct",
+                  passages: float = 3, result: dict | None = None, request: gr.Request = None,
+                  progress=gr.Progress()):
+        """The next turn of the conversation on screen (the raw result holds it). What stops it before
+        it starts (an empty box, no conversation, other settings, a conversation past the context) is
+        a warning: the conversation stays on screen as it was, the box keeps its text."""
+        lang = request_lang(request)
+        first = True
+        try:
+            if not (message or "").strip():
+                raise UserError("bvi.err.empty_follow_up")
+            conversation = conversation_of(result)
+            if not conversation:
+                raise UserError("bvi.err.no_conversation")
+            turns = parse_history(conversation)
+            plan = source_panel.plan(source, source_mode, source_model, passages, message, lang)
+            base_id, instruct_id = spec_for(ctx, "base_llm", base_model).id, spec_for(ctx, "instruct_llm",
+                                                                                      instruct_model).id
+            if not _same_setup(result, *source_panel.pane_models(plan, base_id, instruct_id), system_prompt,
+                               template_on_base, source_panel.meta(plan)):
+                raise UserError("bvi.err.settings_changed")
+            params = to_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, greedy, seed)
+            info = t("bvi.conversation_info", lang, turn=len(turns) + 1)
+            for panes, result in run_turn(ctx, message, turns, system_prompt, base_model, instruct_model,
+                                          template_on_base, show_probabilities, params, plan, request, progress):
+                # the box empties (and a link's replayed turns are forgotten) once the turn has started
+                yield (*panes, "" if first else gr.skip(), info, None if first else gr.skip(), result)
+                first = False
+        except UserError as err:
+            if not first:
+                raise
+            warn(err.key, request, **err.params)
+            yield unchanged()
+
+    return follow_up
+
+
+def stop_generation(request: gr.Request):
+    zerogpu.stop(request, "compare")
+
+
+def new_conversation():
+    panes = [gr.skip(), "", "", "", ""] * 2  # headers stay; inputs, outputs, stats and passages are cleared
+    return (*panes, "", "", "", "", None, None)
+
+
+@guard
+def comparison_card(result: dict | None, request: gr.Request = None):
+    lang = request_lang(request)
+    if not result or "base" not in result:
+        warn("bvi.no_result", request)
+        return None, ""
+    card = card_content(result, lang)
+    path = tempfiles.new_dir("card") / "base-vs-instruct.png"
+    render_png(card, path)
+    return str(path), render_markdown(card)
+
+
+# =============================================================================== wiring
+def wire(view: View, ctx: AppContext) -> None:
+    # a new prompt (typed or picked) starts a new conversation on the next "Generate both"
+    view.preset.change(lambda text: (text, None), inputs=view.preset, outputs=[view.prompt, view.history],
+                       api_name=False, queue=False)
+    view.prompt.input(None, inputs=view.prompt, outputs=view.history, js="(text) => [[]]", api_name=False,
+                      queue=False)  # in the page
+    token_bound = token_bound_for(ctx)
+    for picker in (view.base_model, view.instruct_model):
+        picker.change(guard(token_bound), inputs=[view.base_model, view.instruct_model, view.sampling.max_new_tokens],
+                      outputs=view.sampling.max_new_tokens, api_name=False, queue=False)
+    compare = compare_for(ctx)
+    settings = [view.system, view.base_model, view.instruct_model, view.template_on_base,
+                view.show_probs] + view.sampling.inputs
+    inputs = [view.prompt] + settings + [view.history] + view.src.inputs
+    outputs = view.panes_out + view.passages_out + [view.follow_box, view.convo_info, view.history, view.raw]
+    queue = {"concurrency_id": ctx.concurrency_id("causal_lm"), "concurrency_limit": ctx.llm_concurrency}
+    view.row.wire(compare, action="compare", inputs=inputs, outputs=outputs, api_name="compare",
+                  seed=view.sampling.seed, enter=view.prompt, **queue)
+    view.follow_row.wire(follow_up_for(ctx), action="compare", inputs=[view.follow_box] + settings + view.src.inputs
+                         + [view.raw], outputs=outputs, api_name=False, enter=view.follow_box, **queue)
+    source_panel.wire(view.src, view.prompt, compare, queue, inputs, outputs, ctx)
+    view.row.stop.click(stop_generation, api_name="stop_compare", queue=False)
+    view.follow_row.stop.click(stop_generation, api_name=False, queue=False)
+    view.new_convo.click(new_conversation, outputs=outputs, api_name=False, queue=False)
+    view.card_btn.click(comparison_card, inputs=view.raw, outputs=[view.card_png, view.card_md],
+                        api_name="comparison_card")
+    share_row(ctx, "base_vs_instruct", api="compare",
+              outputs=dict(zip([f"{side}_{part}" for side, _ in SIDES for part in PANE_PARTS]
+                               + ["base_passages", "instruct_passages", "conversation_info", "raw"],
+                               view.panes_out + view.passages_out + [view.convo_info, view.raw])),
+              card=wall_card, title=card_title, recorded=recorded_inputs,
+              on_restore=(source_panel.on_restore, [view.src.accordion]), empty="bvi.no_result",
+              settle=False)  # no event here reacts to restored values: a follow-up sent at once is kept
+    ctx.on_language(lambda lang: (gr.Dropdown(choices=preset_choices(lang)), legend_html(lang)),
+                    outputs=[view.preset, view.legend])
+
+
+def build(ctx: AppContext) -> None:
+    wire(layout(ctx), ctx)

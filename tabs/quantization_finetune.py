@@ -3,6 +3,7 @@ and the course's Mistral-7B figures beside the planner's."""
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
@@ -10,13 +11,17 @@ import pandas as pd
 from engine.quantization import finetune as ft
 from engine.quantization import planner
 from ui import fmt
+from ui.context import AppContext
 from ui.feedback import guard
 from ui.i18n import I18N, request_lang, t
+from ui.share import share_row
+from tabs.quantization_planner import device_label
 
 DEFAULTS = {"method": "qlora", "precision": "nf4", "optimizer": "adamw", "batch_size": 1, "seq_len": 512,
             "checkpointing": False, "rank": 16, "targets": list(ft.DEFAULT_TARGETS)}
 
 
+# =============================================================================== helpers
 def _n(value: float, lang: str) -> str:
     """A parameter count, short: 7.24 B / 7,24 Md, 6.82 M."""
     for suffix, scale in (("B" if lang != "fr" else "Md", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -73,8 +78,6 @@ def _how(p: ft.FinetunePlan, s: ft.Structure, lang: str) -> dict[str, str]:
 
 
 def device_names(p: ft.FinetunePlan, lang: str, fits: bool) -> str:
-    from tabs.quantization import device_label
-
     names = [device_label(d, lang) for d in planner.DEVICES if p.fits[d.key] is fits]
     return ", ".join(names) or t("ft.none", lang)
 
@@ -120,10 +123,37 @@ def course_table(lang: str) -> pd.DataFrame:
     return fmt.table(pd.DataFrame(rows), lang, {t("ft.col_course", lang): 1, t("ft.col_planner", lang): 1})
 
 
-def build_finetune(model: gr.Dropdown) -> tuple[list, list, object]:
-    """The fine-tuning section under the inference planner; it reads the planner's model."""
-    # Mistral-7B's layers counted and the course's rows computed at start-up, not on the first click
-    threading.Thread(target=ft.course_reference, args=("mistral-7b",), daemon=True, name="ft-warm-up").start()
+# =============================================================================== layout
+@dataclass
+class View:
+    method: gr.Radio
+    precision: gr.Dropdown
+    optimizer: gr.Radio
+    batch: gr.Slider
+    seq: gr.Slider
+    checkpointing: gr.Checkbox
+    rank: gr.Slider
+    targets: gr.CheckboxGroup
+    run: gr.Button
+    summary: gr.Markdown
+    table: gr.Dataframe
+    chart: gr.BarPlot
+    course_intro: gr.Markdown
+    course: gr.Dataframe
+    model: gr.Dropdown  # the planner's (part 2's first control), read by this section too
+
+    @property
+    def inputs(self) -> list:
+        """In the order of :func:`finetune_plan`'s arguments."""
+        return [self.model, self.method, self.precision, self.optimizer, self.batch, self.seq, self.checkpointing,
+                self.rank, self.targets]
+
+    @property
+    def outputs(self) -> list:
+        return [self.summary, self.table, self.chart, self.course_intro, self.course]
+
+
+def layout(model: gr.Dropdown) -> View:
     gr.Markdown(I18N("ft.title"))
     gr.Markdown(I18N("ft.intro"))
     with gr.Row():
@@ -149,38 +179,59 @@ def build_finetune(model: gr.Dropdown) -> tuple[list, list, object]:
     gr.Markdown(I18N("ft.course_title"))
     course_intro = gr.Markdown(elem_id="ft-course-intro")
     course = gr.Dataframe(interactive=False, wrap=True, column_widths=["28%", "9%", "9%", "54%"], elem_id="ft-course")
+    return View(method, precision, optimizer, batch, seq, checkpointing, rank, targets, run, summary, table, chart,
+                course_intro, course, model)
 
-    @guard
-    def finetune_plan(model: str = "mistral-7b", method: str = "qlora", precision: str = "nf4",
-                      optimizer: str = "adamw", batch_size: float = 1, seq_len: float = 512,
-                      checkpointing: bool = False, rank: float = 16, targets: list[str] | None = None,
-                      request: gr.Request = None):
-        """Memory of one fine-tuning step of ``model``: a summary, each term with how it is counted,
-        a chart of the terms, and the course's Mistral-7B figures beside the planner's."""
-        lang = request_lang(request)
-        p = ft.plan(model, method=method, precision=precision, optimizer=optimizer, batch_size=int(batch_size or 0),
-                    seq_len=int(seq_len or 0), checkpointing=bool(checkpointing), rank=int(rank or 0),
-                    targets=list(DEFAULTS["targets"] if targets is None else targets))
-        chart_df = terms_chart(p, lang).rename(columns={"term": t("ft.col_term", lang)})
-        plot = gr.BarPlot(value=chart_df, x=t("ft.col_term", lang), y="GB", sort=list(chart_df.iloc[:, 0]),
-                          x_title=" ", y_title=t("ui.unit_gb", lang))
-        return (summary_text(p, lang), terms_table(p, lang), plot,
-                t("ft.course_intro", lang, seq=ft.COURSE_SEQ), course_table(lang))
 
-    @guard
-    def pick_finetune_method(method: str, precision: str):
-        return method_controls(method, precision)
+# =============================================================================== handlers
+@guard
+def finetune_plan(model: str = "mistral-7b", method: str = "qlora", precision: str = "nf4",
+                  optimizer: str = "adamw", batch_size: float = 1, seq_len: float = 512,
+                  checkpointing: bool = False, rank: float = 16, targets: list[str] | None = None,
+                  request: gr.Request = None):
+    """Memory of one fine-tuning step of ``model``: a summary, each term with how it is counted,
+    a chart of the terms, and the course's Mistral-7B figures beside the planner's."""
+    lang = request_lang(request)
+    p = ft.plan(model, method=method, precision=precision, optimizer=optimizer, batch_size=int(batch_size or 0),
+                seq_len=int(seq_len or 0), checkpointing=bool(checkpointing), rank=int(rank or 0),
+                targets=list(DEFAULTS["targets"] if targets is None else targets))
+    chart_df = terms_chart(p, lang).rename(columns={"term": t("ft.col_term", lang)})
+    plot = gr.BarPlot(value=chart_df, x=t("ft.col_term", lang), y="GB", sort=list(chart_df.iloc[:, 0]),
+                      x_title=" ", y_title=t("ui.unit_gb", lang))
+    return (summary_text(p, lang), terms_table(p, lang), plot,
+            t("ft.course_intro", lang, seq=ft.COURSE_SEQ), course_table(lang))
 
-    inputs = [model, method, precision, optimizer, batch, seq, checkpointing, rank, targets]
-    outputs = [summary, table, chart, course_intro, course]
+
+@guard
+def pick_finetune_method(method: str, precision: str):
+    return method_controls(method, precision)
+
+
+# =============================================================================== wiring
+def wire(view: View, ctx: AppContext) -> None:
+    inputs, outputs = view.inputs, view.outputs
     live = dict(inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None,
                 trigger_mode="always_last", show_progress="minimal")
-    run.click(finetune_plan, inputs=inputs, outputs=outputs, api_name="finetune_plan", concurrency_limit=None)
-    method.input(pick_finetune_method, inputs=[method, precision], outputs=[precision, rank, targets], api_name=False,
-                 queue=False).then(finetune_plan, **live)
-    for control in (precision, optimizer, checkpointing, targets):
+    view.run.click(finetune_plan, inputs=inputs, outputs=outputs, api_name="finetune_plan", concurrency_limit=None)
+    view.method.input(pick_finetune_method, inputs=[view.method, view.precision],
+                      outputs=[view.precision, view.rank, view.targets], api_name=False,
+                      queue=False).then(finetune_plan, **live)
+    for control in (view.precision, view.optimizer, view.checkpointing, view.targets):
         control.input(finetune_plan, **live)
-    for control in (batch, seq, rank):
+    for control in (view.batch, view.seq, view.rank):
         control.release(finetune_plan, **live)
-    model.change(finetune_plan, **live)
-    return inputs, outputs, finetune_plan
+    view.model.change(finetune_plan, **live)
+    share_row(ctx, "quantization", api="finetune_plan",
+              outputs={"summary": view.summary, "table": view.table, "chart": view.chart, "course": view.course},
+              card={"ft.card": "table"},
+              title=lambda v: f"{v.get('model')} · {v.get('method')} · {v.get('precision')} · "
+                              f"{v.get('batch_size')} × {v.get('seq_len')}")
+
+
+def build(ctx: AppContext, model: gr.Dropdown) -> View:
+    """The fine-tuning section under the inference planner; it reads the planner's ``model``."""
+    # Mistral-7B's layers counted and the course's rows computed at start-up, not on the first click
+    threading.Thread(target=ft.course_reference, args=("mistral-7b",), daemon=True, name="ft-warm-up").start()
+    view = layout(model)
+    wire(view, ctx)
+    return view

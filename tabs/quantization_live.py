@@ -3,6 +3,7 @@ in :mod:`engine.quantization.live` and :mod:`engine.quantization.live_runs`)."""
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
@@ -19,7 +20,7 @@ from ui.context import AppContext
 from ui.feedback import guard, warn
 from ui.i18n import I18N, forced_lang, request_lang, t
 from ui.share import share_row
-from ui.widgets import preset_label, run_row, spec_for
+from ui.widgets import RunRow, preset_label, run_row, spec_for
 
 PROMPTS = live.load_passages()["prompts"]
 DEFAULT_PROMPT = PROMPTS["en"]
@@ -27,6 +28,7 @@ TABLE_COLUMNS = [c for c in COLUMNS if c != "output"]  # outputs are in the card
 LIVE_EVENTS = 16  # comparisons let into the handler at once: the memory gate decides which run, the rest see their place
 
 
+# =============================================================================== helpers
 def column_name(column: str, lang: str) -> str:
     return t(f"ux.quant.col_{column}", lang)
 
@@ -108,17 +110,32 @@ def outputs_html(rows: list[Row], lang: str) -> str:
     return f'<div id="quant-outputs-grid" style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cards)}</div>'
 
 
-def build_live(ctx: AppContext, tiny: bool, model_choices: list[str]) -> tuple[gr.Textbox, gr.Dataframe]:
-    """The live comparison's controls and results; returns the prompt box and the results table
-    (the tab sets their language when it opens)."""
+def default_tokens(ctx: AppContext, tiny: bool) -> int:
+    return 24 if tiny else (48 if ctx.hardware.device == "cpu" else 128)
+
+
+# =============================================================================== layout
+@dataclass
+class View:
+    preset: gr.Dropdown
+    prompt: gr.Textbox
+    precisions: gr.CheckboxGroup
+    model: gr.Dropdown
+    max_tokens: gr.Slider
+    row: RunRow
+    status: gr.Markdown
+    table: gr.Dataframe
+    mem_plot: gr.BarPlot
+    speed_plot: gr.BarPlot
+    ppl_plot: gr.BarPlot
+    outputs_box: gr.HTML
+    csv_file: gr.File
+
+
+def layout(ctx: AppContext, tiny: bool, model_choices: list[str]) -> View:
     gr.Markdown(I18N("quant.l_intro"))
     subject = ctx.catalog.spec("quant_subject")
-    device, bf16 = ctx.hardware.device, ctx.hardware.bf16
-    defaults = default_variants(device, bf16)
-    # the libraries' first-call work (imports, quanto's C++ extension) starts now, in the background;
-    # on ZeroGPU this process has no GPU: the imports done here are inherited by the GPU workers
-    warmup.start([VARIANTS[k].method for k in defaults], "cpu" if ctx.hardware.zerogpu else device)
-    default_tokens = 24 if tiny else (48 if device == "cpu" else 128)
+    defaults = default_variants(ctx.hardware.device, ctx.hardware.bf16)
     with gr.Row():
         with gr.Column(scale=2):
             preset = gr.Dropdown([(f"{lang.upper()} · {preset_label(text, 60)}", text) for lang, text in PROMPTS.items()],
@@ -130,10 +147,9 @@ def build_live(ctx: AppContext, tiny: bool, model_choices: list[str]) -> tuple[g
         with gr.Column(scale=1):
             model = gr.Dropdown(model_choices, value=subject.id, label=I18N("quant.l_model"),
                                 allow_custom_value=custom_models_allowed(), filterable=True, elem_id="quant-l-model")
-            max_tokens = gr.Slider(4, 512, value=default_tokens, step=1, label=I18N("quant.l_max_tokens"),
+            max_tokens = gr.Slider(4, 512, value=default_tokens(ctx, tiny), step=1, label=I18N("quant.l_max_tokens"),
                                    elem_id="quant-l-tokens")
             row = run_row("quant.l_run", "quant-l", new_sample=False)  # greedy: no seed to draw
-            stop = row.stop
     status = gr.Markdown(elem_id="quant-l-status")
     # shown with its translated headers when the tab opens (empty, Gradio would show "1 2 3")
     table = gr.Dataframe(label=I18N("quant.l_table"), interactive=False, wrap=False, visible=False,
@@ -148,6 +164,13 @@ def build_live(ctx: AppContext, tiny: bool, model_choices: list[str]) -> tuple[g
     with gr.Accordion(I18N("quant.l_outputs"), open=True):
         outputs_box = gr.HTML(elem_id="quant-l-outputs")
     csv_file = gr.File(label=I18N("quant.l_csv"), interactive=False, elem_id="quant-l-csv")
+    return View(preset, prompt, precisions, model, max_tokens, row, status, table, mem_plot, speed_plot, ppl_plot,
+                outputs_box, csv_file)
+
+
+# =============================================================================== handlers
+def quantize_compare_for(ctx: AppContext):
+    device, bf16 = ctx.hardware.device, ctx.hardware.bf16
 
     @guard
     def quantize_compare(model: str = "", precisions: list[str] | None = None, prompt: str | None = None,
@@ -198,19 +221,38 @@ def build_live(ctx: AppContext, tiny: bool, model_choices: list[str]) -> tuple[g
         write_csv(snap.rows, path)
         yield emit(snap, str(path))
 
-    def stop_compare(request: gr.Request):
-        """Stop this visitor's comparison: the rows measured so far stay (even in a ZeroGPU worker)."""
-        zerogpu.stop(request, "quantize")
+    return quantize_compare
 
-    preset.change(lambda text: text, inputs=preset, outputs=prompt, api_name=False, queue=False)
-    row.wire(quantize_compare, action="quantize", inputs=[model, precisions, prompt, max_tokens],
-             outputs=[status, table, mem_plot, speed_plot, ppl_plot, outputs_box, csv_file],
-             api_name="quantize_compare", concurrency_id="quant-live", concurrency_limit=LIVE_EVENTS,
-             show_progress_on=[status])  # the progress bar on the status line: rows and charts stay visible
-    stop.click(stop_compare, api_name="stop_quantize_compare", queue=False)
+
+def stop_compare(request: gr.Request):
+    """Stop this visitor's comparison: the rows measured so far stay (even in a ZeroGPU worker)."""
+    zerogpu.stop(request, "quantize")
+
+
+# =============================================================================== wiring
+def wire(view: View, ctx: AppContext) -> None:
+    view.preset.change(lambda text: text, inputs=view.preset, outputs=view.prompt, api_name=False, queue=False)
+    view.row.wire(quantize_compare_for(ctx), action="quantize",
+                  inputs=[view.model, view.precisions, view.prompt, view.max_tokens],
+                  outputs=[view.status, view.table, view.mem_plot, view.speed_plot, view.ppl_plot, view.outputs_box,
+                           view.csv_file],
+                  api_name="quantize_compare", concurrency_id="quant-live", concurrency_limit=LIVE_EVENTS,
+                  show_progress_on=[view.status])  # the progress bar on the status line: rows, charts stay visible
+    view.row.stop.click(stop_compare, api_name="stop_quantize_compare", queue=False)
     share_row(ctx, "quantization", api="quantize_compare",
-              outputs={"status": status, "table": table, "memory": mem_plot, "speed": speed_plot,
-                       "perplexity": ppl_plot, "outputs": outputs_box},
+              outputs={"status": view.status, "table": view.table, "memory": view.mem_plot, "speed": view.speed_plot,
+                       "perplexity": view.ppl_plot, "outputs": view.outputs_box},
               card={"share.card.comparison": "table"}, title="prompt")
-    return prompt, table
 
+
+def build(ctx: AppContext, tiny: bool, model_choices: list[str]) -> View:
+    """The live comparison's controls and results (the tab sets the prompt's and the results table's
+    language when it opens)."""
+    device = ctx.hardware.device
+    # the libraries' first-call work (imports, quanto's C++ extension) starts now, in the background;
+    # on ZeroGPU this process has no GPU: the imports done here are inherited by the GPU workers
+    warmup.start([VARIANTS[k].method for k in default_variants(device, ctx.hardware.bf16)],
+                 "cpu" if ctx.hardware.zerogpu else device)
+    view = layout(ctx, tiny, model_choices)
+    wire(view, ctx)
+    return view

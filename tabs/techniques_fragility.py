@@ -2,6 +2,8 @@
 :mod:`engine.techniques.fragility`, what it shows in :mod:`ui.fragility_views`)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 import pandas as pd
 
@@ -18,11 +20,12 @@ from ui.fragility_views import TABLE_WIDTHS, empty_table, fragility_outputs
 from ui.i18n import I18N, request_lang, t
 from ui.share import share_row
 from ui.technique_views import stream_experiment
-from ui.widgets import run_row
+from ui.widgets import RunRow, run_row
 
 DEFAULT_LANG = "fr"
 
 
+# =============================================================================== helpers
 def settings_for(k_variants: float, k_examples: float, perturbations: list[str] | None, seed: float,
                  max_new_tokens: float) -> FragilitySettings:
     chosen = tuple(PERTURBATIONS if perturbations is None else perturbations)
@@ -31,11 +34,33 @@ def settings_for(k_variants: float, k_examples: float, perturbations: list[str] 
                              params=SamplingParams(max_new_tokens=max(1, int(max_new_tokens or 1)), greedy=True))
 
 
-def build(ctx: AppContext, language: gr.Radio, model: gr.Dropdown, model_spec) -> None:
-    """The fragility section of the techniques tab; ``language`` and ``model`` are the tab's own
-    controls, ``model_spec(ctx, model_id)`` resolves the model as the tab's other actions do."""
-    tiny = ctx.catalog.profile == "tiny"
-    default_problems, default_variants, default_tokens = (3, 4, 6) if tiny else (10, 6, 24)
+def defaults(ctx: AppContext) -> tuple[int, int, int]:
+    """Problems, variants and new tokens a run starts with on this profile."""
+    return (3, 4, 6) if ctx.catalog.profile == "tiny" else (10, 6, 24)
+
+
+# =============================================================================== layout
+@dataclass
+class View:
+    box: gr.Accordion
+    kinds: gr.CheckboxGroup
+    n_problems: gr.Slider
+    k_variants: gr.Slider
+    shots: gr.Slider
+    perturbations: gr.CheckboxGroup
+    max_new_tokens: gr.Slider
+    seed: gr.Number
+    row: RunRow
+    status: gr.Markdown
+    chart: gr.BarPlot
+    table: gr.Dataframe
+    prompts: gr.HTML
+    raw: gr.JSON
+    files: gr.File
+
+
+def layout(ctx: AppContext) -> View:
+    default_problems, default_variants, default_tokens = defaults(ctx)
     with gr.Accordion(I18N("tech.frag_title"), open=False, elem_id="tech-frag") as box:
         gr.Markdown(I18N("tech.frag_intro"))
         with gr.Row():
@@ -67,12 +92,18 @@ def build(ctx: AppContext, language: gr.Radio, model: gr.Dropdown, model_spec) -
             raw = gr.JSON(show_label=False, elem_id="tech-frag-raw")
         files = gr.File(label=I18N("tech.frag_csv"), file_count="multiple", interactive=False, height=140,
                         elem_id="tech-frag-csv")
+    return View(box, kinds, n_problems, k_variants, shots, perturbations, max_new_tokens, seed, row, status, chart,
+                table, prompts, raw, files)
 
-    def headers(lang: str, current: pd.DataFrame | None):
-        empty = current is None or len(current) == 0
-        return gr.Dataframe(empty_table(lang), visible=True) if empty else gr.skip()
 
-    ctx.on_language(headers, inputs=[table], outputs=[table])
+# =============================================================================== handlers
+def headers(lang: str, current: pd.DataFrame | None):
+    empty = current is None or len(current) == 0
+    return gr.Dataframe(empty_table(lang), visible=True) if empty else gr.skip()
+
+
+def fragility_experiment_for(ctx: AppContext, model_spec):
+    default_problems, default_variants, default_tokens = defaults(ctx)
 
     @guard
     def fragility_experiment(language: str = DEFAULT_LANG, task_kinds: list[str] | None = None,
@@ -97,17 +128,33 @@ def build(ctx: AppContext, language: gr.Radio, model: gr.Dropdown, model_spec) -
         yield from stream_experiment(gpu_tasks.fragility, job, zerogpu.stop_key(request, "fragility"), lang, progress,
                                      progress_text, fragility_outputs, "fragility")
 
-    def stop_fragility(request: gr.Request):
-        zerogpu.stop(request, "fragility")
+    return fragility_experiment
 
-    inputs = [language, kinds, n_problems, k_variants, shots, perturbations, model, max_new_tokens, seed]
-    row.wire(fragility_experiment, action="fragility", inputs=inputs, outputs=[status, chart, table, prompts, raw, files],
-             api_name="fragility_experiment", concurrency_id=ctx.concurrency_id("causal_lm"),
-             concurrency_limit=ctx.llm_concurrency, show_progress_on=[status])  # the chart stays visible
-    row.stop.click(stop_fragility, api_name="stop_fragility", queue=False)
+
+def stop_fragility(request: gr.Request):
+    zerogpu.stop(request, "fragility")
+
+
+# =============================================================================== wiring
+def wire(view: View, ctx: AppContext, language: gr.Radio, model: gr.Dropdown, model_spec) -> None:
+    ctx.on_language(headers, inputs=[view.table], outputs=[view.table])
+    inputs = [language, view.kinds, view.n_problems, view.k_variants, view.shots, view.perturbations, model,
+              view.max_new_tokens, view.seed]
+    view.row.wire(fragility_experiment_for(ctx, model_spec), action="fragility", inputs=inputs,
+                  outputs=[view.status, view.chart, view.table, view.prompts, view.raw, view.files],
+                  api_name="fragility_experiment", concurrency_id=ctx.concurrency_id("causal_lm"),
+                  concurrency_limit=ctx.llm_concurrency, show_progress_on=[view.status])  # the chart stays visible
+    view.row.stop.click(stop_fragility, api_name="stop_fragility", queue=False)
     share_row(ctx, "techniques", api="fragility_experiment",
-              outputs={"status": status, "chart": chart, "table": table, "prompts": prompts, "raw": raw},
+              outputs={"status": view.status, "chart": view.chart, "table": view.table, "prompts": view.prompts,
+                       "raw": view.raw},
               card={"tech.frag_title": "status", "tech.frag_chart": "chart"},
               title=lambda v: f"[fragility] K={v.get('k_variants')} · k={v.get('k_examples')} · "
                               f"{', '.join(v.get('task_kinds') or [])} × {v.get('n_problems')}",
-              on_restore=(lambda v, lang: (gr.Accordion(open=True),), [box]))
+              on_restore=(lambda v, lang: (gr.Accordion(open=True),), [view.box]))
+
+
+def build(ctx: AppContext, language: gr.Radio, model: gr.Dropdown, model_spec) -> None:
+    """The fragility section of the techniques tab; ``language`` and ``model`` are the tab's own
+    controls, ``model_spec(ctx, model_id)`` resolves the model as the tab's other actions do."""
+    wire(layout(ctx), ctx, language, model, model_spec)

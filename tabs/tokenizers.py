@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
@@ -18,7 +19,7 @@ from ui.share_codec import carries_html
 from ui.token_view import FIRST_SHOWN, MAX_SHOWN, clip_window_html, limit_html, number, render_views
 from ui.token_view import translated_labels as view_labels
 from ui.wording import tokenizer_label
-from tabs.tokenizers_embeddings import build_embeddings
+from tabs import tokenizers_embeddings
 
 TIKTOKEN_CHOICES = [("tiktoken cl100k (GPT-4)", "tiktoken:cl100k_base"),
                     ("tiktoken o200k (GPT-4o)", "tiktoken:o200k_base")]
@@ -27,6 +28,7 @@ DEFAULT_TEXT = ("Le tokeniseur découpe « anticonstitutionnellement » en morce
                 "The cat sat on the mat.")
 
 
+# =============================================================================== helpers
 def selected_keys(tokenizers: list[str] | None, hub_ids: str = "") -> list[str]:
     keys = list(tk.DEFAULT_SET if tokenizers is None else tokenizers)
     keys += [h.strip() for h in re.split(r"[,\n]", hub_ids or "") if h.strip()]
@@ -132,7 +134,33 @@ def localised_views(lang: str, text: str, tokenizers: list[str] | None, hub_ids:
     return html, table
 
 
-def build(ctx: AppContext) -> None:
+# =============================================================================== layout
+@dataclass
+class View:
+    text: gr.Textbox
+    show_ids: gr.Checkbox
+    special: gr.Checkbox
+    run: gr.Button
+    preset: gr.Dropdown
+    selection: gr.CheckboxGroup
+    hub_ids: gr.Textbox
+    views: gr.Textbox     # the views' HTML, put in place by assets/tokenizer_input.js
+    typed: gr.Button      # clicked by assets/tokenizer_input.js once typing pauses
+    stats: gr.Dataframe
+    lang_run: gr.Button
+    lang_table: gr.Dataframe
+    lang_chart: gr.BarPlot
+    ids_box: gr.Textbox
+    decode_run: gr.Button
+    decoded: gr.Markdown
+
+    @property
+    def inputs(self) -> list:
+        """What a tokenization reads, in the order of :func:`tokenize`'s arguments."""
+        return [self.text, self.selection, self.hub_ids, self.show_ids, self.special]
+
+
+def layout(ctx: AppContext) -> View:
     gr.Markdown(I18N("tok.intro"), elem_classes="tab-intro")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
@@ -172,110 +200,126 @@ def build(ctx: AppContext) -> None:
                                  elem_id="tok-decode-ids", scale=4)
             decode_run = gr.Button(I18N("tok.decode_run"), elem_id="tok-decode-run", scale=1)
         decoded = gr.Markdown(elem_id="tok-decoded")
+    return View(text, show_ids, special, run, preset, selection, hub_ids, views, typed, stats, lang_run, lang_table,
+                lang_chart, ids_box, decode_run, decoded)
 
-    @guard
-    def tokenize(text: str = DEFAULT_TEXT, tokenizers: list[str] | None = None, hub_ids: str = "",
-                 show_ids: bool = False, parse_special: bool = False, request: gr.Request = None):
-        """Tokenize ``text`` with each tokenizer: HTML views (one per tokenizer) and a counts table."""
-        if not text:
-            warn("tok.err.empty", request)
-            return "", pd.DataFrame()
-        return _run(text, tokenizers, hub_ids, show_ids, parse_special, request)
 
-    @guard
-    def refresh(text: str, tokenizers: list[str] | None, hub_ids: str, show_ids: bool, parse_special: bool,
-                request: gr.Request = None):
-        """Live update: the counts and the visible part of every view first, then the rest. An
-        empty box clears the views; a text over the limit shows one message in their place."""
-        lang = request_lang(request)
-        if not text:
-            yield "", None
-            return
-        if len(text) > tk.MAX_CHARS:
-            yield limit_html(t("tok.err.too_long", lang, n=len(text), limit=tk.MAX_CHARS)), None
-            return
-        keys = selected_keys(tokenizers, hub_ids)
-        if not keys:
-            warn("tok.err.none_selected", request)
-            yield "", None
-            return
-        keys = load_tokenizers(keys, lang, request)
-        html, table, most = render(text, keys, bool(show_ids), bool(parse_special), lang, FIRST_SHOWN)
-        yield html, table
-        if most > FIRST_SHOWN:
-            html, _, _ = render(text, keys, bool(show_ids), bool(parse_special), lang, MAX_SHOWN)
-            yield html, gr.skip()  # the counts are already shown
+# =============================================================================== handlers
+@guard
+def tokenize(text: str = DEFAULT_TEXT, tokenizers: list[str] | None = None, hub_ids: str = "",
+             show_ids: bool = False, parse_special: bool = False, request: gr.Request = None):
+    """Tokenize ``text`` with each tokenizer: HTML views (one per tokenizer) and a counts table."""
+    if not text:
+        warn("tok.err.empty", request)
+        return "", pd.DataFrame()
+    return _run(text, tokenizers, hub_ids, show_ids, parse_special, request)
 
-    def _run(text, tokenizers, hub_ids, show_ids, parse_special, request):
-        keys = selected_keys(tokenizers, hub_ids)
-        if not keys:
-            warn("tok.err.none_selected", request)
-            return "", pd.DataFrame()
-        return tokenize_views(text, keys, bool(show_ids), bool(parse_special), request_lang(request), request)
 
-    @guard
-    def pick_preset(preset_id: str | None):
-        if not preset_id:
-            return gr.update(), gr.update()
-        text, parse_special = tk.preset_text(preset_id)
-        return text, True if parse_special else gr.update()
+@guard
+def refresh(text: str, tokenizers: list[str] | None, hub_ids: str, show_ids: bool, parse_special: bool,
+            request: gr.Request = None):
+    """Live update: the counts and the visible part of every view first, then the rest. An
+    empty box clears the views; a text over the limit shows one message in their place."""
+    lang = request_lang(request)
+    if not text:
+        yield "", None
+        return
+    if len(text) > tk.MAX_CHARS:
+        yield limit_html(t("tok.err.too_long", lang, n=len(text), limit=tk.MAX_CHARS)), None
+        return
+    keys = selected_keys(tokenizers, hub_ids)
+    if not keys:
+        warn("tok.err.none_selected", request)
+        yield "", None
+        return
+    keys = load_tokenizers(keys, lang, request)
+    html, table, most = render(text, keys, bool(show_ids), bool(parse_special), lang, FIRST_SHOWN)
+    yield html, table
+    if most > FIRST_SHOWN:
+        html, _, _ = render(text, keys, bool(show_ids), bool(parse_special), lang, MAX_SHOWN)
+        yield html, gr.skip()  # the counts are already shown
 
-    @guard
-    def language_cost(tokenizers: list[str] | None = None, hub_ids: str = "", request: gr.Request = None):
-        """Token counts of one meaning in several languages, per tokenizer, with the ratio to English."""
-        lang = request_lang(request)
-        keys = load_tokenizers(selected_keys(tokenizers, hub_ids), lang, request)
-        if not keys:
-            warn("tok.err.none_selected", request)
-            return pd.DataFrame(), None
-        shown, chart = language_tables(tk.language_cost(keys), lang)
-        names = {"bar": f'{t("tok.col_language", lang)} · {t("tok.col_tokenizer", lang)}',
-                 "tokens": t("tok.col_tokens", lang), "tokenizer": t("tok.col_tokenizer", lang),
-                 "ratio_to_english": t("tok.col_ratio", lang)}
-        chart = chart.rename(columns=names)
-        return shown, gr.BarPlot(chart, x=names["bar"], y=names["tokens"], color=names["tokenizer"],
-                                 sort=list(chart[names["bar"]]), x_title=" ", colors_in_legend=[],
-                                 x_label_angle=-60, tooltip="all", height=CHART_HEIGHT)
 
-    @guard
-    def decode_ids(ids: str = "", tokenizers: list[str] | None = None, hub_ids: str = "",
-                   request: gr.Request = None) -> str:
-        """Token ids (spaces or commas) → text, per tokenizer; ids outside a vocabulary are named."""
-        lang = request_lang(request)
-        if not (ids or "").strip():
-            warn("tok.err.bad_ids", request)
-            return ""
-        keys = load_tokenizers(selected_keys(tokenizers, hub_ids), lang, request)
-        return decoded_markdown(tk.decode_ids(ids, keys), lang)
+def _run(text, tokenizers, hub_ids, show_ids, parse_special, request):
+    keys = selected_keys(tokenizers, hub_ids)
+    if not keys:
+        warn("tok.err.none_selected", request)
+        return "", pd.DataFrame()
+    return tokenize_views(text, keys, bool(show_ids), bool(parse_special), request_lang(request), request)
 
-    inputs = [text, selection, hub_ids, show_ids, special]
-    outputs = [views, stats]
+
+@guard
+def pick_preset(preset_id: str | None):
+    if not preset_id:
+        return gr.update(), gr.update()
+    text, parse_special = tk.preset_text(preset_id)
+    return text, True if parse_special else gr.update()
+
+
+@guard
+def language_cost(tokenizers: list[str] | None = None, hub_ids: str = "", request: gr.Request = None):
+    """Token counts of one meaning in several languages, per tokenizer, with the ratio to English."""
+    lang = request_lang(request)
+    keys = load_tokenizers(selected_keys(tokenizers, hub_ids), lang, request)
+    if not keys:
+        warn("tok.err.none_selected", request)
+        return pd.DataFrame(), None
+    shown, chart = language_tables(tk.language_cost(keys), lang)
+    names = {"bar": f'{t("tok.col_language", lang)} · {t("tok.col_tokenizer", lang)}',
+             "tokens": t("tok.col_tokens", lang), "tokenizer": t("tok.col_tokenizer", lang),
+             "ratio_to_english": t("tok.col_ratio", lang)}
+    chart = chart.rename(columns=names)
+    return shown, gr.BarPlot(chart, x=names["bar"], y=names["tokens"], color=names["tokenizer"],
+                             sort=list(chart[names["bar"]]), x_title=" ", colors_in_legend=[],
+                             x_label_angle=-60, tooltip="all", height=CHART_HEIGHT)
+
+
+@guard
+def decode_ids(ids: str = "", tokenizers: list[str] | None = None, hub_ids: str = "",
+               request: gr.Request = None) -> str:
+    """Token ids (spaces or commas) → text, per tokenizer; ids outside a vocabulary are named."""
+    lang = request_lang(request)
+    if not (ids or "").strip():
+        warn("tok.err.bad_ids", request)
+        return ""
+    keys = load_tokenizers(selected_keys(tokenizers, hub_ids), lang, request)
+    return decoded_markdown(tk.decode_ids(ids, keys), lang)
+
+
+@guard
+def clip_window(text: str = "", request: gr.Request = None) -> str:
+    """CLIP's 77-token window for an image prompt, as HTML (the cut part greyed)."""
+    return clip_window_html(text, view_labels(request_lang(request)))
+
+
+# =============================================================================== wiring
+def wire(view: View, ctx: AppContext) -> None:
+    inputs = view.inputs
+    outputs = [view.views, view.stats]
     live = {"inputs": inputs, "outputs": outputs, "api_name": False, "concurrency_limit": None,
             "trigger_mode": "always_last", "show_progress": "hidden"}
-    run.click(tokenize, inputs=inputs, outputs=outputs, api_name="tokenize", concurrency_limit=None)
-    typed.click(refresh, **live)
-    for control in (selection, show_ids, special):
+    view.run.click(tokenize, inputs=inputs, outputs=outputs, api_name="tokenize", concurrency_limit=None)
+    view.typed.click(refresh, **live)
+    for control in (view.selection, view.show_ids, view.special):
         control.change(refresh, **live)
-    hub_ids.submit(tokenize, inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None)
-    preset.change(pick_preset, inputs=preset, outputs=[text, special], api_name=False,
-                  concurrency_limit=None).then(refresh, **live)
+    view.hub_ids.submit(tokenize, inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None)
+    view.preset.change(pick_preset, inputs=view.preset, outputs=[view.text, view.special], api_name=False,
+                       concurrency_limit=None).then(refresh, **live)
     ctx.on_language(lambda lang, *values: localised_views(lang, *values), inputs=inputs, outputs=outputs)
-    views.change(None, inputs=views, js="(html) => window.genaiTokenizer.show(html)", api_name=False)
-    lang_run.click(language_cost, inputs=[selection, hub_ids], outputs=[lang_table, lang_chart],
-                   api_name="language_cost", concurrency_limit=None)
-    decode_run.click(decode_ids, inputs=[ids_box, selection, hub_ids], outputs=decoded, api_name="decode_ids",
-                     concurrency_limit=None)
-    ids_box.submit(decode_ids, inputs=[ids_box, selection, hub_ids], outputs=decoded, api_name=False,
-                   concurrency_limit=None)
-
-    @guard
-    def clip_window(text: str = "", request: gr.Request = None) -> str:
-        """CLIP's 77-token window for an image prompt, as HTML (the cut part greyed)."""
-        return clip_window_html(text, view_labels(request_lang(request)))
-
+    view.views.change(None, inputs=view.views, js="(html) => window.genaiTokenizer.show(html)", api_name=False)
+    view.lang_run.click(language_cost, inputs=[view.selection, view.hub_ids],
+                        outputs=[view.lang_table, view.lang_chart], api_name="language_cost", concurrency_limit=None)
+    view.decode_run.click(decode_ids, inputs=[view.ids_box, view.selection, view.hub_ids], outputs=view.decoded,
+                          api_name="decode_ids", concurrency_limit=None)
+    view.ids_box.submit(decode_ids, inputs=[view.ids_box, view.selection, view.hub_ids], outputs=view.decoded,
+                        api_name=False, concurrency_limit=None)
     gr.api(clip_window, api_name="clip_window")
-    share_row(ctx, "tokenizers", api="tokenize", outputs={"views": views, "stats": stats},
+    share_row(ctx, "tokenizers", api="tokenize", outputs={"views": view.views, "stats": view.stats},
               card={"share.card.counts": "stats"}, title="text")
+
+
+def build(ctx: AppContext) -> None:
+    wire(layout(ctx), ctx)
     # after the tokenize row: a link to "?tab=tokenizers" opens the tab's first action, tokenize
     with gr.Accordion(I18N("emb.title"), open=False, elem_id="tok-embed") as embed_section:
-        build_embeddings(ctx, embed_section)
+        tokenizers_embeddings.build(ctx, embed_section)

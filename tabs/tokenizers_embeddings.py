@@ -4,6 +4,7 @@ words' similarity."""
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
@@ -19,6 +20,7 @@ from ui.share import share_row
 DEFAULT_QUERY, DEFAULT_OTHER = "chat", "chien"
 
 
+# =============================================================================== helpers
 def model_choices(ctx: AppContext) -> list[str]:
     cat = ctx.catalog
     ids = [cat.spec(r).id for r in ("base_llm", "instruct_llm", "quant_subject")]
@@ -73,9 +75,21 @@ def similarity_text(model: str, a: emb.Looked, b: emb.Looked, lang: str) -> str:
     return text
 
 
-def build_embeddings(ctx: AppContext, section: gr.Accordion) -> None:
-    """The accordion's controls and the ``embedding_view`` event (its own share row: a link opens
-    the accordion)."""
+# =============================================================================== layout
+@dataclass
+class View:
+    model: gr.Dropdown
+    query: gr.Textbox
+    other: gr.Textbox
+    k: gr.Slider
+    run: gr.Button
+    banner: gr.Markdown
+    vector: gr.HTML
+    table: gr.Dataframe
+    similarity: gr.Markdown
+
+
+def layout(ctx: AppContext) -> View:
     gr.Markdown(I18N("tok.embed_body"))
     gr.Markdown(I18N("emb.intro"))
     choices = model_choices(ctx)
@@ -93,6 +107,12 @@ def build_embeddings(ctx: AppContext, section: gr.Accordion) -> None:
     with gr.Row(equal_height=False):
         table = gr.Dataframe(interactive=False, label=I18N("emb.neighbours"), elem_id="emb-table", scale=3)
         similarity = gr.Markdown(elem_id="emb-similarity")
+    return View(model, query, other, k, run, banner, vector, table, similarity)
+
+
+# =============================================================================== handlers
+def embedding_view_for(ctx: AppContext):
+    choices = model_choices(ctx)
 
     @guard
     def embedding_view(model: str = "", query: str = DEFAULT_QUERY, other: str = "", k: float = 10,
@@ -112,12 +132,24 @@ def build_embeddings(ctx: AppContext, section: gr.Accordion) -> None:
         banner_update = gr.Markdown(t("emb.noise", lang), visible=True) if noise else gr.Markdown("", visible=False)
         return banner_update, shown, neighbours_table(model, looked, int(k or 10), lang), sim
 
-    inputs, outputs = [model, query, other, k], [banner, vector, table, similarity]
-    run.click(embedding_view, inputs=inputs, outputs=outputs, api_name="embedding_view", concurrency_limit=None)
-    for box in (query, other):
+    return embedding_view
+
+
+# =============================================================================== wiring
+def wire(view: View, ctx: AppContext, section: gr.Accordion) -> None:
+    embedding_view = embedding_view_for(ctx)
+    inputs = [view.model, view.query, view.other, view.k]
+    outputs = [view.banner, view.vector, view.table, view.similarity]
+    view.run.click(embedding_view, inputs=inputs, outputs=outputs, api_name="embedding_view", concurrency_limit=None)
+    for box in (view.query, view.other):
         box.submit(embedding_view, inputs=inputs, outputs=outputs, api_name=False, concurrency_limit=None)
     share_row(ctx, "tokenizers", api="embedding_view",
-              outputs={"vector": vector, "table": table, "similarity": similarity},
+              outputs={"vector": view.vector, "table": view.table, "similarity": view.similarity},
               card={"emb.card": "table"}, title=lambda v: f"{v.get('query')} · {v.get('other')} · {v.get('model')}",
               on_restore=(lambda inputs, lang: (gr.Accordion(open=True),), [section]))
 
+
+def build(ctx: AppContext, section: gr.Accordion) -> None:
+    """The accordion's controls and the ``embedding_view`` event (its own share row: a link opens
+    the accordion)."""
+    wire(layout(ctx), ctx, section)

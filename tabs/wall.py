@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 
 import gradio as gr
 
@@ -35,11 +36,80 @@ FULLSCREEN_JS = "() => { document.getElementById('wall-panel')?.requestFullscree
 BASE_URL_JS = "(room, key, base) => [room, key, window.location.origin + window.location.pathname]"
 
 
-def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
-    reg = registry(ctx)
-    reg.shared_fields()
-    wall, store = reg.sharing.wall, reg.sharing.store
+SCREEN = ("banner", "cards", "controls", "entry", "left", "right", "close", "reopen", "seen")  # what render() sets
 
+
+# =============================================================================== helpers
+def render(wall, store, room: str, key: str, lang: str, seen_key: str = "") -> list:
+    """The wall's components for ``room`` (skipped when nothing changed since ``seen_key``), in the
+    order of :data:`SCREEN`."""
+    code = normalize_code(room) if (room or "").strip() else ""
+    version = wall.version(code) if code else None
+    if version is None:
+        return [room_banner(None, lang), "", gr.Group(visible=False)] + [gr.skip()] * 5 + [""]
+    teacher = wall.is_teacher(code, key)
+    signature = f"{code}|{version}|{teacher}|{lang}"
+    if signature == seen_key:
+        return [gr.skip()] * len(SCREEN)
+    entries = wall.entries(code, include_hidden=teacher)
+    choices = entry_choices(entries, lang)
+    room_now = wall.room(code)
+    closed = room_now.closed is not None
+    return [room_banner(room_now, lang, teacher), cards_html(entries, lang, store),
+            gr.Group(visible=teacher), gr.Dropdown(choices=choices), gr.Dropdown(choices=choices),
+            gr.Dropdown(choices=choices), gr.Button(visible=not closed), gr.Button(visible=closed), signature]
+
+
+def pick(wall, room: str, key: str, num) -> Entry:
+    if num is None:
+        raise UserError("wall.err.pick_entry")
+    return wall.entry(room, int(num), include_hidden=wall.is_teacher(room, key))
+
+
+# =============================================================================== layout
+@dataclass
+class View:
+    room_box: gr.Textbox
+    name_box: gr.Textbox
+    join: gr.Button
+    join_status: gr.Markdown
+    teacher_panel: gr.Accordion
+    title_box: gr.Textbox
+    open_btn: gr.Button
+    key_box: gr.Textbox
+    teacher_link: gr.Textbox
+    show_link: gr.Button
+    student_link: gr.Textbox
+    banner: gr.HTML
+    fullscreen: gr.Button
+    cards: gr.HTML
+    controls: gr.Group
+    entry: gr.Dropdown
+    hide: gr.Button
+    pin: gr.Button
+    close: gr.Button
+    reopen: gr.Button
+    export: gr.Button
+    confirm: gr.Row
+    close_yes: gr.Button
+    close_no: gr.Button
+    export_file: gr.File
+    base_url: gr.Textbox
+    left: gr.Dropdown
+    right: gr.Dropdown
+    compare_btn: gr.Button
+    compare_out: gr.HTML
+    timer: gr.Timer
+    seen: gr.State
+
+    @property
+    def screen(self) -> list:
+        """The components :func:`render` sets."""
+        return [getattr(self, name) for name in SCREEN]
+
+
+def layout(ctx: AppContext) -> View:
+    reg = registry(ctx)
     gr.Markdown(I18N("wall.intro"), elem_classes="tab-intro")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
@@ -66,6 +136,24 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
             fullscreen = gr.Button(I18N("wall.fullscreen"), size="sm", scale=0, min_width=150,
                                    elem_id="wall-fullscreen")
         cards = gr.HTML(elem_id="wall-cards")
+    teacher = _layout_teacher_controls()
+    with gr.Accordion(I18N("wall.compare"), open=False, elem_id="wall-compare"):
+        with gr.Row(equal_height=True):
+            left = gr.Dropdown([], value=None, label=I18N("wall.compare_left"), elem_id="wall-left")
+            right = gr.Dropdown([], value=None, label=I18N("wall.compare_right"), elem_id="wall-right")
+            compare_btn = gr.Button(I18N("wall.compare_run"), elem_id="wall-compare-run", scale=0, min_width=150)
+        compare_out = gr.HTML(elem_id="wall-compare-out")
+    timer = gr.Timer(REFRESH_S, active=False)
+    seen = gr.State("")
+    return View(room_box=room_box, name_box=name_box, join=join, join_status=join_status,
+                teacher_panel=teacher_panel, title_box=title_box, open_btn=open_btn, key_box=key_box,
+                teacher_link=teacher_link, show_link=show_link, student_link=student_link, banner=banner,
+                fullscreen=fullscreen, cards=cards, **teacher, left=left, right=right, compare_btn=compare_btn,
+                compare_out=compare_out, timer=timer, seen=seen)
+
+
+def _layout_teacher_controls() -> dict:
+    """Under the wall, for the teacher only: pick an entry, hide, pin, close (asked first), export."""
     with gr.Group(visible=False, elem_id="wall-controls") as controls:
         with gr.Row(equal_height=True):
             entry = gr.Dropdown([], value=None, label=I18N("wall.entry"), elem_id="wall-entry", scale=2)
@@ -81,43 +169,27 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         export_file = gr.File(label=I18N("wall.export_file"), interactive=False, visible=False,
                               elem_id="wall-export-file")
         base_url = gr.Textbox(visible=False)
-    with gr.Accordion(I18N("wall.compare"), open=False, elem_id="wall-compare"):
-        with gr.Row(equal_height=True):
-            left = gr.Dropdown([], value=None, label=I18N("wall.compare_left"), elem_id="wall-left")
-            right = gr.Dropdown([], value=None, label=I18N("wall.compare_right"), elem_id="wall-right")
-            compare_btn = gr.Button(I18N("wall.compare_run"), elem_id="wall-compare-run", scale=0, min_width=150)
-        compare_out = gr.HTML(elem_id="wall-compare-out")
-    timer = gr.Timer(REFRESH_S, active=False)
-    seen = gr.State("")
+    return dict(controls=controls, entry=entry, hide=hide, pin=pin, close=close, reopen=reopen, export=export,
+                confirm=confirm, close_yes=close_yes, close_no=close_no, export_file=export_file, base_url=base_url)
 
-    view = [banner, cards, controls, entry, left, right, close, reopen, seen]
 
-    def render(room: str, key: str, lang: str, seen_key: str = "") -> list:
-        """The wall's components for ``room`` (skipped when nothing changed since ``seen_key``)."""
-        code = normalize_code(room) if (room or "").strip() else ""
-        version = wall.version(code) if code else None
-        if version is None:
-            return [room_banner(None, lang), "", gr.Group(visible=False)] + [gr.skip()] * 5 + [""]
-        teacher = wall.is_teacher(code, key)
-        signature = f"{code}|{version}|{teacher}|{lang}"
-        if signature == seen_key:
-            return [gr.skip()] * len(view)
-        entries = wall.entries(code, include_hidden=teacher)
-        choices = entry_choices(entries, lang)
-        room_now = wall.room(code)
-        closed = room_now.closed is not None
-        return [room_banner(room_now, lang, teacher), cards_html(entries, lang, store),
-                gr.Group(visible=teacher), gr.Dropdown(choices=choices), gr.Dropdown(choices=choices),
-                gr.Dropdown(choices=choices), gr.Button(visible=not closed), gr.Button(visible=closed), signature]
-
+# =============================================================================== handlers
+# Each is made from the app's class wall and result store (``reg.sharing``: ui/share.py).
+def restore_hook_for(wall, store):
     def restore_hook(room: str, teacher: str, lang: str, show: bool) -> list:
-        return [teacher or gr.skip(), gr.Timer(active=bool(show and room))] + render(room, teacher, lang)
+        return [teacher or gr.skip(), gr.Timer(active=bool(show and room))] + render(wall, store, room, teacher, lang)
 
-    reg.wall_hook = (restore_hook, [key_box, timer] + view)
+    return restore_hook
 
+
+def refresh_for(wall, store):
     def refresh(room: str, key: str, seen_key: str, request: gr.Request):
-        return render(room, key, request_lang(request), seen_key)
+        return render(wall, store, room, key, request_lang(request), seen_key)
 
+    return refresh
+
+
+def join_room_for(wall, store):
     @guard
     def join_room(room: str, name: str, key: str, state: dict | None, request: gr.Request = None):
         lang = request_lang(request)
@@ -126,8 +198,12 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
             clean_name(name, wall.limits.name_chars)
         message = t("wall.joined", lang, room=found.code, n=found.entries)
         saved = {**(state or {}), "room": found.code, "name": (name or "").strip()}
-        return [found.code, message, saved, gr.Timer(active=True)] + render(found.code, key, lang)
+        return [found.code, message, saved, gr.Timer(active=True)] + render(wall, store, found.code, key, lang)
 
+    return join_room
+
+
+def open_room_for(wall, store):
     @guard
     def open_room(title: str, state: dict | None, request: gr.Request = None):
         lang = request_lang(request)
@@ -135,39 +211,61 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         saved = {**(state or {}), "room": code, "teacher": token, "teacher_room": code}
         opened = t("wall.opened", lang, room=code)
         # the panel that holds the secret folds itself: the projected wall shows the code, never the key
-        return [code, token, opened, saved, gr.Timer(active=True), gr.Accordion(open=False)] + render(code, token, lang)
+        return ([code, token, opened, saved, gr.Timer(active=True), gr.Accordion(open=False)]
+                + render(wall, store, code, token, lang))
 
-    def pick(room: str, key: str, num) -> Entry:
-        if num is None:
-            raise UserError("wall.err.pick_entry")
-        return wall.entry(room, int(num), include_hidden=wall.is_teacher(room, key))
+    return open_room
 
+
+def toggle_hidden_for(wall, store):
     @guard
     def toggle_hidden(room: str, key: str, num, request: gr.Request = None):
-        current = pick(room, key, num)
+        current = pick(wall, room, key, num)
         wall.set_hidden(room, key, current.num, not current.hidden)
-        return render(room, key, request_lang(request))
+        return render(wall, store, room, key, request_lang(request))
 
+    return toggle_hidden
+
+
+def toggle_pinned_for(wall, store):
     @guard
     def toggle_pinned(room: str, key: str, num, request: gr.Request = None):
-        current = pick(room, key, num)
+        current = pick(wall, room, key, num)
         wall.set_pinned(room, key, current.num, not current.pinned)
-        return render(room, key, request_lang(request))
+        return render(wall, store, room, key, request_lang(request))
 
+    return toggle_pinned
+
+
+def close_room_for(wall, store):
     @guard
     def close_room(room: str, key: str, request: gr.Request = None):
         wall.close(room, key)
-        return [gr.Row(visible=False)] + render(room, key, request_lang(request))
+        return [gr.Row(visible=False)] + render(wall, store, room, key, request_lang(request))
 
+    return close_room
+
+
+def reopen_room_for(wall, store):
     @guard
     def reopen_room(room: str, key: str, request: gr.Request = None):
         wall.reopen(room, key)
-        return render(room, key, request_lang(request))
+        return render(wall, store, room, key, request_lang(request))
 
+    return reopen_room
+
+
+def compare_entries_for(wall, store):
     @guard
     def compare_entries(room: str, key: str, a, b, request: gr.Request = None) -> str:
         lang = request_lang(request)
-        return compare_html(pick(room, key, a), pick(room, key, b), lang, store)
+        return compare_html(pick(wall, room, key, a), pick(wall, room, key, b), lang, store)
+
+    return compare_entries
+
+
+def wall_export_for(reg):
+    wall = reg.sharing.wall
 
     @guard
     def wall_export(room: str, teacher_token: str, base_url: str = "", request: gr.Request = None) -> str:
@@ -182,47 +280,21 @@ def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
         folder = tempfile.mkdtemp(prefix="wall-export-")
         return str(export_zip(wall, room, teacher_token, folder, names, lambda key: t(key, lang), labels, base_url))
 
-    teacher_args = dict(api_name=False, concurrency_limit=None)
-    room_key = [room_box, key_box]
-    join.click(join_room, inputs=[room_box, name_box, key_box, reg.browser],
-               outputs=[room_box, join_status, reg.browser, timer] + view, **teacher_args)
-    room_box.submit(join_room, inputs=[room_box, name_box, key_box, reg.browser],
-                    outputs=[room_box, join_status, reg.browser, timer] + view, **teacher_args)
-    open_btn.click(open_room, inputs=[title_box, reg.browser],
-                   outputs=[room_box, key_box, join_status, reg.browser, timer, teacher_panel] + view, **teacher_args
-                   ).success(None, inputs=room_key, outputs=[teacher_link, student_link], js=TEACHER_LINK_JS)
-    key_box.change(None, inputs=room_key, outputs=[teacher_link, student_link], js=TEACHER_LINK_JS)
-    show_link.click(None, js=SHOW_SECRET_JS)
-    timer.tick(refresh, inputs=room_key + [seen], outputs=view, api_name=False, concurrency_limit=None,
-               show_progress="hidden")
-    key_box.change(refresh, inputs=room_key + [seen], outputs=view, api_name=False, concurrency_limit=None,
-                   show_progress="hidden")
-    hide.click(toggle_hidden, inputs=room_key + [entry], outputs=view, **teacher_args)
-    pin.click(toggle_pinned, inputs=room_key + [entry], outputs=view, **teacher_args)
-    # closing asks first (a second button, beside a question); the teacher can reopen
-    close.click(lambda: gr.Row(visible=True), outputs=confirm, api_name=False, queue=False)
-    close_no.click(lambda: gr.Row(visible=False), outputs=confirm, api_name=False, queue=False)
-    close_yes.click(close_room, inputs=room_key, outputs=[confirm] + view, **teacher_args)
-    reopen.click(reopen_room, inputs=room_key, outputs=view, **teacher_args)
-    export.click(wall_export, inputs=room_key + [base_url], outputs=export_file, js=BASE_URL_JS,
-                 api_name="wall_export", concurrency_limit=None
-                 ).success(lambda: gr.File(visible=True), outputs=export_file, api_name=False, queue=False)
-    compare_btn.click(compare_entries, inputs=room_key + [left, right], outputs=compare_out, **teacher_args)
-    fullscreen.click(None, js=FULLSCREEN_JS)
-    if tab is not None and isinstance(tab.parent, gr.Tabs):
-        def on_tab(room: str, key: str, evt: gr.SelectData, request: gr.Request):
-            shown = (getattr(evt, "_data", None) or {}).get("id") == tab.id
-            updates = render(room, key, request_lang(request)) if shown else [gr.skip()] * len(view)
-            return [gr.Timer(active=shown and bool((room or "").strip()))] + updates
-
-        tab.parent.select(on_tab, inputs=room_key, outputs=[timer] + view, api_name=False, concurrency_limit=None,
-                          show_progress="hidden")
-    _api(reg)
+    return wall_export
 
 
-def _api(reg) -> None:
+def on_tab_for(wall, store, tab: gr.Tab):
+    def on_tab(room: str, key: str, evt: gr.SelectData, request: gr.Request):
+        shown = (getattr(evt, "_data", None) or {}).get("id") == tab.id
+        updates = render(wall, store, room, key, request_lang(request)) if shown else [gr.skip()] * len(SCREEN)
+        return [gr.Timer(active=shown and bool((room or "").strip()))] + updates
+
+    return on_tab
+
+
+def wall_api_for(reg) -> list[tuple]:
     """``/wall_open_room``, ``/wall_post``, ``/wall``, ``/wall_hide``, ``/wall_pin``, ``/wall_close``,
-    ``/wall_reopen``."""
+    ``/wall_reopen``: (function, API name) pairs."""
     wall = reg.sharing.wall
 
     @guard
@@ -270,7 +342,55 @@ def _api(reg) -> None:
         r = wall.reopen(room, teacher_token)
         return {"room": r.code, "closed": False, "entries": r.entries}
 
-    for fn, name in ((wall_open_room, "wall_open_room"), (wall_post, "wall_post"), (wall_read, "wall"),
-                     (wall_hide, "wall_hide"), (wall_pin, "wall_pin"), (wall_close, "wall_close"),
-                     (wall_reopen, "wall_reopen")):
+    return [(wall_open_room, "wall_open_room"), (wall_post, "wall_post"), (wall_read, "wall"),
+            (wall_hide, "wall_hide"), (wall_pin, "wall_pin"), (wall_close, "wall_close"),
+            (wall_reopen, "wall_reopen")]
+
+
+# =============================================================================== wiring
+def wire(view: View, ctx: AppContext, tab: gr.Tab | None = None) -> None:
+    reg = registry(ctx)
+    wall, store = reg.sharing.wall, reg.sharing.store
+    screen = view.screen
+    reg.wall_hook = (restore_hook_for(wall, store), [view.key_box, view.timer] + screen)
+    join_room, refresh = join_room_for(wall, store), refresh_for(wall, store)
+    teacher_args = dict(api_name=False, concurrency_limit=None)
+    room_key = [view.room_box, view.key_box]
+    view.join.click(join_room, inputs=[view.room_box, view.name_box, view.key_box, reg.browser],
+                    outputs=[view.room_box, view.join_status, reg.browser, view.timer] + screen, **teacher_args)
+    view.room_box.submit(join_room, inputs=[view.room_box, view.name_box, view.key_box, reg.browser],
+                         outputs=[view.room_box, view.join_status, reg.browser, view.timer] + screen, **teacher_args)
+    view.open_btn.click(open_room_for(wall, store), inputs=[view.title_box, reg.browser],
+                        outputs=[view.room_box, view.key_box, view.join_status, reg.browser, view.timer,
+                                 view.teacher_panel] + screen, **teacher_args
+                        ).success(None, inputs=room_key, outputs=[view.teacher_link, view.student_link],
+                                  js=TEACHER_LINK_JS)
+    view.key_box.change(None, inputs=room_key, outputs=[view.teacher_link, view.student_link], js=TEACHER_LINK_JS)
+    view.show_link.click(None, js=SHOW_SECRET_JS)
+    view.timer.tick(refresh, inputs=room_key + [view.seen], outputs=screen, api_name=False, concurrency_limit=None,
+                    show_progress="hidden")
+    view.key_box.change(refresh, inputs=room_key + [view.seen], outputs=screen, api_name=False,
+                        concurrency_limit=None, show_progress="hidden")
+    view.hide.click(toggle_hidden_for(wall, store), inputs=room_key + [view.entry], outputs=screen, **teacher_args)
+    view.pin.click(toggle_pinned_for(wall, store), inputs=room_key + [view.entry], outputs=screen, **teacher_args)
+    # closing asks first (a second button, beside a question); the teacher can reopen
+    view.close.click(lambda: gr.Row(visible=True), outputs=view.confirm, api_name=False, queue=False)
+    view.close_no.click(lambda: gr.Row(visible=False), outputs=view.confirm, api_name=False, queue=False)
+    view.close_yes.click(close_room_for(wall, store), inputs=room_key, outputs=[view.confirm] + screen, **teacher_args)
+    view.reopen.click(reopen_room_for(wall, store), inputs=room_key, outputs=screen, **teacher_args)
+    view.export.click(wall_export_for(reg), inputs=room_key + [view.base_url], outputs=view.export_file,
+                      js=BASE_URL_JS, api_name="wall_export", concurrency_limit=None
+                      ).success(lambda: gr.File(visible=True), outputs=view.export_file, api_name=False, queue=False)
+    view.compare_btn.click(compare_entries_for(wall, store), inputs=room_key + [view.left, view.right],
+                           outputs=view.compare_out, **teacher_args)
+    view.fullscreen.click(None, js=FULLSCREEN_JS)
+    if tab is not None and isinstance(tab.parent, gr.Tabs):
+        tab.parent.select(on_tab_for(wall, store, tab), inputs=room_key, outputs=[view.timer] + screen, api_name=False,
+                          concurrency_limit=None, show_progress="hidden")
+    for fn, name in wall_api_for(reg):
         gr.api(fn, api_name=name)
+
+
+def build(ctx: AppContext, tab: gr.Tab | None = None) -> None:
+    registry(ctx).shared_fields()
+    wire(layout(ctx), ctx, tab)

@@ -102,3 +102,49 @@ def test_the_rules_catch_an_upward_import(tmp_path):
     rules = allowed("engine.models")
     assert "engine.serving" not in rules and "engine.runtime" in rules
     assert allowed("engine.gpu_tasks") is None
+
+
+
+# ------------------------------------------------------------------------------------------ tabs
+TABS = ROOT / "tabs"
+LONGEST_TAB_FUNCTION = 80  # lines: a tab is a layout, named handlers and their wiring (tabs/__init__.py)
+
+
+def long_functions(source: str, limit: int = LONGEST_TAB_FUNCTION) -> list[tuple[str, int, int]]:
+    """(name, line, length) of every function in ``source`` (nested ones included) longer than
+    ``limit`` lines, its decorators counted."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            length = node.end_lineno - start + 1
+            if length > limit:
+                found.append((node.name, node.lineno, length))
+    return found
+
+
+def test_no_function_in_tabs_is_over_80_lines():
+    too_long = [f"tabs/{path.name}:{line} {name} ({length} lines)" for path in sorted(TABS.glob("*.py"))
+                for name, line, length in long_functions(path.read_text())]
+    assert too_long == []
+
+
+def test_the_length_check_sees_nested_functions():
+    body = "\n".join(f"        x{i} = {i}" for i in range(LONGEST_TAB_FUNCTION))
+    source = f"def build():\n    def handler():\n{body}\n    return handler\n"
+    assert [(name, length) for name, _, length in long_functions(source)] == [("build", 83), ("handler", 81)]
+    assert long_functions(source, 83) == []
+
+
+def test_every_tab_module_has_the_same_parts():
+    """tabs/__init__.py, "How a tab is written": a View, its layout, the wiring and build, in that order."""
+    wrong = []
+    for path in sorted(TABS.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text())
+        order = [node.name for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef))
+                 and node.name in ("View", "layout", "wire", "build")]
+        if order != ["View", "layout", "wire", "build"]:
+            wrong.append(f"tabs/{path.name}: {order}")
+    assert wrong == []

@@ -194,7 +194,7 @@ def test_concurrent_comparisons_overlap_and_speak_their_language(app_url):
 
 # ============================================================================ 2. bits slider
 def test_bits_slider_follows_the_method():
-    from tabs.quantization import DEFAULT_METHOD, method_controls
+    from tabs.quantization_weights import DEFAULT_METHOD, method_controls
     from engine.quantization import weights
 
     assert weights.METHODS[DEFAULT_METHOD].fixed_bits is None  # dragging 1 → 8 changes something
@@ -209,7 +209,7 @@ def test_bits_slider_follows_the_method():
 
 
 def test_bits_change_the_default_methods_error(client):
-    from tabs.quantization import DEFAULT_METHOD
+    from tabs.quantization_weights import DEFAULT_METHOD
 
     summaries = [client.predict(source="synthetic", model="", layer="", method=DEFAULT_METHOD, bits=b, block_size="64",
                                 outliers=8, api_name="/quantize_weights")[1] for b in (1, 8)]
