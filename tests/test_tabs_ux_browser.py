@@ -156,7 +156,12 @@ def test_images_preview_then_stream_and_grids_keep_clear(page):
     done = next(i for i, text in enumerate(seen) if "FLUX.1 schnell · 2 steps" in text)
     assert preview < done  # the preview was on screen before the finished image
     assert any("SDXL Turbo · 1 step" in text and "FLUX.1" not in text for text in seen[:preview])  # image 1 alone first
-    # nothing Gradio draws sits over the grid's headers (its label used to cover the first column's)
+    # nothing Gradio draws sits over the grid's headers (its label used to cover the first column's), once the
+    # run has ended (its button usable again) and the grid's alt text set (the event after it): while a run goes
+    # on, its progress is drawn over the grid on purpose
+    page.wait_for_selector("#img-run:not([disabled])", timeout=LONG)
+    page.wait_for_function("(document.querySelector('#img-grid img') || {}).alt", timeout=LONG)
+    page.wait_for_function("!document.querySelector('#img-grid .pending, #img-grid .generating')", timeout=LONG)
     covered = page.evaluate("""() => {
         const g = document.querySelector('#img-grid'), r = g.querySelector('img').getBoundingClientRect();
         return [...g.querySelectorAll('*')].filter(e => e.tagName !== 'IMG' && e.offsetParent && !e.contains(g.querySelector('img'))

@@ -15,8 +15,14 @@ def open_fragility(page) -> None:
 
 
 def set_number(page, selector: str, value: int) -> None:
-    page.fill(f"{selector} input[type=number]", str(value))
+    """Type ``value`` in a slider's number box and leave it, as a student does (the box shows a
+    localized twin once left: wait until the slider itself holds the value)."""
+    box = page.locator(f"{selector} input[type=number]")
+    box.fill(str(value))
     page.keyboard.press("Enter")
+    box.blur()
+    page.wait_for_function("([s, v]) => document.querySelector(s + ' input[type=range]')?.value === v",
+                           arg=[selector, str(value)], timeout=LONG)
 
 
 def test_ama_shows_each_chain_its_calls_and_the_vote(page):
@@ -76,7 +82,9 @@ def test_fragility_chart_prompts_link_and_stop_in_french(browser, app_url):
         other.wait_for_selector("#share-banner", state="visible", timeout=LONG)
         other.wait_for_selector("#tech-frag-prompts details", state="visible", timeout=LONG)
         assert other.locator("#tech-frag-prompts details").count() == 6
-        assert text_of(other, "#tech-frag-status") == status
+        # the restored status, once the restore's own progress text has gone
+        other.wait_for_function("([s, x]) => (document.querySelector(s) || {}).innerText === x",
+                                arg=["#tech-frag-status", status], timeout=LONG)
         assert other.locator("#tech-frag-variants input[type=number]").input_value() == "6"
         other.context.close()
         # a long experiment: Stop ends it and keeps the problems that ran with every variant
