@@ -13,7 +13,7 @@ def test_base_vs_instruct_streams_both_panes(page):
     page.locator("#bvi-probs input").check()
     page.click("#bvi-run")
     for side in ("base", "instruct"):
-        page.wait_for_function(f"document.querySelector('#bvi-{side}-stats').innerText.includes('token limit')",
+        page.wait_for_function(f"document.querySelector('#bvi-{side}-stats')?.innerText?.includes('token limit')",
                                timeout=LONG)
         assert page.locator(f"#bvi-{side}-output .tok-p").count() > 5
     assert "tiny/mistral-instruct" in page.inner_text("#bvi-instruct-header")
@@ -28,11 +28,11 @@ def test_empty_prompt_shows_a_warning_toast(page):
 def test_quantization_weights_planner_and_live(page):
     open_tab(page, "quantization")
     page.click("#quant-w-run")
-    page.wait_for_function("document.querySelector('#quant-w-table') && document.querySelector('#quant-w-table').innerText.includes('SNR')",
+    page.wait_for_function("document.querySelector('#quant-w-table') && document.querySelector('#quant-w-table')?.innerText?.includes('SNR')",
                            timeout=LONG)
     page.click("#quant-planner-button")
     page.click("#quant-p-run")
-    page.wait_for_function("document.querySelector('#quant-p-summary').innerText.includes('14.5 GB')", timeout=LONG)
+    page.wait_for_function("document.querySelector('#quant-p-summary')?.innerText?.includes('14.5 GB')", timeout=LONG)
     assert "14.48" in page.inner_text("#quant-p-table")  # Mistral 7B in 16 bits
     page.click("#quant-live-button")
     page.click("#quant-l-run")
@@ -51,7 +51,7 @@ def test_techniques_self_consistency_shows_every_path_and_the_vote(page):
     page.locator("#tech-technique label", has_text="Self-consistency").click()
     page.click("#tech-run")
     page.wait_for_selector("#tech-vote-chart", timeout=LONG)
-    page.wait_for_function("document.querySelector('#tech-result').innerText.includes('Self-consistency')",
+    page.wait_for_function("document.querySelector('#tech-result')?.innerText?.includes('Self-consistency')",
                            timeout=LONG)
     result = page.inner_text("#tech-result")
     assert "5 calls in 1 batched generation" in result and "Expected: 62" in result
@@ -74,7 +74,7 @@ def test_image_grid_is_labelled_per_model(page):
 
 def test_about_panel(page):
     open_tab(page, "about")
-    page.wait_for_function("document.querySelector('#about-overview').innerText.includes('tiny')", timeout=LONG)
+    page.wait_for_function("document.querySelector('#about-overview')?.innerText?.includes('tiny')", timeout=LONG)
     roles = page.inner_text("#about-roles")
     for role in ("base_llm", "instruct_llm", "quant_subject", "sdxl_turbo", "sdxl_base", "flux_schnell", "flux_dev"):
         assert role in roles, role

@@ -102,7 +102,7 @@ def test_presentation_mode_is_readable_from_the_back_and_remembered(browser, app
         # the techniques tab: the answer, the verdict, the extracted answer, the prompt after the template
         page.click("#tab-techniques-button")
         page.click("#tech-run")
-        page.wait_for_function("(n) => document.querySelector('#tech-result').innerText.includes(n)",
+        page.wait_for_function("(n) => document.querySelector('#tech-result')?.innerText?.includes(n)",
                                arg=t("tech.name.zero_shot", "fr"), timeout=LONG)
         page.wait_for_selector("#tech-calls .tech-extract", timeout=LONG)
         measured = sizes(page, TECHNIQUE_TEXTS)
@@ -446,7 +446,7 @@ def test_no_image_without_alt_text(browser, app_url, client):
         page.locator("#wall-room textarea, #wall-room input").first.fill(room)
         page.locator("#wall-name textarea, #wall-name input").first.fill("Zoé")
         page.click("#wall-join")
-        page.wait_for_function(f"document.querySelector('#wall-join-status').innerText.includes('{room}')", timeout=LONG)
+        page.wait_for_function(f"document.querySelector('#wall-join-status')?.innerText?.includes('{room}')", timeout=LONG)
         open_tab(page, "image_prompting")
         page.fill("#img-prompt textarea", "un renard roux dans la neige")
         page.click("#img-run")
@@ -455,7 +455,7 @@ def test_no_image_without_alt_text(browser, app_url, client):
         alt = page.get_attribute("#img-grid img", "alt")
         assert "renard roux" in alt and "SDXL Turbo" in alt and "42" in alt
         page.click("#share-generate_images-send")
-        page.wait_for_function("document.querySelector('#share-generate_images-status').innerText.includes('n°')",
+        page.wait_for_function("document.querySelector('#share-generate_images-status')?.innerText?.includes('n°')",
                                timeout=LONG)
         open_tab(page, "wall")
         page.wait_for_selector("#wall-cards .wall-card img", timeout=LONG)
@@ -575,7 +575,7 @@ def test_french_numbers_in_boxes_charts_messages_links_and_the_wall(browser, app
         # a link's restored table
         page.goto(f"{app_url}?lang=fr&x={shared['id']}")
         page.wait_for_selector("#share-banner", state="visible", timeout=LONG)
-        page.wait_for_function("document.querySelector('#tok-stats').innerText.includes('Tekken')", timeout=LONG)
+        page.wait_for_function("document.querySelector('#tok-stats')?.innerText?.includes('Tekken')", timeout=LONG)
         cells = page.evaluate(SHOWN_NUMBERS, "#tok-stats td")
         assert "2,65" in " ".join(cells) and "131\u202f072" in " ".join(cells) and not english_numbers(cells), cells
         # the wall's cards, and two of them compared side by side

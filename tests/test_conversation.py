@@ -296,14 +296,14 @@ def test_a_conversation_in_the_page(browser, app_url, client, lang):
             _box(page, elem_id).fill(value)
         open_tab(page, "base_vs_instruct")
         page.click("#share-compare-send")
-        page.wait_for_function(f"document.querySelector('#share-compare-status').innerText.includes('{room}')",
+        page.wait_for_function(f"document.querySelector('#share-compare-status')?.innerText?.includes('{room}')",
                                timeout=LONG)
         card = client.predict(room, api_name="/wall")["entries"][0]
         assert card["title"] == f"{Q1} → {Q2}"
         base_part, instruct_part = [p["text"] for p in card["card"]["parts"]]
         assert base_part.startswith(f"🧑 {Q1}\n🤖 ") and f"\n\n🧑 {Q2}\n🤖 " in instruct_part
         open_tab(page, "wall")
-        page.wait_for_function("(q) => document.querySelector('#wall-cards').innerText.includes(q)", arg=Q2,
+        page.wait_for_function("(q) => document.querySelector('#wall-cards')?.innerText?.includes(q)", arg=Q2,
                                timeout=LONG)
         open_tab(page, "base_vs_instruct")
 

@@ -173,7 +173,7 @@ def test_embedding_view_in_french_and_screenshot(browser, app_url):
         page.wait_for_function(box % "anticonstitutionnellement", timeout=LONG)
         page.click("#emb-run")
         _wait_or_explain(page, "document.querySelectorAll('#emb-vector .emb-strip').length === 2")
-        page.wait_for_function("document.querySelector('#emb-similarity').innerText.includes('6 tokens')",
+        page.wait_for_function("document.querySelector('#emb-similarity')?.innerText?.includes('6 tokens')",
                                timeout=LONG)
         assert "bruit" in page.inner_text("#emb-banner")  # random weights: the banner says so
         assert "norme" in page.inner_text("#emb-vector") and "cosinus" in page.inner_text("#emb-table")
@@ -191,7 +191,7 @@ def test_embedding_view_in_french_and_screenshot(browser, app_url):
         assert t("emb.err_id_range", "fr", id=99999, model=MODEL, last=31999) in page.inner_text(".toast-body")
         page.locator("#emb-query input, #emb-query textarea").first.fill("Paris")
         page.click("#emb-run")
-        page.wait_for_function("document.querySelector('#emb-vector').innerText.includes('Paris')", timeout=LONG)
+        page.wait_for_function("document.querySelector('#emb-vector')?.innerText?.includes('Paris')", timeout=LONG)
         # presentation mode: the words, the similarity and the strip readable from the back of the room
         page.locator("#presentation-toggle input").check()
         sizes = page.evaluate("[getComputedStyle(document.querySelector('.emb-head')).fontSize, "
@@ -205,7 +205,7 @@ def test_embedding_view_in_french_and_screenshot(browser, app_url):
                                timeout=LONG)
         assert page.locator("#emb-run").is_visible()  # the accordion is open
         page.click("#share-run-again")
-        page.wait_for_function("document.querySelector('#emb-similarity').innerText.includes('cos(Paris, chat)')",
+        page.wait_for_function("document.querySelector('#emb-similarity')?.innerText?.includes('cos(Paris, chat)')",
                                timeout=LONG)
         assert "Paris" in page.inner_text("#emb-table")  # the nearest token to a word is its own
     finally:

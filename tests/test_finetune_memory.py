@@ -220,12 +220,12 @@ def test_finetune_section_in_french_link_and_screenshot(browser, app_url, client
         open_tab(page, "quantization")
         page.click("#quant-planner-button")
         # filled when the tab opens, in French: the default QLoRA plan and the course's rows
-        page.wait_for_function("document.querySelector('#ft-summary').innerText.includes('Pic d')", timeout=LONG)
-        page.wait_for_function("document.querySelector('#ft-course').innerText.includes('QLoRA')", timeout=LONG)
+        page.wait_for_function("document.querySelector('#ft-summary')?.innerText?.includes('Pic d')", timeout=LONG)
+        page.wait_for_function("document.querySelector('#ft-course')?.innerText?.includes('QLoRA')", timeout=LONG)
         assert "poids" in page.inner_text("#ft-table") and "Go" in page.inner_text("#ft-table")
         # full fine-tuning: the weights switch to a trainable precision, the LoRA controls are disabled
         page.locator("#ft-method label", has_text=t("ft.method_full", "fr")).click()
-        page.wait_for_function("document.querySelector('#ft-summary').innerText.includes(%r)"
+        page.wait_for_function("document.querySelector('#ft-summary')?.innerText?.includes(%r)"
                                % t("ft.method_full", "fr"), timeout=LONG)
         assert page.locator("#ft-precision input").input_value() == t("ft.prec_fp32", "fr")
         assert page.locator("#ft-rank input[type=range]").is_disabled()
@@ -239,9 +239,9 @@ def test_finetune_section_in_french_link_and_screenshot(browser, app_url, client
         # QLoRA with gradient checkpointing at batch 16: the screenshot for the README
         page.locator(".toast-close").first.click()
         page.locator("#ft-method label", has_text=t("ft.method_qlora", "fr")).click()
-        page.wait_for_function("document.querySelector('#ft-summary').innerText.includes('QLoRA')", timeout=LONG)
+        page.wait_for_function("document.querySelector('#ft-summary')?.innerText?.includes('QLoRA')", timeout=LONG)
         page.locator("#ft-checkpointing input").check()
-        page.wait_for_function("document.querySelector('#ft-summary').innerText.includes('recalcul')", timeout=LONG)
+        page.wait_for_function("document.querySelector('#ft-summary')?.innerText?.includes('recalcul')", timeout=LONG)
         screenshot(page, "finetune_planner", focus="#ft-summary")
         # presentation mode: the headline readable from the back of the room
         page.locator("#presentation-toggle input").check()

@@ -101,7 +101,7 @@ def test_every_tab_speaks_one_language(browser, app_url, lang):
         page.click("#tech-run")
         if shots:
             page.wait_for_selector("#tech-vote-chart", timeout=LONG)
-        page.wait_for_function("(n) => document.querySelector('#tech-result').innerText.includes(n)",
+        page.wait_for_function("(n) => document.querySelector('#tech-result')?.innerText?.includes(n)",
                                arg=t(f"tech.name.{technique}", lang), timeout=LONG)
         assert_in_language(page, lang, "Prompt techniques")
         if shots:
@@ -117,7 +117,7 @@ def test_every_tab_speaks_one_language(browser, app_url, lang):
 
         # About this machine
         open_tab(page, "about")
-        page.wait_for_function("document.querySelector('#about-overview').innerText.includes('tiny')", timeout=LONG)
+        page.wait_for_function("document.querySelector('#about-overview')?.innerText?.includes('tiny')", timeout=LONG)
         assert_in_language(page, lang, "About")
         if shots:
             screenshot(page, "about")
@@ -131,10 +131,10 @@ def test_the_switch_changes_everything_at_once_and_is_remembered(browser, app_ur
     try:
         page.goto(app_url)
         page.wait_for_selector("#tab-about-button", timeout=LONG)
-        page.wait_for_function("document.querySelector('#tab-about-button').innerText.includes('About')")
+        page.wait_for_function("document.querySelector('#tab-about-button')?.innerText?.includes('About')")
         page.locator("#lang-switch label", has_text="FR").click()
         # Gradio's labels, the tab labels (server-sent) and the server's texts all follow
-        page.wait_for_function("(l) => document.querySelector('#tab-about-button').innerText.trim() === l",
+        page.wait_for_function("(l) => document.querySelector('#tab-about-button')?.innerText?.trim() === l",
                                arg=t("tab.about", "fr"), timeout=LONG)
         assert t("bvi.generate", "fr") in text_of(page, "#bvi-run")
         assert "genai_lang=fr" in page.evaluate("document.cookie")
@@ -144,19 +144,19 @@ def test_the_switch_changes_everything_at_once_and_is_remembered(browser, app_ur
         page.wait_for_function("document.getElementById('fake-status').textContent === 'traitement |'")
         page.fill("#bvi-prompt textarea", "Bonjour")
         page.click("#bvi-run")
-        page.wait_for_function("(d) => document.querySelector('#bvi-base-stats').innerText.includes(d)",
+        page.wait_for_function("(d) => document.querySelector('#bvi-base-stats')?.innerText?.includes(d)",
                                arg=t("bvi.reason_length", "fr"), timeout=LONG)
         assert t("ui.seed_shown", "fr", seed=42) in text_of(page, "#bvi-base-stats")
         # remembered across a reload, in an English browser, without ?lang=
         page.reload()
         page.wait_for_selector("#tab-about-button", timeout=LONG)
-        page.wait_for_function("(l) => document.querySelector('#tab-about-button').innerText.trim() === l",
+        page.wait_for_function("(l) => document.querySelector('#tab-about-button')?.innerText?.trim() === l",
                                arg=t("tab.about", "fr"), timeout=LONG)
         assert page.locator("#lang-switch input[value=fr]").is_checked()
         # and the URL wins over the memory
         page.goto(f"{app_url}?lang=en")
         page.wait_for_selector("#tab-about-button", timeout=LONG)
-        page.wait_for_function("(l) => document.querySelector('#tab-about-button').innerText.trim() === l",
+        page.wait_for_function("(l) => document.querySelector('#tab-about-button')?.innerText?.trim() === l",
                                arg=t("tab.about", "en"), timeout=LONG)
     finally:
         context.close()

@@ -196,7 +196,7 @@ def test_links_restore_inputs_and_results_in_the_browser(browser, app_url, clien
         tech = context.new_page()
         tech.goto(app_url + "?tab=techniques&language=en&problem=arith-04&k_examples=1")
         tech.wait_for_selector("#share-banner", state="visible", timeout=LONG)
-        tech.wait_for_function("document.querySelector('#tech-problem input').value.startsWith('arith-04')",
+        tech.wait_for_function("document.querySelector('#tech-problem input')?.value?.startsWith('arith-04')",
                                timeout=LONG)
         tech.wait_for_timeout(1500)
         assert tech.locator("#tech-problem input").input_value().startswith("arith-04")
@@ -207,7 +207,7 @@ def test_links_restore_inputs_and_results_in_the_browser(browser, app_url, clien
         open_tab(page, "base_vs_instruct")
         page.fill("#bvi-prompt textarea", "Il était une fois")
         page.click("#bvi-run")
-        page.wait_for_function("document.querySelector('#bvi-instruct-stats').innerText.includes('token limit')",
+        page.wait_for_function("document.querySelector('#bvi-instruct-stats')?.innerText?.includes('token limit')",
                                timeout=LONG)
         saved = page.locator("#bvi-instruct-output .gen-out").inner_text()
         assert saved.strip()
@@ -223,11 +223,11 @@ def test_links_restore_inputs_and_results_in_the_browser(browser, app_url, clien
         page.locator("#wall-room textarea, #wall-room input").first.fill(room[-6:].lower())   # typed loosely
         page.locator("#wall-name textarea, #wall-name input").first.fill("Zoé")
         page.click("#wall-join")
-        page.wait_for_function(f"document.querySelector('#wall-join-status').innerText.includes('{room}')",
+        page.wait_for_function(f"document.querySelector('#wall-join-status')?.innerText?.includes('{room}')",
                                timeout=LONG)
         open_tab(page, "base_vs_instruct")
         page.click("#share-compare-send")
-        page.wait_for_function(f"document.querySelector('#share-compare-status').innerText.includes('{room}')",
+        page.wait_for_function(f"document.querySelector('#share-compare-status')?.innerText?.includes('{room}')",
                                timeout=LONG)
         card = client.predict(room, api_name="/wall")["entries"][0]
         assert card["name"] == "Zoé" and card["title"] == "Il était une fois"
@@ -242,7 +242,7 @@ def test_links_restore_inputs_and_results_in_the_browser(browser, app_url, clien
         assert "Expérience partagée" in other.locator("#share-banner-text").inner_text()
         assert "token limit" in other.locator("#bvi-instruct-stats").inner_text()   # the saved (English) stats
         other.click("#share-run-again")                    # recomputed in French this time; same seed → same text
-        other.wait_for_function("document.querySelector('#bvi-instruct-stats').innerText.includes('limite') && "
+        other.wait_for_function("document.querySelector('#bvi-instruct-stats')?.innerText?.includes('limite') && "
                                 f"document.querySelector('#bvi-instruct-output .gen-out')?.innerText === {saved!r}",
                                 timeout=LONG)
         other.context.close()
@@ -389,7 +389,7 @@ def test_the_teachers_secret_is_never_on_screen(browser, app_url):
         open_tab(page, "wall")
         page.click("#wall-teacher .label-wrap")
         page.click("#wall-open")
-        page.wait_for_function("document.querySelector('#wall-join-status').innerText.includes('GENAI-')", timeout=LONG)
+        page.wait_for_function("document.querySelector('#wall-join-status')?.innerText?.includes('GENAI-')", timeout=LONG)
         page.wait_for_function("(document.querySelector('#wall-key input') || {}).value", timeout=LONG)
         token = page.input_value("#wall-key input")
         assert len(token) >= 32
@@ -464,7 +464,7 @@ def test_the_wall_refuses_blank_cards_keeps_one_card_per_result_and_closes_on_co
         page.wait_for_selector("#wall-banner .wall-code", timeout=LONG)
         page.locator("#wall-name textarea, #wall-name input").first.fill("Zoé")
         page.click("#wall-join")
-        page.wait_for_function(f"document.querySelector('#wall-join-status').innerText.includes('{code}')", timeout=LONG)
+        page.wait_for_function(f"document.querySelector('#wall-join-status')?.innerText?.includes('{code}')", timeout=LONG)
         open_tab(page, "base_vs_instruct")
         from ui.i18n import t
 
@@ -472,7 +472,7 @@ def test_the_wall_refuses_blank_cards_keeps_one_card_per_result_and_closes_on_co
         assert client.predict(code, api_name="/wall")["entries"] == []
         page.fill("#bvi-prompt textarea", "Il était une fois")
         page.click("#bvi-run")
-        page.wait_for_function("(d) => document.querySelector('#bvi-instruct-stats').innerText.includes(d)",
+        page.wait_for_function("(d) => document.querySelector('#bvi-instruct-stats')?.innerText?.includes(d)",
                                arg=t("bvi.reason_length", "fr"), timeout=LONG)
         assert "n° 1" in _send(page, "compare")
         again = _send(page, "compare")                                       # a second click: the same card
@@ -493,7 +493,7 @@ def test_the_wall_refuses_blank_cards_keeps_one_card_per_result_and_closes_on_co
         assert client.predict(code, api_name="/wall")["closed"] is True
         page.fill("#bvi-prompt textarea", "Bonjour")
         page.click("#bvi-run")
-        page.wait_for_function("(d) => document.querySelector('#bvi-instruct-stats').innerText.includes(d)",
+        page.wait_for_function("(d) => document.querySelector('#bvi-instruct-stats')?.innerText?.includes(d)",
                                arg=t("bvi.reason_length", "fr"), timeout=LONG)
         assert t("wall.err.closed", "fr", room=code) in _send(page, "compare")
         teacher.click("#wall-reopen")                                        # undone by the teacher

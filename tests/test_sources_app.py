@@ -148,7 +148,7 @@ def test_a_teacher_shows_the_hallucination_and_its_fix_in_french(browser, app_ur
         page.locator("#src-panel").get_by_text(t("src.panel", "fr")).click()
         page.locator("#src-preset input").click()
         page.locator("ul[role=listbox] li", has_text=preset("offices").title["fr"]).click()
-        page.wait_for_function("document.querySelector('#src-text textarea').value.startsWith('# Fiche')",
+        page.wait_for_function("document.querySelector('#src-text textarea')?.value?.startsWith('# Fiche')",
                                timeout=LONG)
         assert page.input_value("#bvi-prompt textarea") == QUESTION_FR  # the example's first question
         assert page.locator("#src-mode input[value='with_without']").is_checked()  # picking a source uses it
@@ -202,11 +202,11 @@ def test_a_teacher_shows_the_hallucination_and_its_fix_in_french(browser, app_ur
             {childList: true, subtree: true, characterData: true}); }""")
         page.fill("#bvi-prompt textarea", "Comment réussir une tarte aux pommes ?")
         page.click("#bvi-run")
-        page.wait_for_function("(t) => document.querySelector('#bvi-instruct-passages').innerText.includes(t)",
+        page.wait_for_function("(t) => document.querySelector('#bvi-instruct-passages')?.innerText?.includes(t)",
                                arg="Aucun passage de la source", timeout=LONG)
         page.wait_for_function("(x) => window.seenToasts.some((text) => text.includes(x))",
                                arg=t("src.no_match", "fr"), timeout=LONG)
-        page.wait_for_function("(d) => document.querySelector('#bvi-instruct-stats').innerText.includes(d)",
+        page.wait_for_function("(d) => document.querySelector('#bvi-instruct-stats')?.innerText?.includes(d)",
                                arg=t("bvi.reason_length", "fr"), timeout=LONG)
 
         # an empty source, then one over the limit: refused before anything runs, the message on the source

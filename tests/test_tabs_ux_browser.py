@@ -37,7 +37,7 @@ def test_quantization_opens_filled_in_french_and_the_histogram_never_blanks(brow
         from ui.i18n import t
 
         snr = t("quant.col_snr", "fr")
-        page.wait_for_function("document.querySelector('#quant-w-table').innerText.includes(%r)" % snr, timeout=LONG)
+        page.wait_for_function("document.querySelector('#quant-w-table')?.innerText?.includes(%r)" % snr, timeout=LONG)
         page.wait_for_selector("#quant-hist img", timeout=LONG)
         assert "Matrice" in page.inner_text("#quant-w-summary")
         assert not page.locator("#quant-bits input[type=range]").is_disabled()  # the default method uses bits
@@ -54,12 +54,12 @@ def test_quantization_opens_filled_in_french_and_the_histogram_never_blanks(brow
         assert not any(s[1] for s in seen), "the histogram was covered while computing"
         # NF4: the bits slider shows its fixed width, disabled, with the reason
         pick(page, "#quant-method", "NF4 (bitsandbytes)")
-        page.wait_for_function("document.querySelector('#quant-bits').innerText.includes('4 bits')", timeout=LONG)
+        page.wait_for_function("document.querySelector('#quant-bits')?.innerText?.includes('4 bits')", timeout=LONG)
         assert page.locator("#quant-bits input[type=range]").is_disabled()
         assert page.input_value("#quant-bits input[type=number]") == "4"
         # the planner follows the model's config: Llama-2 13B reads 4,096 tokens
         page.click("#quant-planner-button")
-        page.wait_for_function("document.querySelector('#quant-p-summary').innerText.includes('32768')", timeout=LONG)
+        page.wait_for_function("document.querySelector('#quant-p-summary')?.innerText?.includes('32768')", timeout=LONG)
         assert page.get_attribute("#quant-p-context input[type=range]", "max") == "32768"
         pick(page, "#quant-p-model", "13B (Llama-2 13B shapes)")
         page.wait_for_function("document.querySelector('#quant-p-context input[type=range]').max === '4096'",
@@ -83,13 +83,13 @@ def test_live_comparison_stop_keeps_the_rows_measured(page):
     page.click("#quant-live-button")
     page.wait_for_selector("#quant-l-table", state="visible", timeout=LONG)
     page.locator("#quant-l-run").click()
-    page.wait_for_function("document.querySelector('#quant-l-status').innerText.includes('Measuring 1 /')",
+    page.wait_for_function("document.querySelector('#quant-l-status')?.innerText?.includes('Measuring 1 /')",
                            timeout=LONG)
     # the first row is on screen while the next precision is measured (the progress bar is on the status)
     assert "fp32" in page.inner_text("#quant-l-table")
     assert not page.evaluate("(el => " + COVERED + ")(document.querySelector('#quant-l-table'))")
     page.click("#quant-l-stop")
-    page.wait_for_function("document.querySelector('#quant-l-status').innerText.includes('Stopped')", timeout=LONG)
+    page.wait_for_function("document.querySelector('#quant-l-status')?.innerText?.includes('Stopped')", timeout=LONG)
     measured = int(re.search(r"Stopped: (\d+) of 6", page.inner_text("#quant-l-status")).group(1))
     assert 1 <= measured < 6
     assert page.locator("#quant-l-outputs .quant-card").count() == measured
@@ -129,9 +129,9 @@ def test_technique_settings_follow_the_technique_and_the_benchmark_shows_all(bro
         page.fill("#tech-bench-n input[type=number]", "1")
         page.keyboard.press("Enter")
         page.click("#tech-bench-run")
-        page.wait_for_function("document.querySelector('#tech-bench-status').innerText.includes('Done')",
+        page.wait_for_function("document.querySelector('#tech-bench-status')?.innerText?.includes('Done')",
                                timeout=LONG)
-        page.wait_for_function("document.querySelector('#tech-bench-legend').innerText.includes('Tree of thoughts')",
+        page.wait_for_function("document.querySelector('#tech-bench-legend')?.innerText?.includes('Tree of thoughts')",
                                timeout=LONG)
         legend = page.inner_text("#tech-bench-legend")
         for name in ("Zero-shot", "Explicit instruction", "Few-shot", "Zero-shot chain of thought",
@@ -191,9 +191,9 @@ def test_td_target_is_made_in_the_app_and_its_prompt_revealed(page):
     assert page.input_value("#img-prompt textarea") == "A mountain landscape"  # a starting point, not the answer
     page.click("#img-td-make")
     page.wait_for_function("document.querySelector('#img-target img') !== null", timeout=LONG)
-    page.wait_for_function("document.querySelector('#img-target').innerText.includes('seed 2024')", timeout=LONG)
+    page.wait_for_function("document.querySelector('#img-target')?.innerText?.includes('seed 2024')", timeout=LONG)
     assert page.locator("#img-models label", has_text="FLUX.1 schnell").locator("input").is_checked()
     assert page.input_value("#img-seed input") == "2024"
     page.click("#img-td-reveal")
-    page.wait_for_function("document.querySelector('#img-td-hidden').innerText.includes('glacier tongue')",
+    page.wait_for_function("document.querySelector('#img-td-hidden')?.innerText?.includes('glacier tongue')",
                            timeout=LONG)

@@ -481,7 +481,7 @@ def test_browser_escapes_text_and_highlights_across_views(chromium_page):
     page.on("request", lambda r: joins.append(r.url) if r.method == "POST" and "queue/join" in r.url else None)
     page.fill("#tok-text textarea", text)
     page.click("#tok-run")  # before the typing pause ends: this click is the only request
-    page.wait_for_function("document.querySelector('#tok-views').innerText.includes('jetons')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#tok-views')?.innerText?.includes('jetons')", timeout=30_000)
     page.wait_for_timeout(600)  # past the typing pause
     assert len(joins) == 1, joins
     piece = next(p for p in tk.get("mistral-v1").encoding(text).pieces if p.start > 10 and p.group is None)
