@@ -169,8 +169,19 @@ def test_embedding_view_in_french_and_screenshot(browser, app_url):
         # the section's controls are mounted when it first opens, with their default values: type after that
         box = "(document.querySelector('#emb-other input, #emb-other textarea') || {}).value === %r"
         page.wait_for_function(box % "chien", timeout=LONG)
-        page.locator("#emb-other input, #emb-other textarea").first.fill("anticonstitutionnellement")
-        page.wait_for_function(box % "anticonstitutionnellement", timeout=LONG)
+        # an update of the section's first open can still land after the defaults show and put them back:
+        # type again until the value holds (each try waits for the page, not for a fixed delay)
+        for attempt in range(5):
+            page.locator("#emb-other input, #emb-other textarea").first.fill("anticonstitutionnellement")
+            try:
+                page.wait_for_function(box % "anticonstitutionnellement", timeout=LONG // 5)
+                page.wait_for_timeout(300)  # a reset arriving now would show below
+                if page.evaluate(box.replace("%r", "'anticonstitutionnellement'")):
+                    break
+            except Exception:  # noqa: BLE001 - reset by a late update: type again
+                continue
+        else:
+            raise AssertionError("the second word never stayed in its box")
         page.click("#emb-run")
         _wait_or_explain(page, "document.querySelectorAll('#emb-vector .emb-strip').length === 2")
         page.wait_for_function("document.querySelector('#emb-similarity')?.innerText?.includes('6 tokens')",
