@@ -25,45 +25,18 @@ import argparse
 import os
 import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_client import Answer, call, named_args  # noqa: E402
+from serve import baseline_tree, start_app, stop_process  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def start_app(root: Path, port: int) -> subprocess.Popen:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
-    proc = subprocess.Popen([sys.executable, "app.py", "--profile", "tiny", "--port", str(port)], cwd=root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the app of {root} exited with code {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit(f"the app of {root} did not start")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def compare_args(url: str, prompt: str, tokens: int) -> list:
@@ -127,16 +100,11 @@ def scenario(url: str, args: argparse.Namespace) -> dict:
 
 
 def measure(root: Path, args: argparse.Namespace) -> list[dict]:
-    port = free_port()
-    proc = start_app(root, port)
+    proc, url = start_app(root=root)
     try:
-        return [scenario(f"http://127.0.0.1:{port}/", args) for _ in range(args.rounds)]
+        return [scenario(url, args) for _ in range(args.rounds)]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 def report(name: str, rounds: list[dict], args: argparse.Namespace) -> list[str]:
@@ -160,13 +128,6 @@ def report(name: str, rounds: list[dict], args: argparse.Namespace) -> list[str]
               "- tokens the engine generated during the ten clicks: " + ", ".join(f"{r['tokens']:,}" for r in rounds),
               f"- every student's comparison completed: {all(r['students_ok'] for r in rounds)}", ""]
     return lines
-
-
-def baseline_tree(ref: str) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="genai-baseline-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    return folder
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -155,17 +155,6 @@ def plain_generate(handle, ids: list[int], n: int) -> list[int]:
     return out[0, len(ids):].tolist()
 
 
-def stop_process(proc) -> None:
-    """Terminate a server started by a benchmark; kill it if it does not exit within 20 s."""
-    import subprocess
-
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 def reset_peak(dev: str) -> None:
     if dev == "cuda":
         torch.cuda.reset_peak_memory_stats()

@@ -58,7 +58,7 @@ def main() -> None:
     config = config_for(args.shape)
     print(f"shape {args.shape}: hidden {config.hidden_size}, {config.num_hidden_layers} layers, vocabulary "
           f"{config.vocab_size}; batch {args.batch} × {args.seq} tokens, checkpointing {args.checkpointing}")
-    print(f"| setup | term | measured (MB) | planner (MB) | planner / measured |\n| --- | --- | --- | --- | --- |")
+    print("| setup | term | measured (MB) | planner (MB) | planner / measured |\n| --- | --- | --- | --- | --- |")
     for name in args.methods.split(","):
         method, precision = METHODS[name.strip()]
         setup = ft.Setup(method=method, precision=precision, batch_size=args.batch, seq_len=args.seq,

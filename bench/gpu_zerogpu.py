@@ -13,12 +13,10 @@ must give the same tokens and the same pixels.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import torch
@@ -37,52 +35,22 @@ def rows(s: Settings) -> list[Row]:
             Row("ZeroGPU: one image through the fork", "= off-Space", always=True)]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_served(url: str, proc: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the app exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:  # not up yet
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer in {timeout:.0f} s")
-
-
 def start_app(folder: Path, stub) -> tuple[subprocess.Popen, str, Path]:
     from common import ROOT
+    from serve import start_app as serve
     from tests.zerogpu_stub import BOOTSTRAP, zerogpu_env
 
-    port = free_port()
     log = folder / "app.log"
-    env = {k: v for k, v in os.environ.items() if k != "GENAI_FAST_PATH"}  # as on a Space
-    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", **zerogpu_env(stub, folder))
-    data = tempfile.mkdtemp(prefix="gpu-check-data-")
-    env.setdefault("GENAI_DATA_DIR", data)
-    if torch.version.cuda is None:  # spaces.zero.torch cannot import on a CPU build: the tests' no-op stand-in
-        command = [sys.executable, "-c", BOOTSTRAP]
-    else:  # the package's real CUDA patching
-        command = [sys.executable, str(ROOT / "app.py")]
-    proc = subprocess.Popen([*command, "--profile", "tiny", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    try:
-        wait_until_served(f"http://127.0.0.1:{port}/", proc)
-    except Exception as exc:
-        proc.kill()
-        raise RuntimeError(f"the app did not start: {log.read_text()[-1500:]}") from exc
-    return proc, f"http://127.0.0.1:{port}/", log
+    env = dict(zerogpu_env(stub, folder))
+    env.setdefault("GENAI_DATA_DIR", os.environ.get("GENAI_DATA_DIR") or tempfile.mkdtemp(prefix="gpu-check-data-"))
+    # spaces.zero.torch cannot import on a CPU build: the tests' no-op stand-in; on CUDA the real patching
+    command = [sys.executable, "-c", BOOTSTRAP] if torch.version.cuda is None else [sys.executable, str(ROOT / "app.py")]
+    proc, url = serve(command=command, env=env, drop=("GENAI_FAST_PATH",), log=log, timeout=240)  # as on a Space
+    return proc, url, log
 
 
 def run(s: Settings, rows_: dict[str, Row]) -> None:
-    from common import stop_process
+    from serve import stop_process
     from gradio_client import Client
     from PIL import Image
 

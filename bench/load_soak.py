@@ -18,9 +18,6 @@ after the soak (its ratio to the RSS after the first round: the baseline is meas
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -29,6 +26,7 @@ import httpx
 import psutil
 
 from api_client import Answer, call
+from serve import start_app, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,23 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")
-
-
-def start_app(port: int, env_extra: dict[str, str]) -> subprocess.Popen:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", **env_extra)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--profile", "tiny", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the app exited with code {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("the app did not start")
 
 
 def rss_mb(pid: int) -> float:
@@ -183,14 +164,9 @@ def main() -> None:
     proc = None
     url, pid = args.url, args.pid
     if url is None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         env = {"GENAI_LIMIT_SESSIONS": str(args.sessions)} if args.sessions else {}
-        proc = start_app(port, env)
-        url, pid = f"http://127.0.0.1:{port}/", proc.pid
+        proc, url = start_app(env=env)
+        pid = proc.pid
     try:
         call(url, "compare", compare_args("warm-up", 4))  # load the tiny models once
         rss_start = rss_mb(pid) if pid else float("nan")
@@ -211,11 +187,7 @@ def main() -> None:
         print(f"total errors: {total_errors}")
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
 
 
 if __name__ == "__main__":

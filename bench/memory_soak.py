@@ -23,10 +23,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from serve import baseline_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,13 +105,6 @@ def run_child(root: Path, args: argparse.Namespace) -> list[dict]:
     if done.returncode:
         raise SystemExit(f"the soak of {root} crashed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def baseline_tree(ref: str) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="genai-baseline-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    return folder
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,9 +29,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from serve import baseline_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = ("Il était une fois, dans un village au bord de la mer, une jeune fille qui rêvait de construire un "
@@ -123,13 +124,6 @@ def table(name: str, figures: dict, lengths: list[int]) -> list[str]:
         lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in values)
                      + f" | {values[-1] / values[0]:.2f}× |")
     return lines + [""]
-
-
-def baseline_tree(ref: str) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="genai-baseline-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    return folder
 
 
 def child(root: Path, args: argparse.Namespace) -> dict:

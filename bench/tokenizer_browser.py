@@ -26,13 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.tokenization.tokenizers import MAX_CHARS  # noqa: E402
+from serve import start_app as serve, stop_process  # noqa: E402
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, open_tab  # noqa: E402
 
 GOAL_COUNTS_S = 1.5
@@ -69,28 +69,10 @@ PASTE = """(text) => {
 
 
 def start_app() -> tuple[subprocess.Popen, str]:
-    import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
-    env.setdefault("GENAI_TINY_DIR", str(Path(tempfile.gettempdir()) / "genai-bench-tiny"))
-    log = open(Path(tempfile.gettempdir()) / f"bench-tokenizer-app-{port}.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--profile", "tiny", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the app exited ({proc.returncode}); see {log.name}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("the app did not start in 300 s")
+    tiny = os.environ.get("GENAI_TINY_DIR") or str(Path(tempfile.gettempdir()) / "genai-bench-tiny")
+    proc, url = serve(env={"GENAI_TINY_DIR": tiny}, log=Path(tempfile.gettempdir()) / "bench-tokenizer-app.log")
+    return proc, url
 
 
 def ratio(value: float, goal: float) -> str:
@@ -191,8 +173,7 @@ def main() -> None:
         run(url.rstrip("/") + "/", args.chars, args.keys)
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop_process(proc)
 
 
 if __name__ == "__main__":

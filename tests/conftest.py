@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.serve import free_port, start_app as serve_app, wait_until_served as wait_http  # noqa: E402,F401
 
 # Tests never touch the Hub: every model they load is built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -51,40 +50,10 @@ def manager(tiny_llms):
     return ModelManager(load_catalog("tiny", env={}), detect())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except Exception:  # noqa: BLE001 - not up yet
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer in {timeout} s")
-
-
 def start_app(tiny_dir: Path, *extra: str, env: dict | None = None) -> tuple[subprocess.Popen, str, Path]:
-    port = free_port()
-    log = tiny_dir.parent / f"app-{port}.log"
-    full_env = dict(os.environ, GENAI_TINY_DIR=str(tiny_dir), HF_HUB_OFFLINE="1", **(env or {}))
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "--profile", "tiny", "--port", str(port), *extra],
-        cwd=ROOT, env=full_env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_http(url, proc)
-    except Exception:
-        proc.kill()
-        raise RuntimeError(f"app did not start; log:\n{log.read_text()[-4000:]}")
+    """The app with the tests' tiny models, served: (process, URL, its log)."""
+    log = Path(tempfile.mkstemp(prefix="app-", suffix=".log", dir=tiny_dir.parent)[1])
+    proc, url = serve_app(*extra, env={"GENAI_TINY_DIR": str(tiny_dir), **(env or {})}, log=log, timeout=180)
     return proc, url, log
 
 
