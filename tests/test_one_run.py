@@ -17,7 +17,7 @@ from engine import gpu_tasks
 from engine.errors import UserError
 from engine.gpu_tasks import tasks as task_module
 from ui.i18n import t
-from ui.widgets import busy_while_running, on_run
+from ui.widgets import busy_while_running, buttons_after_run, on_run
 
 LONG_RUN = dict(max_new_tokens=1500, greedy=True)  # stopped by the test, never left to end
 
@@ -78,18 +78,33 @@ def test_the_buttons_are_busy_from_the_first_update_to_the_end():
         yield "a", 1
         yield "b", 2
 
-    wrapped = busy_while_running(handler, "compare", [(run, "bvi.generate"), (other, None)], 2)
-    out = list(wrapped("x"))
-    assert [o[2:] for o in out] == [("a", 1), ("b", 2), ("b", 2)]  # the last outputs again, with the buttons back
-    busy, idle = [passed(b) for b in out[0][:2]], [passed(b) for b in out[-1][:2]]
-    assert busy == [{"interactive": False, "value": "run.busy"}, {"interactive": False}]
+    buttons = [(run, "bvi.generate"), (other, None)]
+    out = list(busy_while_running(handler, buttons, 2)("x"))
+    assert [o[2:] for o in out] == [("a", 1), ("b", 2)]
+    assert all([passed(b) for b in o[:2]] == [{"interactive": False, "value": "run.busy"}, {"interactive": False}]
+               for o in out)
+    idle = [passed(b) for b in buttons_after_run("compare", buttons)]  # chained after the run's end
     assert idle == [{"interactive": True, "value": "bvi.generate"}, {"interactive": True}]
 
     def refused(x, request: gr.Request = None):  # e.g. an empty prompt: a warning, nothing shown
         return
         yield
 
-    assert list(busy_while_running(refused, "compare", [(run, "bvi.generate")], 1)("x")) == []  # never disabled
+    assert list(busy_while_running(refused, [(run, "bvi.generate")], 1)("x")) == []  # never disabled
+
+
+def test_the_buttons_come_back_only_once_the_run_has_ended():
+    """In an event chained after the run, whatever its end: a button usable while the run's event
+    is still open would drop a click (Gradio's page ignores a trigger of an event not yet ended)."""
+    with gr.Blocks() as demo:
+        run, box = gr.Button("Run"), gr.Textbox()
+        dep = on_run(run.click, lambda text: text, action="x", buttons=[(run, None)], inputs=[box], outputs=[box])
+    deps = demo.config["dependencies"]
+    after = [d for d in deps if d.get("trigger_after") == dep["id"]]
+    assert len(after) == 1 and not after[0]["trigger_only_on_success"] and not after[0]["trigger_only_on_failure"]
+    assert after[0]["outputs"] == [run._id] and after[0]["queue"] is False
+    restored = demo.fns[after[0]["id"]].fn(None)
+    assert isinstance(restored, gr.Button) and passed(restored) == {"interactive": True}  # one output: not a tuple
 
 
 def passed(button: gr.Button) -> dict:

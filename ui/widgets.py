@@ -151,22 +151,27 @@ def on_run(trigger: Callable, fn: Callable, *, action: str, buttons: Buttons, in
     * the server refuses a second run of ``action`` from the same session while one is going
       (``engine.gpu_tasks.call``), whatever the client: a script, a double click, Enter.
 
+    The buttons come back in an event chained after the run (``.then``), not in the run's last
+    update: Gradio's page ignores a click on an event that has not ended yet (``trigger_mode``
+    "once"), so a button usable before its run has ended would drop a click made in between — on a
+    loaded machine, long enough for a student's click to do nothing.
+
     ``buttons`` become the event's first outputs: ``gradio_client`` leaves buttons out of results,
     and the REST API's last output stays the last of ``outputs``. Returns the event."""
     comps = [b for b, _ in buttons]
-    dep = trigger(busy_while_running(fn, action, buttons, len(outputs)), inputs=inputs,
-                  outputs=comps + list(outputs), **event)
+    dep = trigger(busy_while_running(fn, buttons, len(outputs)), inputs=inputs, outputs=comps + list(outputs),
+                  **event)
 
-    def after_failure(request: gr.Request = None):
-        return _buttons_after_run(action, buttons, request)
+    def after_run(request: gr.Request = None):
+        states = buttons_after_run(action, buttons, request)
+        return states if len(states) > 1 else states[0]  # one output: its value, not a 1-tuple
 
-    dep.failure(after_failure, outputs=comps, api_name=False, queue=False, show_progress="hidden")
+    dep.then(after_run, outputs=comps, api_name=False, queue=False, show_progress="hidden")
     return dep
 
 
-def busy_while_running(fn: Callable, action: str, buttons: Buttons, n_outputs: int) -> Callable:
-    """``fn`` (an event handler, a generator or not) with the states of ``buttons`` first in each
-    update: busy while it runs, back as they were in its last one (its last outputs again)."""
+def busy_while_running(fn: Callable, buttons: Buttons, n_outputs: int) -> Callable:
+    """``fn`` (an event handler, a generator or not) with ``buttons`` busy first in each update."""
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
@@ -174,27 +179,18 @@ def busy_while_running(fn: Callable, action: str, buttons: Buttons, n_outputs: i
         busy = tuple(gr.Button(interactive=False, value=I18N("run.busy")) if key else gr.Button(interactive=False)
                      for _, key in buttons)
         result = fn(*args, **kwargs)
-        items = result if inspect.isgenerator(result) else iter([result])
-        last = None
-        for item in items:
-            last = (item,) if n_outputs == 1 else tuple(item)
-            yield busy + last
-        if last is not None:  # nothing shown: the buttons were never disabled
-            yield _buttons_after_run(action, buttons, _request(args, kwargs)) + last
+        for item in (result if inspect.isgenerator(result) else iter([result])):
+            yield busy + ((item,) if n_outputs == 1 else tuple(item))
 
     return run
 
 
-def _buttons_after_run(action: str, buttons: Buttons, request: gr.Request | None = None) -> tuple:
+def buttons_after_run(action: str, buttons: Buttons, request: gr.Request | None = None) -> tuple:
     """The buttons once a run ended: usable again, unless another run of the session is going
     (then still busy: that run's own end brings them back)."""
     going = gpu_tasks.running(stop_key(request, action)) > 0
     return tuple(gr.Button(interactive=not going, **({"value": I18N("run.busy" if going else key)} if key else {}))
                  for _, key in buttons)
-
-
-def _request(args: tuple, kwargs: dict) -> gr.Request | None:
-    return next((v for v in list(args) + list(kwargs.values()) if isinstance(v, gr.Request)), None)
 
 
 def preset_label(text: str, width: int = 70) -> str:
