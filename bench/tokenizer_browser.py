@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.tokenization.tokenizers import MAX_CHARS  # noqa: E402
+from ui.token_view import MAX_SHOWN  # noqa: E402
 from serve import start_app as serve, stop_process  # noqa: E402
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, open_tab  # noqa: E402
 
@@ -120,6 +121,11 @@ def run(url: str, chars: int, keys: int) -> None:
             "(n) => [...document.querySelectorAll('#tok-views .tokstats')].every((s) => s.dataset.chars === n)",
             arg=expected, timeout=120_000)
         settled_s = time.perf_counter() - started - typing_s
+        # the update's second part (the rest of each view) too, before the tab-return check below
+        page.wait_for_function("(n) => { const s = document.querySelector('#tok-views .tokstats');"
+                               " const v = document.querySelector('#tok-views .tokview');"
+                               " return !!s && !!v && v.querySelectorAll('.tk').length"
+                               " === Math.min(n, Number(s.dataset.tokens)); }", arg=MAX_SHOWN, timeout=120_000)
         page.wait_for_timeout(300)
         longest_task = max((d for _, d in page.evaluate("window.__bench.longtasks")), default=0.0) / 1000
         key_events = [d for name, _, d in page.evaluate("window.__bench.events") if name in ("keydown", "keyup",
