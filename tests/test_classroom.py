@@ -458,7 +458,14 @@ def test_no_image_without_alt_text(browser, app_url, client):
         page.fill("#img-prompt textarea", "un renard roux dans la neige")
         page.click("#img-run")
         # the alt text is set by the event that follows the run (tabs/image_prompting.py: describe_grid)
-        page.wait_for_function("(document.querySelector('#img-grid img') || {}).alt", timeout=LONG)
+        try:
+            page.wait_for_function("(document.querySelector('#img-grid img') || {}).alt", timeout=LONG)
+        except Exception as exc:  # what the page shows instead, for the report
+            state = page.evaluate("""() => ({run: document.querySelector('#img-run')?.outerHTML?.slice(0, 200),
+              toasts: [...document.querySelectorAll('.toast-body')].map((e) => e.innerText),
+              grid: document.querySelector('#img-grid')?.innerHTML?.slice(0, 600),
+              prompt: document.querySelector('#img-prompt textarea')?.value})""")
+            raise AssertionError(f"the grid's alt text never came: {state}") from exc
         alt = page.get_attribute("#img-grid img", "alt")
         assert "renard roux" in alt and "SDXL Turbo" in alt and "42" in alt
         page.click("#share-generate_images-send")
