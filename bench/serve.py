@@ -6,6 +6,7 @@ from here before anything of this tree is imported."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,24 +40,25 @@ def wait_until_served(url: str, proc: subprocess.Popen, timeout: float = 300) ->
 
 
 def start_app(*extra: str, root: Path = ROOT, env: dict[str, str] | None = None, log: Path | None = None,
-              command: list[str] | None = None, drop: tuple[str, ...] = (),
+              command: list[str] | None = None, drop: tuple[str, ...] = (), port: int | None = None,
               timeout: float = 300) -> tuple[subprocess.Popen, str]:
     """``python app.py --profile tiny --port P *extra`` in ``root``, served: (process, its URL).
     The app's environment is this one, less ``drop``, plus ``env``; ``command`` replaces
     ``python app.py`` (the ZeroGPU bootstrap); output goes to ``log`` (else nowhere), whose tail
-    the error quotes if the app does not start."""
-    port = free_port()
+    the error quotes if the app does not start. The app leads its own process group, so that
+    :func:`stop_process` also ends what it forked (ZeroGPU's workers outlive their app)."""
+    port = port or free_port()
     full_env = {k: v for k, v in os.environ.items() if k not in drop}
     full_env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", **(env or {}))
     out = open(log, "w") if log else subprocess.DEVNULL
     proc = subprocess.Popen([*(command or [sys.executable, str(root / "app.py")]), "--profile", "tiny",
                              "--port", str(port), *extra], cwd=root, env=full_env, stdout=out,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_until_served(url, proc, timeout)
     except Exception as exc:
-        proc.kill()
+        _signal_group(proc, signal.SIGKILL)
         tail = f"; its log:\n{log.read_text()[-4000:]}" if log else ""
         raise RuntimeError(f"the app of {root} did not start: {exc}{tail}") from exc
     return proc, url
@@ -71,9 +73,18 @@ def baseline_tree(ref: str) -> Path:
 
 
 def stop_process(proc: subprocess.Popen) -> None:
-    """Terminate a server started here; kill it if it does not exit within 20 s."""
-    proc.terminate()
+    """Terminate a server started here and its process group; kill what is left after 20 s."""
+    _signal_group(proc, signal.SIGTERM)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        pass
+    _signal_group(proc, signal.SIGKILL)  # the workers it forked, whatever the server did
+    proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:  # already gone
+        pass

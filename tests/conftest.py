@@ -13,14 +13,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.serve import free_port, start_app as serve_app, wait_until_served as wait_http  # noqa: E402,F401
+from bench.serve import free_port, start_app as serve_app, stop_process  # noqa: E402,F401
 
 # Tests never touch the Hub: every model they load is built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Shared links and class walls of test apps go to a throw-away folder, never to the repository's data/.
-os.environ.setdefault("GENAI_DATA_DIR", tempfile.mkdtemp(prefix="genai-test-data-"))
+# Shared links and class walls of test apps go to a throw-away folder, never to the repository's data/;
+# downloads too. One of each per pytest-xdist worker: two workers' apps never share a wall or a sweep.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+for _name, _prefix in (("GENAI_DATA_DIR", "genai-test-data-"), ("GENAI_TEMP_DIR", "genai-test-files-")):
+    if WORKER or _name not in os.environ:
+        os.environ[_name] = tempfile.mkdtemp(prefix=f"{_prefix}{WORKER}")
 # Every test opens its rooms from 127.0.0.1: the per-address limit on new rooms (5, then one per 2 min)
 # would make a test's outcome depend on how fast the ones before it ran.
 os.environ.setdefault("GENAI_WALL_ROOMS_BURST", "200")
@@ -52,8 +56,10 @@ def manager(tiny_llms):
 
 def start_app(tiny_dir: Path, *extra: str, env: dict | None = None) -> tuple[subprocess.Popen, str, Path]:
     """The app with the tests' tiny models, served: (process, URL, its log)."""
-    log = Path(tempfile.mkstemp(prefix="app-", suffix=".log", dir=tiny_dir.parent)[1])
-    proc, url = serve_app(*extra, env={"GENAI_TINY_DIR": str(tiny_dir), **(env or {})}, log=log, timeout=180)
+    port = free_port()
+    log = tiny_dir.parent / f"app-{port}.log"  # tests/test_safety.py reads the session app's log by its port
+    proc, url = serve_app(*extra, env={"GENAI_TINY_DIR": str(tiny_dir), **(env or {})}, log=log, port=port,
+                          timeout=180)
     return proc, url, log
 
 
@@ -62,11 +68,7 @@ def app_url(tiny_llms, tiny_dir):
     """The real app (`python app.py --profile tiny`) served on a free port for the session."""
     proc, url, _ = start_app(tiny_dir)
     yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_process(proc)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from signal import SIGKILL, SIGTERM
 
 import pytest
 from PIL import Image
@@ -30,7 +29,7 @@ from engine.models.hardware import GB, Hardware, detect, resolve_profile
 from engine.serving.manager import ModelManager
 from engine.runtime.stopping import BOARD, LinkedStop, StopSignal
 from engine.runtime.zerogpu import Coalesced, streamed
-from tests.conftest import ROOT, free_port, wait_http
+from tests.conftest import ROOT, serve_app, stop_process
 from tests.zerogpu_stub import BOOTSTRAP, FAKE_SPACES_TORCH, DeviceAPIStub, zerogpu_env
 
 PROMPT = "Explique la photosynthèse."
@@ -284,38 +283,23 @@ def space(tiny_llms, tiny_dir, tmp_path_factory):
     """The app started like on a ZeroGPU Space (real `spaces` wrappers), and the device API stub."""
     stub = DeviceAPIStub().start()
     folder = tmp_path_factory.mktemp("zerogpu")
-    port = free_port()
     log = folder / "app.log"
-    env = dict(os.environ, GENAI_TINY_DIR=str(tiny_dir), HF_HUB_OFFLINE="1", **zerogpu_env(stub, folder),
+    env = dict(GENAI_TINY_DIR=str(tiny_dir), **zerogpu_env(stub, folder),
                # a long sweep to stop, and an id outside the catalog to fail in the worker (tests of the
                # fork and the stop, not of the limits, which tests/test_safety.py covers)
                GENAI_LIMIT_SWEEP_CELLS="64", GENAI_LIMIT_SWEEP_VALUES="64", GENAI_ALLOW_CUSTOM_MODELS="1")
-    # its own process group: the workers `spaces` forks outlive a terminated app (~0.7 GB each) otherwise
-    proc = subprocess.Popen([sys.executable, "-c", BOOTSTRAP, "--profile", "tiny", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    # its own process group (bench/serve.py): the workers `spaces` forks outlive a terminated app
+    # (~0.7 GB each) otherwise
     try:
-        wait_http(f"http://127.0.0.1:{port}/", proc)
+        proc, url = serve_app(command=[sys.executable, "-c", BOOTSTRAP], env=env, log=log, timeout=180)
     except Exception:
-        _kill_group(proc.pid, SIGKILL)
         stub.close()
-        raise RuntimeError(f"app did not start; log:\n{log.read_text()[-4000:]}")
+        raise
     from gradio_client import Client
 
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False, headers={"X-IP-Token": VISITOR_TOKEN}), stub, log
-    _kill_group(proc.pid, SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        pass
-    _kill_group(proc.pid, SIGKILL)  # the workers, whatever the app did
+    yield Client(url, verbose=False, headers={"X-IP-Token": VISITOR_TOKEN}), stub, log
+    stop_process(proc)
     stub.close()
-
-
-def _kill_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:  # already gone
-        pass
 
 
 def one_gpu_call(stub: DeviceAPIStub, mark: int) -> list:
