@@ -263,18 +263,6 @@ def test_temp_folders_are_cleaned_by_age_then_by_size(tmp_path, monkeypatch):
     assert young.exists()  # younger than MIN_AGE_S: its event may still be serving it
 
 
-def test_session_stores_are_bounded_expire_and_forget():
-    from ui.sessions import SessionStore, forget_session
-
-    store = SessionStore(max_items=3, ttl_s=60)
-    for i in range(5):
-        store[(f"s{i}", "run")] = i
-    assert len(store) == 3 and ("s0", "run") not in store
-    store["s9"] = "x"
-    assert forget_session("s9") == 1 and "s9" not in store
-    assert store.expire(now=time.monotonic() + 120) == 2 and len(store) == 0
-
-
 def test_a_too_large_answer_budget_says_how_many_tokens_fit(manager):
     from engine.models.llm import PreparedPrompt
 
